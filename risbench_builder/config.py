@@ -1,0 +1,118 @@
+"""Pipeline configuration: one pydantic schema, validated on load, defaults visible here.
+
+A YAML that holds only ``sources:`` is a valid pipeline. Relative paths in it are relative to
+the workspace folder (where ``risbench init`` copies the pipeline).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+SourceKind = Literal["vrsbench", "dota", "dior", "dior_r", "dior_rsvg"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceConfig(_Strict):
+    kind: SourceKind
+    root: str
+    name: Optional[str] = Field(None, description="label used in provenance; defaults to kind")
+    split: Optional[str] = Field(None, description="override the origin split of every record")
+    eval_json: Optional[str] = Field(
+        None, description="VRSBench: cross-check file (default: VRSBench_EVAL_referring.json in root when present)")
+    patch_size: int = Field(512, description="VRSBench: size the normalised corners refer to")
+    images: Optional[str] = Field(None, description="image folder below root (per-kind default)")
+    labels: Optional[str] = Field(None, description="label folder below root (per-kind default)")
+
+    @property
+    def label(self) -> str:
+        return self.name or self.kind
+
+
+class BoxNoiseConfig(_Strict):
+    """Loose-box model for synthetic sources, after VRSBench's loose boxes."""
+
+    shift: float = Field(0.08, description="std of the centre shift, as a fraction of box size")
+    scale: float = Field(0.10, description="std of the log scale error")
+    aspect: float = Field(0.08, description="std of the log aspect error")
+
+
+class SyntheticConfig(_Strict):
+    out: str = "sources"
+    seed: int = 0
+    scenes: int = 12
+    patches_per_scene: int = 2
+    val_fraction: float = 0.35
+    box_noise: BoxNoiseConfig = BoxNoiseConfig()
+
+
+class IngestConfig(_Strict):
+    batch_size: int = Field(500, ge=1, description="annotation files per committed transaction")
+    max_reject_rate: Optional[float] = Field(
+        None, ge=0.0, le=1.0, description="fail the stage when rejects / (rejects + triplets) exceed it")
+    hash_images: bool = Field(True, description="sha256 of each image file (keys the embedding cache)")
+
+
+class PipelineConfig(_Strict):
+    name: str = "pipeline"
+    synthetic: Optional[SyntheticConfig] = None
+    sources: list[SourceConfig]
+    ingest: IngestConfig = IngestConfig()
+
+    def sha256(self) -> str:
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
+
+class ConfigError(ValueError):
+    """A pipeline file that cannot be used; the message names the file and the bad key."""
+
+
+def _format_errors(path: Path, err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"{path}: {key}: {e['msg']}")
+    return "; ".join(lines)
+
+
+def parse_pipeline(data: object, origin: Path | str = "<pipeline>") -> PipelineConfig:
+    origin = Path(origin)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: expected a mapping with a 'sources:' key, got {type(data).__name__}")
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_errors(origin, err)) from None
+
+
+def load_pipeline(path: Path | str) -> PipelineConfig:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such pipeline file (create one with `risbench init`)") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    return parse_pipeline(data, path)
+
+
+def recipe_path(name: str) -> Path:
+    """A pipeline recipe shipped with the package (``demo``, ``risbench``), clone or wheel."""
+    from importlib import resources
+
+    filename = name if name.endswith(".yaml") else f"{name}.yaml"
+    packaged = resources.files("risbench_builder") / "_recipes" / "pipelines" / filename
+    if packaged.is_file():
+        return Path(str(packaged))
+    clone = Path(__file__).resolve().parent.parent / "pipelines" / filename
+    if clone.is_file():
+        return clone
+    raise ConfigError(f"no shipped pipeline named {name!r}")

@@ -1,0 +1,206 @@
+"""The one mask and geometry toolbox.
+
+Inside the builder every mask is a COCO compressed RLE (pycocotools) held as a dict
+``{"size": [H, W], "counts": str}`` and stored as JSON text in the catalog. Other encodings
+(PNG, polygons, Label Studio brush RLE) exist only at the edges and convert through here.
+
+>>> m = np.zeros((4, 6), np.uint8); m[1:3, 2:5] = 1
+>>> rle = encode(m); area(rle), bbox_xyxy(rle)
+(6, (2.0, 1.0, 5.0, 3.0))
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import cv2
+import numpy as np
+from PIL import Image
+from pycocotools import mask as coco_mask
+from shapely.geometry import MultiPoint, Polygon
+
+Box = tuple[float, float, float, float]
+Point = tuple[float, float]
+RLE = dict
+
+
+# --------------------------------------------------------------------------- RLE
+def encode(mask: np.ndarray) -> RLE:
+    """Binary (H, W) mask -> COCO compressed RLE with a str ``counts``."""
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be 2-D, got shape {mask.shape}")
+    rle = coco_mask.encode(np.asfortranarray(mask.astype(bool).astype(np.uint8)))
+    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
+
+
+def _coco(rle: RLE) -> dict:
+    counts = rle["counts"]
+    return {"size": list(rle["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+
+
+def decode(rle: RLE) -> np.ndarray:
+    """COCO RLE -> uint8 (H, W) mask of 0/1."""
+    return coco_mask.decode(_coco(rle)).astype(np.uint8)
+
+
+def area(rle: RLE) -> int:
+    return int(coco_mask.area(_coco(rle)))
+
+
+def bbox_xyxy(rle: RLE) -> Box:
+    """Tight box of the mask in pixel-edge coordinates (x2, y2 exclusive)."""
+    x, y, w, h = (float(v) for v in coco_mask.toBbox(_coco(rle)))
+    return (x, y, x + w, y + h)
+
+
+def iou(a: RLE, b: RLE) -> float:
+    """Mask IoU of two RLEs of the same size (0 when both are empty)."""
+    if list(a["size"]) != list(b["size"]):
+        raise ValueError(f"mask sizes differ: {a['size']} vs {b['size']}")
+    return float(coco_mask.iou([_coco(a)], [_coco(b)], [0])[0][0])
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """IoU of two binary arrays (0 when both are empty)."""
+    a, b = a.astype(bool), b.astype(bool)
+    union = np.logical_or(a, b).sum()
+    return float(np.logical_and(a, b).sum() / union) if union else 0.0
+
+
+def dumps(rle: RLE) -> str:
+    return json.dumps({"size": list(rle["size"]), "counts": rle["counts"]}, separators=(",", ":"))
+
+
+def loads(text: str) -> RLE:
+    return json.loads(text)
+
+
+# ----------------------------------------------------------------------- boxes
+def box_area(box: Sequence[float]) -> float:
+    x1, y1, x2, y2 = box
+    return max(0.0, x2 - x1) * max(0.0, y2 - y1)
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    ix1, iy1 = max(a[0], b[0]), max(a[1], b[1])
+    ix2, iy2 = min(a[2], b[2]), min(a[3], b[3])
+    inter = box_area((ix1, iy1, ix2, iy2))
+    union = box_area(a) + box_area(b) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def clip_box(box: Sequence[float], width: int, height: int) -> Box:
+    x1, y1, x2, y2 = box
+    return (
+        float(min(max(x1, 0.0), width)),
+        float(min(max(y1, 0.0), height)),
+        float(min(max(x2, 0.0), width)),
+        float(min(max(y2, 0.0), height)),
+    )
+
+
+def polygon_box(points: Iterable[Sequence[float]]) -> Box:
+    pts = np.asarray(list(points), dtype=np.float64).reshape(-1, 2)
+    return (float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()), float(pts[:, 1].max()))
+
+
+def box_polygon(box: Sequence[float]) -> list[Point]:
+    x1, y1, x2, y2 = box
+    return [(x1, y1), (x2, y1), (x2, y2), (x1, y2)]
+
+
+# -------------------------------------------------------------------- polygons
+def repair_polygon(points: Sequence[Sequence[float]]) -> tuple[list[Point] | None, str | None]:
+    """Return a valid simple polygon for ``points`` and what was done to it.
+
+    A self-intersecting ("bow-tie") quad, as DOTA labels sometimes hold, is replaced by the
+    convex hull of its vertices when that hull keeps every vertex: the annotator clicked the
+    right corners in the wrong order. Anything else that is invalid or has no area gives
+    ``(None, reason)`` so the caller can reject it.
+    """
+    pts = [(float(x), float(y)) for x, y in points]
+    if len(pts) < 3:
+        return None, "fewer than 3 vertices"
+    poly = Polygon(pts)
+    if poly.is_valid and poly.area > 0:
+        return pts, None
+    hull = MultiPoint(pts).convex_hull
+    if isinstance(hull, Polygon) and hull.area > 0:
+        hull_pts = [(float(x), float(y)) for x, y in list(hull.exterior.coords)[:-1]]
+        if len(hull_pts) == len(set(pts)):
+            return _orient_like_dota(hull_pts, pts[0]), "self-intersecting: vertices reordered to convex hull"
+        return None, f"self-intersecting and not convex ({len(hull_pts)} of {len(set(pts))} vertices on hull)"
+    return None, "zero-area polygon"
+
+
+def _orient_like_dota(hull: list[Point], first: Point) -> list[Point]:
+    """Clockwise in image coordinates (y down), starting at the original first vertex."""
+    arr = np.asarray(hull)
+    signed = 0.5 * np.sum(arr[:, 0] * np.roll(arr[:, 1], -1) - np.roll(arr[:, 0], -1) * arr[:, 1])
+    if signed < 0:  # counter-clockwise on screen
+        hull = hull[::-1]
+    start = hull.index(first) if first in hull else 0
+    return hull[start:] + hull[:start]
+
+
+def polygon_iou(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]) -> float:
+    pa, pb = Polygon(a).buffer(0), Polygon(b).buffer(0)
+    union = pa.union(pb).area
+    return float(pa.intersection(pb).area / union) if union > 0 else 0.0
+
+
+# ----------------------------------------------------------------- rasterising
+def rasterize_polygon(points: Sequence[Sequence[float]], height: int, width: int) -> np.ndarray:
+    """Fill a pixel-coordinate polygon into a uint8 (H, W) 0/1 mask.
+
+    Coordinates are pixel edges (a box 0..2 covers pixels 0 and 1): a pixel is inside when its
+    centre is (even-odd rule, half-open edges), tested only inside the polygon's bounding box.
+    """
+    mask = np.zeros((height, width), np.uint8)
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    if len(pts) < 3:
+        return mask
+    c1 = max(int(np.floor(pts[:, 0].min())), 0)
+    c2 = min(int(np.ceil(pts[:, 0].max())), width)
+    r1 = max(int(np.floor(pts[:, 1].min())), 0)
+    r2 = min(int(np.ceil(pts[:, 1].max())), height)
+    if c2 <= c1 or r2 <= r1:
+        return mask
+    xs = np.arange(c1, c2, dtype=np.float64)[None, :] + 0.5
+    ys = np.arange(r1, r2, dtype=np.float64)[:, None] + 0.5
+    inside = np.zeros((r2 - r1, c2 - c1), bool)
+    for (xa, ya), (xb, yb) in zip(pts, np.roll(pts, -1, axis=0)):
+        if ya == yb:
+            continue
+        crosses = (ya <= ys) != (yb <= ys)                      # (rows, 1)
+        x_at = xa + (ys - ya) * (xb - xa) / (yb - ya)             # (rows, 1)
+        inside ^= crosses & (xs < x_at)
+    mask[r1:r2, c1:c2] = inside
+    return mask
+
+
+def rasterize_box(box: Sequence[float], height: int, width: int) -> np.ndarray:
+    """Pixels whose centres fall inside the box (pixel-edge coordinates)."""
+    mask = np.zeros((height, width), np.uint8)
+    x1, y1, x2, y2 = clip_box(box, width, height)
+    c1, r1 = int(np.ceil(x1 - 0.5)), int(np.ceil(y1 - 0.5))
+    c2, r2 = int(np.ceil(x2 - 0.5)), int(np.ceil(y2 - 0.5))
+    mask[r1:r2, c1:c2] = 1
+    return mask
+
+
+# ------------------------------------------------------------------------- PNG
+def read_png_mask(path: str | Path) -> np.ndarray:
+    """Read a mask image; foreground is ``> 0`` on the first channel (3-channel masks occur)."""
+    arr = np.asarray(Image.open(path))
+    if arr.ndim == 3:
+        arr = arr[..., 0]
+    return (arr > 0).astype(np.uint8)
+
+
+def write_png_mask(path: str | Path, mask: np.ndarray) -> None:
+    """Write a single-channel 0/255 PNG."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((mask.astype(bool) * 255).astype(np.uint8), mode="L").save(path)

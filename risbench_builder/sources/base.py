@@ -1,0 +1,232 @@
+"""What every source reader yields, and the helpers they share.
+
+A reader walks one source tree in a deterministic order of *units* (annotation files) and
+yields, per unit, :class:`SourceRecord` objects for good objects and :class:`Rejected` objects
+for anything it could not read. The ingest stage validates images and geometry, so readers
+stay about parsing.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Protocol, Union
+
+from ..masks import Box, Point
+
+# Reject reasons (one vocabulary for the catalog, the report and the tests).
+MISSING_IMAGE = "missing_image"
+UNREADABLE_IMAGE = "unreadable_image"
+IMAGE_SIZE_MISMATCH = "image_size_mismatch"
+ZERO_AREA_BOX = "zero_area_box"
+BOX_OUTSIDE_IMAGE = "box_outside_image"
+EMPTY_EXPRESSION = "empty_expression"
+UNKNOWN_CLASS = "unknown_class"
+DUPLICATE = "duplicate"
+MALFORMED_FILE = "malformed_file"
+MALFORMED_RECORD = "malformed_record"
+INVALID_POLYGON = "invalid_polygon"
+PATH_ESCAPE = "path_escape"
+IMAGE_NAME_MISMATCH = "image_name_mismatch"
+
+REJECT_REASONS = (
+    MISSING_IMAGE, UNREADABLE_IMAGE, IMAGE_SIZE_MISMATCH, ZERO_AREA_BOX, BOX_OUTSIDE_IMAGE,
+    EMPTY_EXPRESSION, UNKNOWN_CLASS, DUPLICATE, MALFORMED_FILE, MALFORMED_RECORD,
+    INVALID_POLYGON, PATH_ESCAPE, IMAGE_NAME_MISMATCH,
+)
+
+
+@dataclass
+class SourceRecord:
+    """One referred (or labelled) object as a source describes it, in pixel coordinates.
+
+    ``polygon`` is the oriented outline when the source has one (DOTA quad, DIOR-R robndbox,
+    VRSBench corners), unclipped; ``box_xyxy`` is the axis-aligned box, unclipped. Label-only
+    sources (DOTA, DIOR, DIOR-R) have ``expression=None``.
+    """
+
+    source: str
+    unit: str                      # annotation file, relative to the source root (posix)
+    object_ref: str                # stable id of the object inside the unit, e.g. "obj3"
+    image_name: str                # file name as the annotation names it
+    image_path: Path | None        # resolved path (None when it could not be found)
+    category_raw: str
+    expression: str | None
+    box_xyxy: Box
+    polygon: list[Point] | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+    origin_split: str | None = None
+    expected_size: tuple[int, int] | None = None   # (width, height) the annotation claims
+    gsd: float | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.source}:{self.unit}#{self.object_ref}"
+
+
+@dataclass
+class Rejected:
+    """Something a reader could not turn into a record; goes to ``rejects`` with its reason."""
+
+    source: str
+    ref: str
+    reason: str
+    detail: str
+
+
+Item = Union[SourceRecord, Rejected]
+
+
+class SourceReader(Protocol):
+    kind: str
+    root: Path
+
+    def units(self) -> list[str]:
+        """Annotation files to read, relative to ``root``, in a deterministic order."""
+
+    def read(self, unit: str) -> Iterator[Item]:
+        """Records and rejects of one unit. Must never raise on bad content."""
+
+
+# ------------------------------------------------------------------ vocabulary
+RISBENCH_CLASSES: tuple[str, ...] = (
+    "airplane", "airport", "baseball-diamond", "basketball-court", "bridge", "chimney",
+    "container-crane", "dam", "expressway-service-area", "expressway-toll-station", "golffield",
+    "ground-track-field", "harbor", "helicopter", "helipad", "overpass", "roundabout", "ship",
+    "soccer-ball-field", "stadium", "storage-tank", "swimming-pool", "tennis-court",
+    "trainstation", "vehicle", "windmill",
+)
+
+_ALIASES = {
+    # DOTA
+    "plane": "airplane",
+    "large-vehicle": "vehicle",
+    "small-vehicle": "vehicle",
+    # DIOR (compared lower-case, so the capitalised Expressway names land here too)
+    "baseballfield": "baseball-diamond",
+    "basketballcourt": "basketball-court",
+    "groundtrackfield": "ground-track-field",
+    "storagetank": "storage-tank",
+    "tenniscourt": "tennis-court",
+    "expressway-service-area": "expressway-service-area",
+    "expressway-toll-station": "expressway-toll-station",
+    # spellings seen in free text and third-party conversions
+    "golf-field": "golffield",
+    "golf-course": "golffield",
+    "train-station": "trainstation",
+    "soccerballfield": "soccer-ball-field",
+    "swimmingpool": "swimming-pool",
+    "containercrane": "container-crane",
+    "groundtrack-field": "ground-track-field",
+}
+
+
+def normalize_class(raw: str) -> str | None:
+    """Map a source class name to one of the 26 RISBench classes, or None if unknown.
+
+    >>> normalize_class("Expressway-Service-area"), normalize_class("plane"), normalize_class("sheep")
+    ('expressway-service-area', 'airplane', None)
+    """
+    key = re.sub(r"[\s_]+", "-", str(raw).strip().lower())
+    key = _ALIASES.get(key, key)
+    return key if key in RISBENCH_CLASSES else None
+
+
+# ------------------------------------------------------------------ names
+_DEVKIT_TILE = re.compile(r"^(?P<scene>.+?)__\d")           # P0004__1__0___0
+_WINDOW = re.compile(r"^(?P<scene>.+)_\d{4}$")               # P0003_0002, 00001_0003
+
+
+def scene_id_from_name(name: str) -> str:
+    """The large source image a patch was cut from, used for leak-free splits.
+
+    >>> [scene_id_from_name(n) for n in ("P0003_0002.png", "00001_0003", "P0004__1__0___0.txt", "P1888")]
+    ['P0003', '00001', 'P0004', 'P1888']
+    """
+    stem = Path(name).name
+    stem = stem.rsplit(".", 1)[0] if "." in stem else stem
+    for pattern in (_DEVKIT_TILE, _WINDOW):
+        m = pattern.match(stem)
+        if m:
+            return m.group("scene")
+    return stem
+
+
+# ------------------------------------------------------------------ paths
+class PathEscapeError(ValueError):
+    """A path in an annotation points outside the source root."""
+
+
+def safe_join(root: Path, relative: str) -> Path:
+    """Join ``relative`` under ``root``, refusing absolute paths, ``..`` and symlinks out."""
+    if not relative or os.path.isabs(relative) or re.match(r"^[A-Za-z]:[\\/]", relative):
+        raise PathEscapeError(f"{relative!r} is not a relative path")
+    candidate = (root / relative).resolve()
+    if not candidate.is_relative_to(root.resolve()):
+        raise PathEscapeError(f"{relative!r} resolves outside {root}")
+    return candidate
+
+
+def is_hidden_junk(path: Path) -> bool:
+    """macOS zip debris: ``__MACOSX/`` folders and ``._*`` resource forks."""
+    return path.name.startswith("._") or "__MACOSX" in path.parts
+
+
+class ImageIndex:
+    """Find images by basename anywhere below some folders (zip nesting varies by release)."""
+
+    def __init__(self, root: Path, folders: list[str] | None = None,
+                 extensions: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")):
+        self.root = root.resolve()
+        self._by_name: dict[str, Path] = {}
+        self.duplicates: dict[str, list[Path]] = {}
+        bases = [root / f for f in folders] if folders else [root]
+        for base in bases:
+            if not base.is_dir():
+                continue
+            for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
+                dirnames[:] = sorted(d for d in dirnames if d != "__MACOSX")
+                for fn in sorted(filenames):
+                    if fn.startswith("._") or not fn.lower().endswith(extensions):
+                        continue
+                    path = Path(dirpath) / fn
+                    if fn in self._by_name:
+                        self.duplicates.setdefault(fn, [self._by_name[fn]]).append(path)
+                        continue
+                    self._by_name[fn] = path
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def find(self, name: str) -> Path | None:
+        """Resolve an image named by an annotation; raises PathEscapeError for escapes.
+
+        A name with folders in it must stay inside the root; it is looked up by basename.
+        A symlinked image that points outside the root also counts as an escape.
+        """
+        if not name or os.path.isabs(name) or ".." in Path(name.replace("\\", "/")).parts:
+            raise PathEscapeError(f"image name {name!r} points outside the source root")
+        path = self._by_name.get(Path(name.replace("\\", "/")).name)
+        if path is None:
+            return None
+        resolved = path.resolve()
+        if not resolved.is_relative_to(self.root):
+            raise PathEscapeError(f"image {name!r} is a link to {resolved}, outside {self.root}")
+        return path
+
+
+def walk_files(root: Path, folder: str, suffixes: tuple[str, ...]) -> list[str]:
+    """Sorted posix paths (relative to root) of files below ``root/folder`` with a suffix."""
+    base = root / folder
+    out: list[str] = []
+    if not base.is_dir():
+        return out
+    for dirpath, dirnames, filenames in os.walk(base):
+        dirnames[:] = sorted(d for d in dirnames if d != "__MACOSX")
+        for fn in filenames:
+            if fn.startswith("._") or not fn.lower().endswith(suffixes):
+                continue
+            out.append((Path(dirpath) / fn).relative_to(root).as_posix())
+    return sorted(out)

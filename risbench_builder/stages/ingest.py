@@ -1,0 +1,276 @@
+"""The ingest stage: every configured source into one catalog, with a reason for each reject.
+
+Readers parse; this module decides. It streams units (annotation files) in a deterministic
+order and commits every ``batch_size`` units in one transaction, so memory stays flat and a
+killed run leaves whole batches. Rows are keyed by stable ids and inserted with ``INSERT OR
+IGNORE``: a rerun, or a resume after SIGKILL, ends with the same catalog as one clean run.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from PIL import Image
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from ..catalog import Catalog, stable_id
+from ..config import PipelineConfig, SourceConfig
+from ..masks import clip_box
+from ..sources import make_reader
+from ..sources.base import (
+    BOX_OUTSIDE_IMAGE, DUPLICATE, EMPTY_EXPRESSION, IMAGE_SIZE_MISMATCH, MISSING_IMAGE,
+    UNKNOWN_CLASS, UNREADABLE_IMAGE, ZERO_AREA_BOX, Rejected, SourceRecord, normalize_class,
+    scene_id_from_name,
+)
+from ..workspace import Workspace
+
+STAGE = "ingest"
+EXPRESSION_KINDS = {"vrsbench", "dior_rsvg"}
+_TABLES_FROM_HERE = ("final", "consensus", "reviews", "proposals", "triplets", "images")
+_IMAGE_COLS = ("image_id", "path", "source", "scene_id", "width", "height", "gsd", "sha256")
+_TRIPLET_COLS = ("triplet_id", "image_id", "source", "source_ref", "category", "expression",
+                 "box_xyxy", "polygon", "attributes_json", "origin_split")
+
+
+class RejectRateExceeded(RuntimeError):
+    """More of the input was rejected than ``--max-reject-rate`` allows."""
+
+
+@dataclass
+class ImageInfo:
+    width: int = 0
+    height: int = 0
+    sha256: str | None = None
+    problem: tuple[str, str] | None = None   # (reason, detail) when the image cannot be used
+
+
+@dataclass
+class IngestReport:
+    run_id: str
+    seconds: float = 0.0
+    units: int = 0
+    accepted: int = 0
+    new_triplets: int = 0
+    rejected: Counter = field(default_factory=Counter)
+    per_source: dict[str, dict[str, int]] = field(default_factory=dict)
+    eval_checked: int = 0
+    eval_agree: int = 0
+
+    @property
+    def reject_rate(self) -> float:
+        total = self.accepted + sum(self.rejected.values())
+        return sum(self.rejected.values()) / total if total else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "seconds": round(self.seconds, 3), "units": self.units,
+            "triplets_seen": self.accepted, "triplets_new": self.new_triplets,
+            "triplets_per_s": round(self.accepted / self.seconds, 1) if self.seconds else None,
+            "rejected": dict(sorted(self.rejected.items())), "reject_rate": round(self.reject_rate, 4),
+            "per_source": self.per_source,
+            "eval_cross_check": {"checked": self.eval_checked, "agree": self.eval_agree},
+        }
+
+
+def _truncated(data: bytes) -> bool:
+    """Cheap end-marker check: a PNG ends with IEND, a JPEG with EOI (maybe plus padding)."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return not data.rstrip(b"\x00").endswith(b"IEND\xaeB`\x82")
+    if data[:2] == b"\xff\xd8":
+        return b"\xff\xd9" not in data[-64:]
+    return False
+
+
+def inspect_image(path: Path | None, hash_images: bool) -> ImageInfo:
+    if path is None:
+        return ImageInfo(problem=(MISSING_IMAGE, "no image file of that name below the source root"))
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return ImageInfo(problem=(MISSING_IMAGE, f"{path} does not exist"))
+    except OSError as exc:
+        return ImageInfo(problem=(UNREADABLE_IMAGE, f"{path}: {exc.strerror or exc}"))
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
+    except Exception as exc:  # PIL raises many types for bad files
+        return ImageInfo(problem=(UNREADABLE_IMAGE, f"{path.name}: not a readable image ({type(exc).__name__})"))
+    if _truncated(data):
+        return ImageInfo(problem=(UNREADABLE_IMAGE, f"{path.name}: truncated image file ({len(data)} bytes)"))
+    return ImageInfo(width, height, hashlib.sha256(data).hexdigest() if hash_images else None)
+
+
+def normalize_expression(text: str) -> str:
+    """What two expressions must share to count as duplicates."""
+    return " ".join(text.lower().split()).rstrip(".!?;, ")
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+class _Batch:
+    """Rows of some units, validated against the catalog and written in one transaction."""
+
+    def __init__(self, catalog: Catalog, src: SourceConfig, hash_images: bool, report: IngestReport):
+        self.catalog, self.src, self.hash_images, self.report = catalog, src, hash_images, report
+        self.images: dict[str, tuple] = {}
+        self.triplets: list[tuple] = []
+        self.rejects: list[tuple[str, str, str]] = []
+        self._image_info: dict[Path | None, ImageInfo] = {}
+        self._expressions: dict[str, dict[str, str]] = {}   # image_id -> {normalised expr: triplet_id}
+        self._stats = report.per_source.setdefault(src.label, Counter())
+
+    def reject(self, ref: str, reason: str, detail: str) -> None:
+        self.rejects.append((ref, reason, detail))
+        self.report.rejected[reason] += 1
+        self._stats["rejects"] += 1
+
+    def add(self, item: SourceRecord | Rejected) -> None:
+        if isinstance(item, Rejected):
+            self.reject(item.ref, item.reason, item.detail)
+            return
+        problem = self._validate(item)
+        if problem:
+            self.reject(item.ref, *problem)
+
+    def _validate(self, rec: SourceRecord) -> tuple[str, str] | None:
+        category = normalize_class(rec.category_raw)
+        if category is None:
+            return UNKNOWN_CLASS, f"class {rec.category_raw!r} is not one of the 26 RISBench classes"
+        expression = rec.expression
+        if self.src.kind in EXPRESSION_KINDS:
+            if not isinstance(expression, str) or not expression.strip():
+                kind = "empty" if isinstance(expression, str) or expression is None else type(expression).__name__
+                return EMPTY_EXPRESSION, f"referring expression is {kind}, not text"
+            expression = " ".join(expression.split())
+        if rec.image_path not in self._image_info:
+            self._image_info[rec.image_path] = inspect_image(rec.image_path, self.hash_images)
+        info = self._image_info[rec.image_path]
+        if info.problem:
+            reason, detail = info.problem
+            return reason, f"{rec.image_name}: {detail}" if reason == MISSING_IMAGE else detail
+        if rec.expected_size and tuple(rec.expected_size) != (info.width, info.height):
+            return IMAGE_SIZE_MISMATCH, (f"{rec.image_name} is {info.width}x{info.height}, the annotation "
+                                         f"expects {rec.expected_size[0]}x{rec.expected_size[1]}")
+        x1, y1, x2, y2 = rec.box_xyxy
+        if x2 <= 0 or y2 <= 0 or x1 >= info.width or y1 >= info.height:
+            return BOX_OUTSIDE_IMAGE, f"box {_fmt(rec.box_xyxy)} lies outside the {info.width}x{info.height} image"
+        box = clip_box(rec.box_xyxy, info.width, info.height)
+        if box[2] - box[0] <= 0 or box[3] - box[1] <= 0:
+            return ZERO_AREA_BOX, f"box {_fmt(rec.box_xyxy)} has zero area"
+
+        image_id = f"{self.src.label}:{Path(rec.image_name).stem}"
+        triplet_id = stable_id(self.src.label, rec.image_name, rec.object_ref, expression or "")
+        if expression:
+            dup_of = self._duplicate_of(image_id, normalize_expression(expression), triplet_id)
+            if dup_of:
+                return DUPLICATE, f"same image and expression as triplet {dup_of}"
+        attrs = dict(rec.attributes)
+        if box != tuple(float(v) for v in rec.box_xyxy):
+            attrs["box_clipped"] = True
+        if category != rec.category_raw:
+            attrs["category_raw"] = rec.category_raw
+        if "eval_grid_agrees" in attrs:
+            self.report.eval_checked += 1
+            self.report.eval_agree += bool(attrs["eval_grid_agrees"])
+        self.images.setdefault(image_id, (
+            image_id, str(rec.image_path), self.src.label, scene_id_from_name(rec.image_name),
+            info.width, info.height, rec.gsd, info.sha256))
+        polygon = [[round(x, 3), round(y, 3)] for x, y in rec.polygon] if rec.polygon else None
+        self.triplets.append((
+            triplet_id, image_id, self.src.label, rec.ref, category, expression,
+            _json([round(v, 3) for v in box]), _json(polygon) if polygon else None, _json(attrs),
+            rec.origin_split))
+        self.report.accepted += 1
+        self._stats["triplets"] += 1
+        return None
+
+    def _duplicate_of(self, image_id: str, norm: str, triplet_id: str) -> str | None:
+        known = self._expressions.get(image_id)
+        if known is None:
+            known = self._expressions[image_id] = {}
+            rows = self.catalog.conn.execute(
+                "SELECT triplet_id, expression FROM triplets WHERE image_id=? AND expression IS NOT NULL",
+                (image_id,))
+            for tid, expr in rows:
+                known.setdefault(normalize_expression(expr), tid)
+        first = known.setdefault(norm, triplet_id)
+        return first if first != triplet_id else None
+
+    def commit(self, run_id: str) -> None:
+        with self.catalog.transaction():
+            self.catalog.insert("images", _IMAGE_COLS, self.images.values())
+            self.report.new_triplets += self.catalog.insert("triplets", _TRIPLET_COLS, self.triplets)
+            self.catalog.add_rejects(STAGE, self.rejects, run_id)
+
+
+def _fmt(box: Iterable[float]) -> str:
+    return "[" + ", ".join(f"{v:g}" for v in box) + "]"
+
+
+def write_rejects_csv(catalog: Catalog, path: Path) -> int:
+    """Every reject of every stage, regenerated from the catalog (so resumed runs are complete)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = catalog.conn.execute("SELECT stage, reason, ref, detail, run_id FROM rejects ORDER BY stage, reason, ref")
+    n = 0
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["stage", "reason", "ref", "detail", "run_id"])
+        for row in rows:
+            writer.writerow(row)
+            n += 1
+    return n
+
+
+def run_ingest(ws: Workspace, cfg: PipelineConfig, *, force: bool = False,
+               max_reject_rate: float | None = None, progress: bool = True) -> IngestReport:
+    """Ingest every source of ``cfg`` into ``ws``'s catalog; raises RejectRateExceeded."""
+    if cfg.synthetic is not None:
+        from ..synthetic import generate_sources
+
+        generate_sources(ws.resolve(cfg.synthetic.out), cfg.synthetic)
+    readers = [(src, make_reader(src, ws.resolve(src.root))) for src in cfg.sources]
+    started = time.perf_counter()
+    with Catalog(ws.catalog_path) as catalog:
+        if force:
+            catalog.clear_stage(STAGE, _TABLES_FROM_HERE)
+        run_id = catalog.start_run(STAGE, cfg.sha256())
+        report = IngestReport(run_id)
+        columns = (TextColumn("[bold]ingest[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("files"), TimeRemainingColumn())
+        with Progress(*columns, disable=not progress, transient=False) as bar:
+            for src, reader in readers:
+                units = reader.units()
+                task = bar.add_task(src.label, total=len(units))
+                batch = _Batch(catalog, src, cfg.ingest.hash_images, report)
+                for i, unit in enumerate(units, 1):
+                    for item in reader.read(unit):
+                        batch.add(item)
+                    report.units += 1
+                    if i % cfg.ingest.batch_size == 0:
+                        batch.commit(run_id)
+                        batch = _Batch(catalog, src, cfg.ingest.hash_images, report)
+                        bar.update(task, completed=i)
+                batch.commit(run_id)
+                bar.update(task, completed=len(units))
+        report.seconds = time.perf_counter() - started
+        ws.reports.mkdir(parents=True, exist_ok=True)
+        write_rejects_csv(catalog, ws.reports / "rejects.csv")
+        (ws.reports / "ingest.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+        catalog.finish_run(run_id, report.as_dict())
+    limit = max_reject_rate if max_reject_rate is not None else cfg.ingest.max_reject_rate
+    if limit is not None and report.reject_rate > limit:
+        top = ", ".join(f"{n} {reason}" for reason, n in report.rejected.most_common(4))
+        raise RejectRateExceeded(
+            f"ingest: {report.reject_rate:.1%} of records rejected (limit {limit:.1%}): {top} "
+            f"(see {ws.reports / 'rejects.csv'})")
+    return report

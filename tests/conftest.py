@@ -1,0 +1,37 @@
+"""Shared fixtures: the real sample files (skipped when absent) and workspaces."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from risbench_builder.workspace import Workspace, init_workspace
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def real_fixtures_dir() -> Path:
+    return Path(os.environ.get("RISBENCH_REAL_FIXTURES", PROJECT_ROOT.parent / "shared" / "fixtures" / "real"))
+
+
+@pytest.fixture
+def real_fixtures() -> Path:
+    path = real_fixtures_dir()
+    if not path.is_dir():
+        pytest.skip(f"real sample files not found at {path} (set RISBENCH_REAL_FIXTURES)")
+    return path
+
+
+@pytest.fixture
+def make_workspace(tmp_path: Path):
+    """Create a workspace from a pipeline given as a dict."""
+
+    def make(pipeline: dict, name: str = "ws") -> Workspace:
+        spec = tmp_path / f"{name}.yaml"
+        spec.write_text(yaml.safe_dump(pipeline))
+        return init_workspace(tmp_path / name, spec)
+
+    return make
