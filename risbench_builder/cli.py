@@ -22,7 +22,7 @@ from .workspace import Workspace, init_workspace
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Build referring remote-sensing segmentation datasets the RISBench way.")
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 EXIT_ERROR, EXIT_REJECTS = 1, 3
 WorkspaceOpt = typer.Option(..., "--workspace", "-w", help="workspace folder (made by `risbench init`)")

@@ -61,11 +61,48 @@ class IngestConfig(_Strict):
     hash_images: bool = Field(True, description="sha256 of each image file (keys the embedding cache)")
 
 
+class RouteConfig(_Strict):
+    """Auto-accept a mask only when every configured signal passes; None switches a test off.
+
+    Starting values follow sam.md §8; `risbench calibrate` proposes values for a target
+    auto-accept precision from trusted masks.
+    """
+
+    min_iou_pred: Optional[float] = 0.85
+    min_stability: Optional[float] = 0.90
+    min_box_iou: Optional[float] = 0.70
+    min_jitter_agreement: Optional[float] = 0.80
+    max_multimask_disagreement: Optional[float] = 0.35
+    max_components: Optional[float] = 1
+    min_area_ratio: Optional[float] = 0.15
+    max_area_ratio: Optional[float] = 1.05
+    min_polygon_iou: Optional[float] = None
+
+
+class RefineConfig(_Strict):
+    segmenter: Literal["sam", "grabcut", "box"] = "grabcut"
+    model: str = Field("vit_b", description="sam: registry name (vit_b, vit_l, vit_h, tiny)")
+    checkpoint: Optional[str] = Field(None, description="sam: checkpoint path (.pth or .safetensors)")
+    adapter: Optional[str] = Field(None, description="sam: prompt-adapter weights (see `risbench adapter`)")
+    device: Optional[str] = Field(None, description="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    chunk_size: int = Field(64, ge=1, description="sam: box prompts per decoder call")
+    jitter_k: int = Field(4, ge=0, description="jittered copies of each box prompt (agreement signal)")
+    jitter_scale: float = Field(0.1, ge=0.0, description="HQ-SAM style box noise: fraction of box size")
+    tiny_box: int = Field(24, ge=0, description="boxes whose longer side is below this (px) are prompted on a crop")
+    context_min: int = Field(256, ge=16, description="side of the zoomed context crop for tiny boxes (px)")
+    batch_images: int = Field(8, ge=1, description="images per committed transaction")
+    cache_embeddings: bool = True
+    grabcut_iterations: int = Field(4, ge=1)
+    seed: int = 0
+    route: RouteConfig = RouteConfig()
+
+
 class PipelineConfig(_Strict):
     name: str = "pipeline"
     synthetic: Optional[SyntheticConfig] = None
     sources: list[SourceConfig]
     ingest: IngestConfig = IngestConfig()
+    refine: RefineConfig = RefineConfig()
 
     def sha256(self) -> str:
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,96 @@
+"""The SQLite catalog: schema, WAL, migrations, batched transactions, stable ids."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from risbench_builder import catalog as catalog_module
+from risbench_builder.catalog import SCHEMA_VERSION, Catalog, CatalogError, stable_id
+
+TABLES = {"images", "triplets", "proposals", "reviews", "consensus", "final", "rejects", "runs"}
+
+
+def test_schema_tables_and_wal(tmp_path: Path) -> None:
+    with Catalog(tmp_path / "catalog.sqlite") as cat:
+        names = {r[0] for r in cat.conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert TABLES <= names
+        assert cat.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert cat.schema_version == SCHEMA_VERSION
+
+
+def test_stable_id_is_deterministic_and_discriminating() -> None:
+    a = stable_id("vrsbench", "P0003_0002.png", "obj0", "The ship.")
+    assert a == stable_id("vrsbench", "P0003_0002.png", "obj0", "The ship.")
+    assert a != stable_id("vrsbench", "P0003_0002.png", "obj1", "The ship.")
+    assert stable_id("ab", "c") != stable_id("a", "bc")  # separator matters
+    assert len(a) == 16
+
+
+def _image(i: int) -> tuple:
+    return (f"img{i}", f"/data/{i}.png", "s", "scene", 512, 512, None, None)
+
+
+def test_transaction_is_all_or_nothing(tmp_path: Path) -> None:
+    cols = ("image_id", "path", "source", "scene_id", "width", "height", "gsd", "sha256")
+    with Catalog(tmp_path / "c.sqlite") as cat:
+        with pytest.raises(RuntimeError):
+            with cat.transaction():
+                cat.insert("images", cols, [_image(1), _image(2)])
+                raise RuntimeError("killed mid-batch")
+        assert cat.count("images") == 0
+        with cat.transaction():
+            assert cat.insert("images", cols, [_image(1), _image(2)]) == 2
+            assert cat.insert("images", cols, [_image(1)]) == 0  # INSERT OR IGNORE: idempotent
+        assert cat.count("images") == 2
+
+
+def test_fingerprint_ignores_run_bookkeeping(tmp_path: Path) -> None:
+    prints = []
+    for name in ("a", "b"):
+        with Catalog(tmp_path / f"{name}.sqlite") as cat:
+            run = cat.start_run("ingest", "cfg")
+            with cat.transaction():
+                cat.add_rejects("ingest", [("ref1", "missing_image", "x")], run)
+            cat.finish_run(run, {"n": 1})
+            prints.append(cat.fingerprint())
+    assert prints[0] == prints[1]
+    with Catalog(tmp_path / "a.sqlite") as cat:
+        with cat.transaction():
+            cat.add_rejects("ingest", [("ref2", "duplicate", "y")], None)
+        assert cat.fingerprint() != prints[0]
+        assert cat.reject_counts() == {"ingest": {"duplicate": 1, "missing_image": 1}}
+        runs = cat.last_runs()
+        assert runs[0]["stage"] == "ingest" and runs[0]["counts"] == {"n": 1} and runs[0]["finished"]
+
+
+def test_migration_hook_runs_and_newer_schema_is_refused(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "c.sqlite"
+    Catalog(path).close()
+    seen = []
+    monkeypatch.setattr(catalog_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    monkeypatch.setitem(catalog_module.MIGRATIONS, SCHEMA_VERSION + 1,
+                        lambda conn: (seen.append(1), conn.execute("ALTER TABLE images ADD COLUMN note TEXT")))
+    with Catalog(path) as cat:
+        assert cat.schema_version == SCHEMA_VERSION + 1 and seen == [1]
+        assert "note" in {r[1] for r in cat.conn.execute("PRAGMA table_info(images)")}
+    monkeypatch.undo()
+    with pytest.raises(CatalogError, match="newer than this risbench"):
+        Catalog(path)
+
+
+def test_missing_catalog_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(CatalogError, match="risbench build --stage ingest"):
+        Catalog(tmp_path / "nope.sqlite", create=False)
+
+
+def test_two_connections_share_the_wal(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    cols = ("image_id", "path", "source", "scene_id", "width", "height", "gsd", "sha256")
+    with Catalog(path) as writer, Catalog(path) as reader:
+        with writer.transaction():
+            writer.insert("images", cols, [_image(1)])
+        assert reader.count("images") == 1
+        assert isinstance(reader.conn, sqlite3.Connection)

@@ -1,0 +1,75 @@
+"""The `risbench` command surface: init, build (--stage/--until/--max-reject-rate), status."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from risbench_builder.cli import app
+from tests.sources.test_vrsbench import write_p0003_tree
+
+runner = CliRunner()
+
+
+def _init(tmp_path: Path, pipeline: dict) -> Path:
+    spec = tmp_path / "p.yaml"
+    spec.write_text(yaml.safe_dump(pipeline))
+    ws = tmp_path / "ws"
+    result = runner.invoke(app, ["init", str(ws), "--pipeline", str(spec)])
+    assert result.exit_code == 0, result.output
+    assert (ws / "pipeline.yaml").read_text() == spec.read_text()
+    return ws
+
+
+def test_init_build_status(tmp_path: Path) -> None:
+    root = write_p0003_tree(tmp_path / "vrsbench")
+    ws = _init(tmp_path, {"sources": [{"kind": "vrsbench", "root": str(root)}]})
+    result = runner.invoke(app, ["build", "--workspace", str(ws), "--stage", "ingest", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["status", "--workspace", str(ws), "--json"])
+    info = json.loads(result.output)
+    assert info["counts"]["triplets"] == 1 and info["triplets_by_origin_split"] == {"val": 1}
+    assert info["runs"][0]["stage"] == "ingest" and info["runs"][0]["finished"]
+    # --stage all and --until run what exists, in order
+    result = runner.invoke(app, ["build", "-w", str(ws), "--stage", "all", "--until", "ingest", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert runner.invoke(app, ["status", "-w", str(ws)]).exit_code == 0
+
+
+def test_init_refuses_to_overwrite_and_names_the_bad_key(tmp_path: Path) -> None:
+    ws = _init(tmp_path, {"sources": []})
+    spec = tmp_path / "p.yaml"
+    result = runner.invoke(app, ["init", str(ws), "--pipeline", str(spec)])
+    assert result.exit_code == 1 and "--overwrite" in result.output
+    spec.write_text(yaml.safe_dump({"sources": [{"kind": "vrsbench", "root": "x", "rooot": 1}]}))
+    result = runner.invoke(app, ["init", str(tmp_path / "other"), "--pipeline", str(spec)])
+    assert result.exit_code == 1 and "sources.0.rooot" in result.output
+    assert not (tmp_path / "other").exists()
+
+
+def test_clear_errors(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["build", "--workspace", str(tmp_path / "nowhere"), "--stage", "ingest"])
+    assert result.exit_code == 1 and "risbench init" in result.output
+    ws = _init(tmp_path, {"sources": [{"kind": "vrsbench", "root": str(tmp_path / "missing")}]})
+    result = runner.invoke(app, ["build", "--workspace", str(ws), "--stage", "bogus"])
+    assert result.exit_code == 1 and "unknown stage 'bogus'" in result.output
+    result = runner.invoke(app, ["build", "--workspace", str(ws), "--stage", "ingest"])
+    assert result.exit_code == 1 and "does not exist" in result.output
+    result = runner.invoke(app, ["status", "--workspace", str(ws)])
+    assert result.exit_code == 1 and "risbench build --stage ingest" in result.output
+
+
+def test_max_reject_rate_exits_non_zero(tmp_path: Path) -> None:
+    root = write_p0003_tree(tmp_path / "vrsbench")
+    (root / "Images_val" / "Images_val" / "P0003_0002.png").unlink()
+    ws = _init(tmp_path, {"sources": [{"kind": "vrsbench", "root": str(root)}]})
+    result = subprocess.run([sys.executable, "-m", "risbench_builder", "build", "-w", str(ws), "--stage", "ingest",
+                             "--max-reject-rate", "0.5"], capture_output=True, text=True)
+    assert result.returncode == 3
+    assert "100.0% of records rejected" in result.stderr and "1 missing_image" in result.stderr
+    assert "rejects.csv" in result.stderr

@@ -1,0 +1,50 @@
+"""Pipeline YAML: defaults, shipped recipes, errors that name the bad key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from risbench_builder.config import ConfigError, load_pipeline, parse_pipeline, recipe_path
+
+
+def test_sources_alone_is_a_valid_pipeline() -> None:
+    cfg = parse_pipeline({"sources": [{"kind": "vrsbench", "root": "/data/vrsbench"}]})
+    assert cfg.ingest.batch_size == 500 and cfg.synthetic is None and cfg.sources[0].patch_size == 512
+
+
+@pytest.mark.parametrize("name", ["demo", "risbench"])
+def test_shipped_recipes_load(name: str) -> None:
+    cfg = load_pipeline(recipe_path(name))
+    assert cfg.sources and cfg.name == name
+
+
+@pytest.mark.parametrize("data, key", [
+    ({"sources": [{"kind": "landsat", "root": "x"}]}, "sources.0.kind"),
+    ({"sources": [{"kind": "dota"}]}, "sources.0.root"),
+    ({"sources": [], "ingest": {"batch_size": 0}}, "ingest.batch_size"),
+    ({"sources": [], "ingets": {}}, "ingets"),
+    ({}, "sources"),
+])
+def test_errors_name_the_bad_key(data: dict, key: str) -> None:
+    with pytest.raises(ConfigError, match=rf"<pipeline>: {key}: "):
+        parse_pipeline(data)
+
+
+def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
+    bad = tmp_path / "p.yaml"
+    bad.write_text("sources: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_pipeline(bad)
+    with pytest.raises(ConfigError, match="no such pipeline file"):
+        load_pipeline(tmp_path / "missing.yaml")
+    bad.write_text("- just a list\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_pipeline(bad)
+
+
+def test_config_hash_changes_with_content() -> None:
+    a = parse_pipeline({"sources": [{"kind": "dota", "root": "a"}]})
+    b = parse_pipeline({"sources": [{"kind": "dota", "root": "b"}]})
+    assert a.sha256() != b.sha256() and a.sha256() == parse_pipeline(a.model_dump()).sha256()

@@ -1,0 +1,234 @@
+"""The ingest stage: a corruption corpus, idempotence, and resume after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from risbench_builder.catalog import Catalog
+from risbench_builder.config import SyntheticConfig
+from risbench_builder.stages.ingest import RejectRateExceeded, run_ingest
+from risbench_builder.synthetic import write_vrsbench, write_vrsbench_placeholders
+
+
+class Corpus:
+    """A clean synthetic VRSBench tree, then one kind of damage per annotation file."""
+
+    def __init__(self, root: Path, outside: Path):
+        self.root, self.outside = root, outside
+        self.files = sorted(root.glob("Annotations_*/*.json"))
+        self.expected: dict[str, str] = {}          # source_ref -> reject reason
+        self.touched: set[int] = set()
+        self.kinds: set[str] = set()
+
+    def ann(self, i: int) -> dict:
+        return json.loads(self.files[i].read_text())
+
+    def save(self, i: int, data: dict) -> None:
+        self.files[i].write_text(json.dumps(data))
+
+    def unit(self, i: int) -> str:
+        return self.files[i].relative_to(self.root).as_posix()
+
+    def ref(self, i: int, obj: dict) -> str:
+        return f"vrsbench:{self.unit(i)}#obj{obj['obj_id']}"
+
+    def image(self, i: int) -> Path:
+        name = self.ann(i)["image"]
+        return next(p for p in self.root.rglob(name) if "Images" in str(p))
+
+    def pick(self, min_objects: int = 1) -> int:
+        i = next(i for i in range(len(self.files))
+                 if i not in self.touched and len(self.ann(i)["objects"]) >= min_objects)
+        self.touched.add(i)
+        return i
+
+    def whole_file(self, kind: str, reason: str, damage) -> None:
+        i = self.pick()
+        data = self.ann(i)
+        damage(i, data)
+        self.expected.update({self.ref(i, o): reason for o in data["objects"]})
+        self.kinds.add(kind)
+
+    def first_object(self, kind: str, reason: str, change) -> None:
+        i = self.pick()
+        data = self.ann(i)
+        change(data["objects"][0])
+        self.save(i, data)
+        self.expected[self.ref(i, data["objects"][0])] = reason
+        self.kinds.add(kind)
+
+    def build(self) -> None:
+        png = lambda size: Image.fromarray(np.zeros((size, size, 3), np.uint8))  # noqa: E731
+        self.whole_file("missing image", "missing_image", lambda i, d: self.image(i).unlink())
+        self.whole_file("garbage image bytes", "unreadable_image",
+                        lambda i, d: self.image(i).write_bytes(b"this is not a png"))
+        self.whole_file("truncated png", "unreadable_image",
+                        lambda i, d: self.image(i).write_bytes(self.image(i).read_bytes()[:400]))
+        self.whole_file("image of the wrong size", "image_size_mismatch", lambda i, d: png(256).save(self.image(i)))
+
+        def escape_link(i: int, d: dict) -> None:
+            target = self.outside / "secret.png"
+            png(512).save(target)
+            img = self.image(i)
+            img.unlink()
+            img.symlink_to(target)
+        self.whole_file("image symlinked outside the root", "path_escape", escape_link)
+        self.whole_file("image path with ..", "path_escape",
+                        lambda i, d: self.save(i, dict(d, image="../../" + d["image"])))
+        self.whole_file("annotation names another image", "image_name_mismatch",
+                        lambda i, d: self.save(i, dict(d, image="P9999_0000.png")))
+        self.first_object("zero-area box", "zero_area_box",
+                          lambda o: o.update(obj_corner=[0.5, 0.1, 0.5, 0.2, 0.5, 0.3, 0.5, 0.4]))
+        self.first_object("box outside the image", "box_outside_image",
+                          lambda o: o.update(obj_corner=[v + 1.5 for v in o["obj_corner"]]))
+        self.first_object("empty expression", "empty_expression", lambda o: o.update(referring_sentence="   "))
+        self.first_object("non-text expression", "empty_expression", lambda o: o.update(referring_sentence=42))
+        self.first_object("unknown class", "unknown_class", lambda o: o.update(obj_cls="sheep"))
+        self.first_object("corners not 8 numbers", "malformed_record",
+                          lambda o: (o.update(obj_corner=[0.1] * 7), o.pop("obj_coord")))
+        # duplicate (image, expression): the second object repeats the first one's sentence
+        i = self.pick(min_objects=2)
+        data = self.ann(i)
+        data["objects"][1]["referring_sentence"] = "  " + data["objects"][0]["referring_sentence"].upper() + " "
+        self.save(i, data)
+        self.expected[self.ref(i, data["objects"][1])] = "duplicate"
+        self.kinds.add("duplicate expression")
+        # malformed JSON: the whole file is one reject
+        i = self.pick()
+        self.files[i].write_text('{"image": "x.png", "objects": [{"obj_id": 0,')
+        self.expected[f"vrsbench:{self.unit(i)}"] = "malformed_file"
+        self.kinds.add("malformed json")
+        # not-strict JSON is fine: VRSBench's own code reads json5
+        i = self.pick()
+        text = json.dumps(self.ann(i), indent=1)
+        self.files[i].write_text("// written by hand\n" + text[:-1].rstrip() + ",\n}")
+        # macOS zip debris is ignored
+        (self.root / "Annotations_train" / "._junk.json").write_text("\x00\x01")
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Corpus:
+    root = tmp_path / "vrsbench"
+    write_vrsbench(root, SyntheticConfig(seed=3, scenes=12, patches_per_scene=2))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    c = Corpus(root, outside)
+    c.build()
+    return c
+
+
+def _pipeline(root: Path, **ingest) -> dict:
+    return {"sources": [{"kind": "vrsbench", "root": str(root)}], "ingest": {"batch_size": 3, **ingest}}
+
+
+def _all_refs(root: Path) -> set[str]:
+    """Every object ref of every readable annotation file (what the catalog must account for)."""
+    refs = set()
+    for f in sorted(root.glob("Annotations_*/*.json")):
+        if f.name.startswith("._"):
+            continue
+        try:
+            import json5
+
+            data = json5.loads(f.read_text())
+        except ValueError:
+            continue
+        refs |= {f"vrsbench:{f.relative_to(root).as_posix()}#obj{o['obj_id']}" for o in data["objects"]}
+    return refs
+
+
+def test_corruption_corpus(corpus: Corpus, make_workspace) -> None:
+    assert len(corpus.kinds) >= 10, corpus.kinds
+    ws = make_workspace(_pipeline(corpus.root))
+    report = run_ingest(ws, ws.load(), progress=False)
+    with Catalog(ws.catalog_path) as cat:
+        rejects = {ref: reason for ref, reason in cat.conn.execute("SELECT ref, reason FROM rejects")}
+        kept = {r[0] for r in cat.conn.execute("SELECT source_ref FROM triplets")}
+        details = dict(cat.conn.execute("SELECT reason, detail FROM rejects"))
+    assert rejects == corpus.expected
+    good = _all_refs(corpus.root) - set(corpus.expected)
+    assert kept == good and len(good) > 20
+    assert report.accepted == len(good) and sum(report.rejected.values()) == len(corpus.expected)
+    # the report files say the same
+    lines = (ws.reports / "rejects.csv").read_text().splitlines()
+    assert len(lines) == len(corpus.expected) + 1
+    assert json.loads((ws.reports / "ingest.json").read_text())["triplets_seen"] == len(good)
+    assert "256x256" in details["image_size_mismatch"] and "sheep" in details["unknown_class"]
+
+
+def test_reject_rate_limit(corpus: Corpus, make_workspace) -> None:
+    ws = make_workspace(_pipeline(corpus.root, max_reject_rate=0.01))
+    with pytest.raises(RejectRateExceeded, match=r"of records rejected \(limit 1.0%\)"):
+        run_ingest(ws, ws.load(), progress=False)
+    with Catalog(ws.catalog_path) as cat:  # what was good is kept all the same
+        assert cat.count("triplets") > 0
+
+
+def test_rerun_is_idempotent(corpus: Corpus, make_workspace) -> None:
+    ws = make_workspace(_pipeline(corpus.root))
+    first = run_ingest(ws, ws.load(), progress=False)
+    with Catalog(ws.catalog_path) as cat:
+        before = cat.fingerprint()
+    second = run_ingest(ws, ws.load(), progress=False)
+    with Catalog(ws.catalog_path) as cat:
+        assert cat.fingerprint() == before
+        assert cat.count("runs") == 2
+    assert first.new_triplets > 0 and second.new_triplets == 0 and second.accepted == first.accepted
+    forced = run_ingest(ws, ws.load(), progress=False, force=True)
+    assert forced.new_triplets == first.new_triplets
+    with Catalog(ws.catalog_path) as cat:
+        assert cat.fingerprint() == before
+
+
+def _write_pipeline(ws: Path, root: Path, batch_size: int) -> None:
+    ws.mkdir(parents=True)
+    (ws / "pipeline.yaml").write_text(yaml.safe_dump(_pipeline(root, batch_size=batch_size)))
+
+
+def test_resume_after_sigkill_gives_the_clean_catalog(tmp_path: Path) -> None:
+    root = tmp_path / "big"
+    write_vrsbench_placeholders(root, n_files=4000, objects_total=7000, seed=1)
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    for ws in (clean, killed):
+        _write_pipeline(ws, root, batch_size=40)
+    cmd = [sys.executable, "-m", "risbench_builder", "build", "--workspace", str(killed), "--stage", "ingest"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    partial = 0
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if (killed / "catalog.sqlite").exists():
+            try:
+                con = sqlite3.connect(killed / "catalog.sqlite", timeout=1)
+                partial = con.execute("SELECT COUNT(*) FROM triplets").fetchone()[0]
+                con.close()
+            except sqlite3.OperationalError:
+                partial = 0
+            if partial >= 200:
+                break
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "ingest finished before it could be killed"
+    with Catalog(killed / "catalog.sqlite") as cat:
+        partial = cat.count("triplets")
+        assert 0 < partial < 7000
+        assert cat.last_runs(1)[0]["finished"] is None  # the killed run never finished
+    for ws in (killed, clean):
+        done = subprocess.run([*cmd[:5], str(ws), "--stage", "ingest"], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    with Catalog(killed / "catalog.sqlite") as a, Catalog(clean / "catalog.sqlite") as b:
+        assert a.count("triplets") == b.count("triplets") > partial
+        assert a.count("triplets") + a.count("rejects") == 7000  # every object accounted for
+        assert a.fingerprint() == b.fingerprint()
