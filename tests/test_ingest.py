@@ -232,3 +232,39 @@ def test_resume_after_sigkill_gives_the_clean_catalog(tmp_path: Path) -> None:
         assert a.count("triplets") == b.count("triplets") > partial
         assert a.count("triplets") + a.count("rejects") == 7000  # every object accounted for
         assert a.fingerprint() == b.fingerprint()
+
+
+@pytest.mark.real_fixtures
+def test_real_dota_files_ingest(real_fixtures: Path, make_workspace, tmp_path: Path) -> None:
+    """The real DOTA label files through the whole stage (copied to a temp tree at test time)."""
+    import shutil
+
+    root = tmp_path / "dota"
+    (root / "images").mkdir(parents=True)
+    shutil.copytree(real_fixtures / "dota_devkit" / "labelTxt", root / "labelTxt")
+    for f in (real_fixtures / "mmrotate_tests" / "labelTxt").iterdir():
+        shutil.copy(f, root / "labelTxt" / f.name)
+    shutil.copy(real_fixtures / "dota_devkit" / "images" / "P1888.png", root / "images")
+    # placeholder images for the label files whose images are not in the fixtures
+    for name, size in (("P1234", (4400, 4400)), ("P0004__1__0___0", (1024, 1024))):
+        Image.new("RGB", size).save(root / "images" / f"{name}.png")
+    ws = make_workspace({"sources": [{"kind": "dota", "root": str(root)}]})
+    report = run_ingest(ws, ws.load(), progress=False)
+    with Catalog(ws.catalog_path) as cat:
+        per_image = dict(cat.conn.execute("SELECT image_id, COUNT(*) FROM triplets GROUP BY image_id"))
+        cats = dict(cat.conn.execute("SELECT category, COUNT(*) FROM triplets WHERE image_id='dota:P1888' "
+                                     "GROUP BY category"))
+        gsd = dict(cat.conn.execute("SELECT image_id, gsd FROM images"))
+        size = cat.conn.execute("SELECT width, height FROM images WHERE image_id='dota:P1888'").fetchone()
+        bowtie = [json.loads(a) for (a,) in cat.conn.execute(
+            "SELECT attributes_json FROM triplets WHERE image_id='dota:P0004__1__0___0' ORDER BY source_ref")]
+        rejects = cat.conn.execute("SELECT ref, reason FROM rejects").fetchall()
+    assert cats == {"vehicle": 64} and size == (712, 557)
+    assert gsd["dota:P1234"] == 1.0 and per_image["dota:P1234"] == 144
+    assert "dota:P0004__1__0___1024" not in per_image  # the empty label file: nothing, no error
+    assert sum("polygon_repaired" in a for a in bowtie) == 1 and len(bowtie) == 4
+    # P0770, P1088, P2598 have no image in the fixtures: rejected with the reason, nothing else
+    assert {reason for _, reason in rejects} == {"missing_image"}
+    assert {ref.split("#")[0] for ref, _ in rejects} == {
+        "dota:labelTxt/P0770.txt", "dota:labelTxt/P1088.txt", "dota:labelTxt/P2598.txt"}
+    assert report.accepted == 64 + 144 + 4

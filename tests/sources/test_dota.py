@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -17,8 +16,9 @@ from risbench_builder.sources.base import (
 )
 from risbench_builder.sources.dota import READERS, DotaReader, split_from_path
 
-REAL = Path(os.environ.get("RISBENCH_REAL_FIXTURES",
-                           Path(__file__).resolve().parents[2] / ".." / "shared" / "fixtures" / "real"))
+from tests.conftest import real_fixtures_dir
+
+REAL = real_fixtures_dir()
 
 
 def write(path: Path, text: str | bytes) -> Path:

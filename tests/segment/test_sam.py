@@ -1,0 +1,343 @@
+"""segment/sam.py: registry, safe checkpoint loading, and the SAM segmenter on the tiny model.
+
+The tiny model has random weights, so these tests check shapes, dtypes, counts, transforms and
+data flow against segment-anything's own ``SamPredictor``, never mask quality.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("segment_anything")
+
+from segment_anything import SamPredictor  # noqa: E402
+from segment_anything import sam_model_registry as reference_registry  # noqa: E402
+from segment_anything.utils.amg import calculate_stability_score  # noqa: E402
+
+from risbench_builder.segment.base import MaskOutput, Segmenter, View  # noqa: E402
+from risbench_builder.segment.cache import EmbeddingCache  # noqa: E402
+from risbench_builder.segment.sam import (  # noqa: E402
+    SamCheckpointError,
+    SamSegmenter,
+    build_sam_model,
+    model_checksum,
+    sam_model_registry,
+)
+
+
+# ------------------------------------------------------------------------- helpers
+def scene(h: int, w: int, n: int = 3, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Bright rectangles on a textured background; returns the RGB image and their xyxy boxes."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(20, 90, (h, w, 3), dtype=np.uint8)
+    image[::7] //= 2  # stripes, so the background is not plain noise
+    boxes = []
+    for i in range(n):
+        bw, bh = int(rng.integers(w // 8, w // 3)), int(rng.integers(h // 8, h // 3))
+        x0, y0 = int(rng.integers(0, w - bw)), int(rng.integers(0, h - bh))
+        image[y0 : y0 + bh, x0 : x0 + bw] = (200 + 15 * (i % 4), 180, 160 - 30 * (i % 4))
+        boxes.append((x0, y0, x0 + bw, y0 + bh))
+    return image, np.asarray(boxes, np.float32)
+
+
+def jittered(boxes: np.ndarray, k: int, h: int, w: int, seed: int = 0) -> np.ndarray:
+    """(N, K, 4) boxes with HQ-SAM-style noise (10 % of the box size), clipped to the view."""
+    rng = np.random.default_rng(seed)
+    size = np.concatenate([boxes[:, 2:] - boxes[:, :2]] * 2, axis=1)[:, None, :]
+    out = boxes[:, None, :] + rng.uniform(-0.1, 0.1, (len(boxes), k, 4)) * size
+    out[..., 0::2] = out[..., 0::2].clip(0, w)
+    out[..., 1::2] = out[..., 1::2].clip(0, h)
+    return out.astype(np.float32)
+
+
+def sharpen(seg: SamSegmenter, factor: float = 60.0) -> SamSegmenter:
+    """Scale the tiny decoder's mask logits (random init gives |logit| < 0.1) so the masks and
+    the stability score at offset 1.0 are not trivially empty/zero."""
+    with torch.no_grad():
+        for mlp in seg.model.mask_decoder.output_hypernetworks_mlps:
+            mlp.layers[-1].weight.mul_(factor)
+            mlp.layers[-1].bias.mul_(factor)
+    return seg
+
+
+class Payload:
+    """Anything that is not a tensor: torch.load(weights_only=True) must refuse it."""
+
+    def __init__(self) -> None:
+        self.note = "arbitrary object"
+
+
+# ------------------------------------------------------------------------ registry
+@pytest.mark.parametrize("name", ["vit_b", "vit_l", "vit_h"])
+def test_registry_matches_segment_anything(name: str) -> None:
+    with torch.device("meta"):  # shapes only, no memory and no init cost
+        ours, ref = sam_model_registry[name](), reference_registry[name]()
+    assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in ref.state_dict().items()}
+    assert str(ours) == str(ref)
+    assert [b.attn.num_heads for b in ours.image_encoder.blocks] == [b.attn.num_heads for b in ref.image_encoder.blocks]
+    assert [b.window_size for b in ours.image_encoder.blocks] == [b.window_size for b in ref.image_encoder.blocks]
+
+
+def test_tiny_model() -> None:
+    sam = build_sam_model("tiny")
+    assert sam.image_encoder.img_size == 256 and not sam.training
+    assert sum(p.numel() for p in sam.parameters()) < 1_000_000
+    again = build_sam_model("tiny")
+    other = build_sam_model("tiny", seed=1)
+    sd, sd2, sd3 = sam.state_dict(), again.state_dict(), other.state_dict()
+    assert all(torch.equal(sd[k], sd2[k]) for k in sd)
+    assert not all(torch.equal(sd[k], sd3[k]) for k in sd)
+
+
+def test_building_does_not_touch_the_global_rng() -> None:
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    build_sam_model("tiny", seed=7)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_unknown_model() -> None:
+    with pytest.raises(ValueError, match="unknown SAM model 'vit_x'"):
+        build_sam_model("vit_x")
+
+
+# ---------------------------------------------------------------------- checkpoints
+def test_checkpoint_round_trip_pth(tmp_path) -> None:
+    sam = build_sam_model("tiny", seed=3)
+    path = tmp_path / "tiny.pth"
+    torch.save(sam.state_dict(), path)
+    loaded = build_sam_model("tiny", checkpoint=path, seed=0)  # the file wins over the seed
+    ref = sam.state_dict()
+    assert all(torch.equal(ref[k], v) for k, v in loaded.state_dict().items())
+    assert model_checksum("tiny", path) == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_checkpoint_safetensors(tmp_path) -> None:
+    from safetensors.torch import save_file
+
+    sam = build_sam_model("tiny", seed=3)
+    path = tmp_path / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in sam.state_dict().items()}, str(path))
+    loaded = build_sam_model("tiny", checkpoint=path)
+    ref = sam.state_dict()
+    assert all(torch.equal(ref[k], v) for k, v in loaded.state_dict().items())
+    assert model_checksum("tiny", path) == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_nested_training_checkpoint(tmp_path) -> None:
+    sam = build_sam_model("tiny", seed=3)
+    path = tmp_path / "epoch_3.pth"
+    torch.save({"model": sam.state_dict()}, path)
+    loaded = build_sam_model("tiny", checkpoint=path)
+    assert torch.equal(loaded.mask_decoder.iou_token.weight, sam.mask_decoder.iou_token.weight)
+
+
+def test_pickled_object_is_refused(tmp_path) -> None:
+    path = tmp_path / "evil.pth"
+    torch.save({"weights": torch.zeros(2), "extra": Payload()}, path)
+    with pytest.raises(SamCheckpointError, match=r"refused by torch.load\(weights_only=True\)") as err:
+        build_sam_model("tiny", checkpoint=path)
+    assert "\n" not in str(err.value)
+
+
+def test_missing_checkpoint_says_what_to_do(tmp_path) -> None:
+    with pytest.raises(SamCheckpointError) as err:
+        build_sam_model("vit_b", checkpoint=tmp_path / "nope.pth")
+    msg = str(err.value)
+    assert "\n" not in msg
+    assert "download sam_vit_b_01ec64.pth from https://dl.fbaipublicfiles.com/segment_anything/" in msg
+    assert "refine.checkpoint" in msg
+    with pytest.raises(SamCheckpointError, match="not found"):
+        model_checksum("vit_b", tmp_path / "nope.pth")
+
+
+def test_garbage_and_mismatched_checkpoints(tmp_path) -> None:
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"<html>404 Not Found</html>")
+    with pytest.raises(SamCheckpointError, match="not a plain tensor state_dict"):
+        build_sam_model("tiny", checkpoint=junk)
+    bad_st = tmp_path / "junk.safetensors"
+    bad_st.write_bytes(b"\x00" * 5)
+    with pytest.raises(SamCheckpointError, match="not a readable safetensors file"):
+        build_sam_model("tiny", checkpoint=bad_st)
+    state = build_sam_model("tiny").state_dict()
+    state["image_encoder.pos_embed"] = torch.zeros(1, 8, 8, 8)
+    del state["mask_decoder.iou_token.weight"]
+    wrong = tmp_path / "wrong.pth"
+    torch.save(state, wrong)
+    with pytest.raises(SamCheckpointError, match=r"does not fit this model \(1 missing, 0 unexpected, 1 mismatched"):
+        build_sam_model("tiny", checkpoint=wrong)
+
+
+def test_random_weights_checksum() -> None:
+    a = model_checksum("tiny", None, seed=0)
+    assert a == model_checksum("tiny", None, seed=0) == hashlib.sha256(b"tiny\x000\x00random").hexdigest()
+    assert a != model_checksum("tiny", None, seed=1) != model_checksum("vit_b", None, seed=1)
+
+
+# ------------------------------------------------------------------------ segmenter
+@pytest.mark.parametrize("hw", [(256, 256), (200, 300), (300, 180)])
+def test_segment_shapes_and_counts(hw: tuple[int, int]) -> None:
+    h, w = hw
+    image, boxes = scene(h, w, n=3)
+    k = 4
+    seg = SamSegmenter("tiny", chunk_size=5)
+    as_protocol: Segmenter = seg  # the protocol is not runtime_checkable: check its members
+    assert all(hasattr(as_protocol, a) for a in ("name", "model_sha256", "segment"))
+    assert seg.name == "sam:tiny" and len(seg.model_sha256) == 64
+    out = seg.segment(View(image, key=f"scene-{h}x{w}"), boxes, jittered(boxes, k, h, w))
+    assert seg.encoder_calls == 1
+    assert seg.decoder_calls == math.ceil((3 + 3 * k) / 5) == 3
+    assert len(out) == 3
+    for o in out:
+        assert isinstance(o, MaskOutput)
+        assert o.mask.shape == (h, w) and o.mask.dtype == bool
+        assert o.multimask.shape == (3, h, w) and o.multimask.dtype == bool
+        assert len(o.jitter_masks) == k
+        assert all(m.shape == (h, w) and m.dtype == bool for m in o.jitter_masks)
+        assert isinstance(o.iou_pred, float) and 0.0 <= o.iou_pred <= 1.0
+        assert isinstance(o.stability, float) and 0.0 <= o.stability <= 1.0
+
+
+def test_matches_sam_predictor() -> None:
+    """Token 0, tokens 1-3, clipped IoU, stability and jitter masks equal segment-anything's own path."""
+    h, w, k = 200, 300, 4
+    image, boxes = scene(h, w, n=3, seed=1)
+    jit = jittered(boxes, k, h, w, seed=1)
+    seg = sharpen(SamSegmenter("tiny", seed=5, chunk_size=64))
+    out = seg.segment(View(image, key="s"), boxes, jit)
+
+    predictor = SamPredictor(seg.model)
+    predictor.set_image(image)
+    prompts = torch.from_numpy(np.concatenate([boxes, jit.reshape(-1, 4)]))
+    tb = predictor.transform.apply_boxes_torch(prompts, (h, w))
+    logits, iou, _ = predictor.predict_torch(None, None, boxes=tb, multimask_output=False, return_logits=True)
+    multi, _, _ = predictor.predict_torch(None, None, boxes=tb, multimask_output=True)
+    main = logits[:3, 0] > 0
+    assert 0.05 < float(main.float().mean()) < 0.95  # sharpened: the comparison is not trivially empty/full
+    assert np.array_equal(np.stack([o.mask for o in out]), main.numpy())
+    assert np.array_equal(np.stack([o.multimask for o in out]), multi[:3].numpy())
+    jit_masks = np.stack([m for o in out for m in o.jitter_masks])
+    assert np.array_equal(jit_masks, (logits[3:, 0] > 0).numpy())
+    assert [o.iou_pred for o in out] == pytest.approx(iou[:3, 0].clamp(0, 1).tolist(), abs=1e-6)
+    stab = torch.nan_to_num(calculate_stability_score(logits[:3, 0], 0.0, 1.0), nan=0.0)
+    assert [o.stability for o in out] == pytest.approx(stab.tolist(), abs=1e-6)
+    assert any(0.0 < o.stability < 1.0 for o in out)
+
+
+def test_chunk_size_changes_calls_not_results() -> None:
+    h, w = 200, 300
+    image, boxes = scene(h, w, n=3, seed=2)
+    jit = jittered(boxes, 2, h, w, seed=2)
+    one = sharpen(SamSegmenter("tiny", seed=5, chunk_size=64))
+    many = sharpen(SamSegmenter("tiny", seed=5, chunk_size=2))
+    a = one.segment(View(image, key="s"), boxes, jit)
+    b = many.segment(View(image, key="s"), boxes, jit)
+    assert (one.decoder_calls, many.decoder_calls) == (1, 5)
+    for x, y in zip(a, b):
+        # batched matmuls may round differently by batch size: allow a handful of boundary pixels
+        assert (x.mask != y.mask).mean() < 1e-3
+        assert all((p != q).mean() < 1e-3 for p, q in zip(x.jitter_masks, y.jitter_masks))
+
+
+def test_deterministic() -> None:
+    image, boxes = scene(200, 300, n=4, seed=3)
+    jit = jittered(boxes, 4, 200, 300, seed=3)
+    a = SamSegmenter("tiny", seed=5, chunk_size=7).segment(View(image, key="s"), boxes, jit)
+    b = SamSegmenter("tiny", seed=5, chunk_size=7).segment(View(image, key="s"), boxes, jit)
+    for x, y in zip(a, b):
+        assert np.array_equal(x.mask, y.mask) and np.array_equal(x.multimask, y.multimask)
+        assert all(np.array_equal(p, q) for p, q in zip(x.jitter_masks, y.jitter_masks))
+        assert (x.iou_pred, x.stability) == (y.iou_pred, y.stability)
+
+
+def test_cache_skips_the_encoder(tmp_path) -> None:
+    image, boxes = scene(200, 300, n=3, seed=4)
+    jit = jittered(boxes, 4, 200, 300, seed=4)
+    view = View(image, key="image-sha256:crop=0,0,300,200")
+    first = SamSegmenter("tiny", seed=5, cache=EmbeddingCache(tmp_path))
+    a = first.segment(view, boxes, jit)
+    assert first.encoder_calls == 1 and (first.cache.hits, first.cache.misses) == (0, 1)
+
+    second = SamSegmenter("tiny", seed=5, cache=EmbeddingCache(tmp_path))
+    b = second.segment(view, boxes, jit)
+    assert second.encoder_calls == 0 and (second.cache.hits, second.cache.misses) == (1, 0)
+    for x, y in zip(a, b):
+        assert np.array_equal(x.mask, y.mask) and np.array_equal(x.multimask, y.multimask)
+        assert all(np.array_equal(p, q) for p, q in zip(x.jitter_masks, y.jitter_masks))
+        assert (x.iou_pred, x.stability) == (y.iou_pred, y.stability)
+
+    other_weights = SamSegmenter("tiny", seed=6, cache=EmbeddingCache(tmp_path))
+    other_weights.segment(view, boxes, jit)
+    assert other_weights.encoder_calls == 1 and other_weights.cache.misses == 1
+    assert len(EmbeddingCache(tmp_path)) == 2
+
+
+def test_cache_entry_of_another_size_is_not_used(tmp_path) -> None:
+    image, boxes = scene(200, 300, n=2, seed=4)
+    seg = SamSegmenter("tiny", cache=EmbeddingCache(tmp_path))
+    seg.segment(View(image, key="same-key"), boxes, np.zeros((2, 0, 4)))
+    small, small_boxes = scene(120, 160, n=2, seed=4)
+    seg.segment(View(small, key="same-key"), small_boxes, np.zeros((2, 0, 4)))  # stale key: re-encode
+    assert seg.encoder_calls == 2 and seg.cache.misses == 2
+
+
+def test_no_boxes_and_no_jitter() -> None:
+    image, boxes = scene(128, 160, n=2)
+    seg = SamSegmenter("tiny")
+    assert seg.segment(View(image, key="s"), np.zeros((0, 4)), np.zeros((0, 4, 4))) == []
+    out = seg.segment(View(image, key="s"), boxes, np.zeros((2, 0, 4)))
+    assert len(out) == 2 and all(o.jitter_masks == [] for o in out)
+    assert seg.decoder_calls == 1
+
+
+def test_bad_inputs() -> None:
+    image, boxes = scene(128, 160, n=2)
+    seg = SamSegmenter("tiny")
+    with pytest.raises(ValueError, match="RGB uint8"):
+        seg.segment(View(image.astype(np.float32), key="s"), boxes, np.zeros((2, 0, 4)))
+    with pytest.raises(ValueError, match=r"jitter must be \(N, K, 4\)"):
+        seg.segment(View(image, key="s"), boxes, np.zeros((3, 4, 4)))
+    with pytest.raises(ValueError, match="chunk_size"):
+        SamSegmenter("tiny", chunk_size=0)
+
+
+class CountingDecoder(torch.nn.Module):
+    """A trivial 'adapter' decoder: SAM's own decoder, counting calls."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.calls = 0
+
+    def predict_masks(self, **kwargs):
+        self.calls += 1
+        return self.inner.predict_masks(**kwargs)
+
+
+class TrivialAdapter:
+    sha256 = "f00d" * 16
+
+    def __init__(self, decoder: torch.nn.Module) -> None:
+        self.mask_decoder = CountingDecoder(decoder)
+
+
+def test_adapter_hook() -> None:
+    image, boxes = scene(200, 300, n=3, seed=5)
+    jit = jittered(boxes, 4, 200, 300, seed=5)
+    plain = SamSegmenter("tiny", chunk_size=8)
+    adapter = TrivialAdapter(build_sam_model("tiny").mask_decoder)
+    adapted = SamSegmenter("tiny", chunk_size=8, adapter=adapter)
+    assert adapted.name == "sam:tiny+adapter:f00df00d"
+    assert adapted.model_sha256 == plain.model_sha256  # the encoder (and its cache key) is SAM's
+    assert adapted.provenance()["adapter_sha256"] == TrivialAdapter.sha256
+    a = plain.segment(View(image, key="s"), boxes, jit)
+    b = adapted.segment(View(image, key="s"), boxes, jit)
+    assert adapter.mask_decoder.calls == adapted.decoder_calls == math.ceil(15 / 8)
+    assert all(np.array_equal(x.mask, y.mask) for x, y in zip(a, b))  # same weights wrapped
