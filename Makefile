@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-EXTRAS ?= dev
+EXTRAS ?= sam,dev
 STAMP  := $(VENV)/.installed-$(EXTRAS)
 DEMO_WORKSPACE ?= demo-workspace
 

@@ -73,6 +73,16 @@ DATA_TABLES: dict[str, tuple[str, ...]] = {
 }
 
 
+_RUN_COLUMNS = ("run_id", "stage", "config_sha256", "code_version", "started", "finished", "counts_json")
+_TABLES_WITH_RUN_ID = {"proposals", "reviews", "consensus", "rejects"}
+
+
+def _all_columns(table: str) -> tuple[str, ...]:
+    if table == "runs":
+        return _RUN_COLUMNS
+    return DATA_TABLES[table] + (("run_id",) if table in _TABLES_WITH_RUN_ID else ())
+
+
 def stable_id(*parts: object) -> str:
     """A 16-hex id that depends only on ``parts`` (same files, same ids)."""
     text = "\x1f".join("" if p is None else str(p) for p in parts)
@@ -168,9 +178,9 @@ class Catalog:
                               (_now(), json.dumps(counts, sort_keys=True), run_id))
 
     def last_runs(self, n: int = 5) -> list[dict[str, Any]]:
-        rows = self.conn.execute("SELECT run_id, stage, config_sha256, code_version, started, finished, "
-                                 "counts_json FROM runs ORDER BY started DESC, rowid DESC LIMIT ?", (n,))
-        keys = ("run_id", "stage", "config_sha256", "code_version", "started", "finished", "counts")
+        rows = self.conn.execute(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs ORDER BY started DESC, rowid DESC "
+                                 "LIMIT ?", (n,))
+        keys = _RUN_COLUMNS[:-1] + ("counts",)
         return [dict(zip(keys, r[:-1] + (json.loads(r[-1]) if r[-1] else None,))) for r in rows]
 
     # ------------------------------------------------------------ writes
@@ -225,6 +235,34 @@ class Catalog:
             "rejects": self.reject_counts(),
             "runs": self.last_runs(5),
         }
+
+    def copy_to(self, path: Path | str) -> None:
+        """A consistent copy of this catalog (SQLite online backup), e.g. one per node."""
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        dest = sqlite3.connect(path)
+        try:
+            self.conn.backup(dest)
+        finally:
+            dest.close()
+
+    def merge_from(self, other: Path | str) -> dict[str, int]:
+        """Join another catalog's rows into this one (multi-node shard catalogs).
+
+        Rows are keyed by stable ids, so a row both catalogs hold is kept once; returns the
+        number of new rows per table.
+        """
+        added: dict[str, int] = {}
+        self.conn.execute("ATTACH DATABASE ? AS other", (str(other),))
+        try:
+            with self.transaction():
+                for table in (*DATA_TABLES, "runs"):
+                    names = ", ".join(_all_columns(table))
+                    before = self.conn.total_changes
+                    self.conn.execute(f"INSERT OR IGNORE INTO main.{table} ({names}) SELECT {names} FROM other.{table}")
+                    added[table] = self.conn.total_changes - before
+        finally:
+            self.conn.execute("DETACH DATABASE other")
+        return added
 
     def fingerprint(self, tables: Sequence[str] | None = None) -> str:
         """sha256 of the dataset content, independent of row order and of run bookkeeping."""

@@ -17,6 +17,7 @@ from .catalog import Catalog, CatalogError
 from .config import ConfigError
 from .stages import PIPELINE, implementations, plan, run_stage
 from .stages.ingest import RejectRateExceeded
+from .segment.calibrate import calibrate_workspace
 from .workspace import Workspace, init_workspace
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -74,10 +75,15 @@ def build(workspace: Path = WorkspaceOpt,
           force: bool = typer.Option(False, help="recompute the stage (drops its rows and those downstream)"),
           max_reject_rate: Optional[float] = typer.Option(
               None, help="ingest: exit 3 when more than this fraction of records is rejected"),
+          shard: Optional[str] = typer.Option(
+              None, help="sam-refine: take only shard i/n of the images (default: torchrun's RANK/WORLD_SIZE)"),
+          shard_catalog: bool = typer.Option(
+              False, help="sam-refine: write this shard's own catalog under W/shards/ (multi-node)"),
           progress: bool = typer.Option(sys.stderr.isatty(), help="show progress bars")) -> None:
     """Run one stage, or all stages in order."""
     ws = Workspace(workspace.resolve())
-    results = _build(ws, stage, until, force=force, max_reject_rate=max_reject_rate, progress=progress)
+    results = _build(ws, stage, until, force=force, max_reject_rate=max_reject_rate, shard=shard,
+                     shard_catalog=shard_catalog or None, progress=progress)
     for name, result in results.items():
         summary = result.as_dict() if hasattr(result, "as_dict") else result
         console.print(f"[bold]{name}[/]: " + json.dumps(_headline(summary)))
@@ -87,7 +93,8 @@ def build(workspace: Path = WorkspaceOpt,
 def _headline(summary: Any) -> Any:
     if not isinstance(summary, dict):
         return summary
-    keep = ("triplets_seen", "triplets_new", "rejected", "reject_rate", "seconds", "triplets_per_s")
+    keep = ("triplets_seen", "triplets_new", "rejected", "reject_rate", "seconds", "triplets_per_s",
+            "segmenter", "shard", "images", "proposals", "crops", "routes", "rerouted")
     return {k: summary[k] for k in keep if k in summary}
 
 
@@ -124,6 +131,50 @@ def status(workspace: Path = WorkspaceOpt,
         _print_status(ws)
 
 
+catalog_app = typer.Typer(help="Catalog maintenance.", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
+
+
+@catalog_app.command("merge")
+@_friendly
+def catalog_merge(others: list[Path] = typer.Argument(..., help="shard catalogs to join in"),
+                  workspace: Path = WorkspaceOpt) -> None:
+    """Join per-rank shard catalogs (multi-node sam-refine) into the workspace catalog."""
+    ws = Workspace(workspace.resolve())
+    with Catalog(ws.catalog_path, create=False) as catalog:
+        for other in others:
+            if not other.is_file():
+                raise FileNotFoundError(f"{other}: no such catalog")
+            added = catalog.merge_from(other)
+            console.print(f"merged {other}: " + ", ".join(f"{n} {t}" for t, n in added.items() if n))
+
+
+def _print_evaluation(label: str, ev: dict[str, Any]) -> None:
+    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    console.print(f"  {label}: {ev['n']} masks with truth; mean IoU {ev['segmenter']} {ev['mean_iou']:.3f} vs "
+                  f"box baseline {ev['mean_iou_box_baseline']:.3f}; good (IoU>=0.9) {ev['good_share']:.1%}; "
+                  f"to review {ev['review_share']:.1%}; auto-accept precision {fmt(ev['precision'])}, "
+                  f"recall {fmt(ev['recall'])}")
+
+
+@app.command()
+@_friendly
+def calibrate(workspace: Path = WorkspaceOpt,
+              truth: Optional[Path] = typer.Option(None, help="truth masks.jsonl (default: the synthetic truth)"),
+              target: float = typer.Option(0.95, help="auto-accept precision to reach"),
+              write: bool = typer.Option(False, help="write the proposed thresholds into pipeline.yaml")) -> None:
+    """Router precision and recall against trusted masks, and thresholds that reach a target precision."""
+    ws = Workspace(workspace.resolve())
+    result = calibrate_workspace(ws, truth, target, write)
+    _print_evaluation("current thresholds ", result["current"])
+    _print_evaluation("proposed thresholds", result["proposed"])
+    changed = {k: v for k, v in result["proposed"]["thresholds"].items() if result["current"]["thresholds"][k] != v}
+    console.print(f"  target precision {target} {'reached' if result['target_reached'] else 'NOT reached'}; "
+                  f"changes: {json.dumps(changed)}")
+    if write:
+        console.print(f"  written to {result['written_to']}; rerun sam-refine to re-route (no masks are recomputed)")
+
+
 @app.command()
 @_friendly
 def demo(workspace: Path = typer.Option(Path("demo-workspace"), "--workspace", "-w"),
@@ -135,6 +186,9 @@ def demo(workspace: Path = typer.Option(Path("demo-workspace"), "--workspace", "
     _build(ws, "all", None, progress=progress)
     info = _print_status(ws)
     cfg = ws.load()
+    quality = calibrate_workspace(ws, None, 0.95, write=False)["current"]
+    console.print("\n[bold]mask quality against the synthetic truth[/]")
+    _print_evaluation("demo thresholds", quality)
     console.print("\n[bold green]demo build finished[/]")
     console.print(f"  workspace : {ws.path}")
     console.print(f"  pipeline  : {ws.pipeline_path}")
@@ -142,7 +196,7 @@ def demo(workspace: Path = typer.Option(Path("demo-workspace"), "--workspace", "
                   f"{info['counts']['images']} images, {info['counts']['rejects']} rejects)")
     if cfg.synthetic:
         console.print(f"  sources   : {ws.resolve(cfg.synthetic.out)}  (synthetic, VRSBench layout, true masks beside)")
-    console.print(f"  reports   : {ws.reports}  (ingest.json, rejects.csv)")
+    console.print(f"  reports   : {ws.reports}  (ingest.json, refine.json, calibration.json, rejects.csv)")
     console.print(f"  status    : risbench status --workspace {ws.path}")
 
 

@@ -16,8 +16,9 @@ PIPELINE: tuple[str, ...] = ("ingest", "sam-refine", "review", "finalize", "expo
 
 def implementations() -> dict[str, StageFn]:
     from .ingest import run_ingest
+    from .refine import run_refine
 
-    return {"ingest": run_ingest}
+    return {"ingest": run_ingest, "sam-refine": run_refine}
 
 
 def plan(stage: str, until: str | None) -> list[str]:

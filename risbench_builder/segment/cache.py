@@ -1,0 +1,129 @@
+"""On-disk cache of image embeddings, keyed by view and model checksum.
+
+Encoding a view is the expensive part of box-prompted SAM (seconds on a CPU, tens of ms on a
+GPU); the decoder costs milliseconds per box chunk. Re-running the stage with other boxes,
+another jitter or a decoder adapter reuses the stored embedding instead of encoding again.
+
+Layout: ``root/<model_sha[:16]>/<sha256(view key)>.safetensors``. Each file holds the tensors
+(e.g. ``image_embeddings`` 1xCxhxw, ``original_size``, ``input_size``) and, as safetensors
+string metadata, the full view key and model checksum, which :meth:`EmbeddingCache.get`
+checks before trusting a file. Files are written to a temporary name and moved into place with
+``os.replace``, so a killed run leaves either the old file, the new one or none; never half of
+one. Nothing is pickled and nothing goes through ``torch.load``.
+
+>>> cache = EmbeddingCache(tmp)                                       # doctest: +SKIP
+>>> cache.put("img-sha", "model-sha", {"image_embeddings": emb}, {"note": "x"})  # doctest: +SKIP
+>>> cache.get("img-sha", "model-sha")["image_embeddings"].shape       # doctest: +SKIP
+torch.Size([1, 256, 64, 64])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+_KEY_FIELD, _MODEL_FIELD = "view_key", "model_sha256"
+_STORAGE_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+class EmbeddingCache:
+    """Image embeddings in ``root``, one safetensors file per (view key, model checksum).
+
+    ``storage_dtype`` applies to floating tensors only: float32 (default, exact round trip)
+    or float16/bfloat16 to halve the disk use (a vit_b embedding is 4 MiB in float32).
+    ``hits``/``misses`` count :meth:`get` results since construction.
+    """
+
+    def __init__(self, root: str | Path, storage_dtype: torch.dtype = torch.float32) -> None:
+        if storage_dtype not in _STORAGE_DTYPES:
+            raise ValueError(f"embedding cache: storage_dtype must be one of {_STORAGE_DTYPES}, got {storage_dtype}")
+        self.root = Path(root)
+        self.storage_dtype = storage_dtype
+        self.hits = 0
+        self.misses = 0
+
+    def path(self, key: str, model_sha: str) -> Path:
+        """Where the entry for ``key`` under ``model_sha`` lives (whether or not it exists)."""
+        if not model_sha:
+            raise ValueError("embedding cache: empty model checksum (weight-free backends have nothing to cache)")
+        name = hashlib.sha256(key.encode("utf-8")).hexdigest()
+        return self.root / model_sha[:16] / f"{name}.safetensors"
+
+    def get(
+        self,
+        key: str,
+        model_sha: str,
+        check: Callable[[dict[str, torch.Tensor]], bool] | None = None,
+    ) -> dict[str, torch.Tensor] | None:
+        """The stored tensors (on the CPU, as stored), or None on a miss.
+
+        An unreadable file, one whose recorded key or checksum differs, or one that ``check``
+        rejects (e.g. a shape that does not fit) counts as a miss and is overwritten by the next
+        :meth:`put`.
+        """
+        path = self.path(key, model_sha)
+        tensors = None
+        if path.is_file():
+            try:
+                with safe_open(str(path), framework="pt", device="cpu") as f:
+                    meta = f.metadata() or {}
+                    if meta.get(_KEY_FIELD) == key and meta.get(_MODEL_FIELD) == model_sha:
+                        tensors = {name: f.get_tensor(name) for name in f.keys()}
+            except (SafetensorError, OSError, ValueError):
+                tensors = None
+        if tensors is not None and check is not None and not check(tensors):
+            tensors = None
+        if tensors is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+        return tensors
+
+    def metadata(self, key: str, model_sha: str) -> dict[str, str] | None:
+        """The string metadata stored with an entry, or None when there is none (no counting)."""
+        path = self.path(key, model_sha)
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                return dict(f.metadata() or {})
+        except (SafetensorError, OSError, ValueError):
+            return None
+
+    def put(
+        self,
+        key: str,
+        model_sha: str,
+        tensors: dict[str, torch.Tensor],
+        metadata: dict[str, str] | None = None,
+    ) -> Path:
+        """Store ``tensors`` (moved to the CPU) atomically; returns the file path."""
+        path = self.path(key, model_sha)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+        meta.update({_KEY_FIELD: key, _MODEL_FIELD: model_sha})
+        payload = {}
+        for name, t in tensors.items():
+            t = t.detach().to("cpu")
+            if t.is_floating_point():
+                t = t.to(self.storage_dtype)
+            payload[name] = t.contiguous()
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem[:16]}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        try:
+            save_file(payload, tmp, metadata=meta)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.root.glob("*/*.safetensors")) if self.root.is_dir() else 0

@@ -1,0 +1,468 @@
+"""Box-prompted Segment Anything: model registry, checkpoint loading and the SAM segmenter.
+
+The registry follows segment-anything's ``build_sam.py``: the sizes differ only in numbers,
+so one private builder takes the knobs and a small dict maps names to public builders
+(``vit_b``, ``vit_l``, ``vit_h`` with segment-anything's exact numbers, and ``tiny``, a
+seeded random model for CPU tests; reference/sam.md §1.3, §2). Weights load with
+``torch.load(..., weights_only=True)`` or from ``.safetensors``; nothing else is unpickled.
+
+:class:`SamSegmenter` encodes each view once (or takes its embedding from the
+:class:`~risbench_builder.segment.cache.EmbeddingCache`) and decodes all boxes and all
+jittered boxes of the view in chunks, one decoder pass per chunk giving the single-mask
+output (token 0) and the three multimask alternatives (tokens 1-3) together.
+
+>>> seg = SamSegmenter("tiny")                                        # doctest: +SKIP
+>>> out = seg.segment(View(rgb, key="sha..."), boxes, jitter)         # doctest: +SKIP
+>>> out[0].mask.shape, out[0].multimask.shape, len(out[0].jitter_masks)  # doctest: +SKIP
+((200, 300), (3, 200, 300), 4)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Mapping
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+from segment_anything.utils.amg import calculate_stability_score
+from segment_anything.utils.transforms import ResizeLongestSide
+from torch.nn import functional as F
+
+from risbench_builder.segment.base import MaskOutput, View
+from risbench_builder.segment.cache import EmbeddingCache
+
+CHECKPOINT_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
+CHECKPOINT_FILES = {
+    "vit_b": "sam_vit_b_01ec64.pth",
+    "vit_l": "sam_vit_l_0b3195.pth",
+    "vit_h": "sam_vit_h_4b8939.pth",
+}
+PIXEL_MEAN = [123.675, 116.28, 103.53]
+PIXEL_STD = [58.395, 57.12, 57.375]
+
+# Full-resolution float logits held at once while upscaling (2**26 floats = 256 MiB).
+_UPSAMPLE_FLOATS = 2**26
+
+
+class SamCheckpointError(RuntimeError):
+    """A SAM checkpoint is missing, unsafe or does not fit the chosen model."""
+
+
+# ------------------------------------------------------------------------ registry
+def _build_sam(
+    *,
+    encoder_embed_dim: int,
+    encoder_depth: int,
+    encoder_num_heads: int,
+    encoder_global_attn_indexes: tuple[int, ...],
+    image_size: int = 1024,
+    window_size: int = 14,
+    prompt_embed_dim: int = 256,
+    mask_in_chans: int = 16,
+    decoder_mlp_dim: int = 2048,
+    decoder_num_heads: int = 8,
+    iou_head_hidden_dim: int = 256,
+    name: str = "sam",
+    checkpoint: str | Path | None = None,
+    seed: int = 0,
+) -> Sam:
+    """segment-anything's ``_build_sam`` with the fixed numbers as knobs and safe loading."""
+    state = _read_state_dict(name, Path(checkpoint)) if checkpoint is not None else None  # fail before building
+    vit_patch_size = 16
+    grid = image_size // vit_patch_size
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # random init and PositionEmbeddingRandom's Gaussian buffer
+        sam = Sam(
+            image_encoder=ImageEncoderViT(
+                depth=encoder_depth,
+                embed_dim=encoder_embed_dim,
+                img_size=image_size,
+                mlp_ratio=4,
+                norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+                num_heads=encoder_num_heads,
+                patch_size=vit_patch_size,
+                qkv_bias=True,
+                use_rel_pos=True,
+                global_attn_indexes=tuple(encoder_global_attn_indexes),
+                window_size=window_size,
+                out_chans=prompt_embed_dim,
+            ),
+            prompt_encoder=PromptEncoder(
+                embed_dim=prompt_embed_dim,
+                image_embedding_size=(grid, grid),
+                input_image_size=(image_size, image_size),
+                mask_in_chans=mask_in_chans,
+            ),
+            mask_decoder=MaskDecoder(
+                num_multimask_outputs=3,
+                transformer=TwoWayTransformer(
+                    depth=2,
+                    embedding_dim=prompt_embed_dim,
+                    mlp_dim=decoder_mlp_dim,
+                    num_heads=decoder_num_heads,
+                ),
+                transformer_dim=prompt_embed_dim,
+                iou_head_depth=3,
+                iou_head_hidden_dim=iou_head_hidden_dim,
+            ),
+            pixel_mean=PIXEL_MEAN,
+            pixel_std=PIXEL_STD,
+        )
+    sam.eval()
+    if state is not None:
+        _load_into(sam, name, Path(checkpoint), state)
+    return sam
+
+
+def build_sam_vit_b(checkpoint: str | Path | None = None, seed: int = 0) -> Sam:
+    return _build_sam(
+        encoder_embed_dim=768,
+        encoder_depth=12,
+        encoder_num_heads=12,
+        encoder_global_attn_indexes=(2, 5, 8, 11),
+        name="vit_b",
+        checkpoint=checkpoint,
+        seed=seed,
+    )
+
+
+def build_sam_vit_l(checkpoint: str | Path | None = None, seed: int = 0) -> Sam:
+    return _build_sam(
+        encoder_embed_dim=1024,
+        encoder_depth=24,
+        encoder_num_heads=16,
+        encoder_global_attn_indexes=(5, 11, 17, 23),
+        name="vit_l",
+        checkpoint=checkpoint,
+        seed=seed,
+    )
+
+
+def build_sam_vit_h(checkpoint: str | Path | None = None, seed: int = 0) -> Sam:
+    return _build_sam(
+        encoder_embed_dim=1280,
+        encoder_depth=32,
+        encoder_num_heads=16,
+        encoder_global_attn_indexes=(7, 15, 23, 31),
+        name="vit_h",
+        checkpoint=checkpoint,
+        seed=seed,
+    )
+
+
+def build_sam_tiny(checkpoint: str | Path | None = None, seed: int = 0) -> Sam:
+    """A ~0.5 M parameter random SAM at 256 px for CPU tests (reference/sam.md §2).
+
+    Masks and scores are meaningless; shapes, transforms and data flow are the real ones.
+    Low-res logits come out at 64x64 (S/4), so a ``mask_input`` would be Bx1x64x64.
+    """
+    return _build_sam(
+        encoder_embed_dim=64,
+        encoder_depth=2,
+        encoder_num_heads=2,
+        encoder_global_attn_indexes=(1,),
+        image_size=256,
+        window_size=4,
+        prompt_embed_dim=32,
+        mask_in_chans=4,
+        decoder_mlp_dim=64,
+        decoder_num_heads=2,
+        iou_head_hidden_dim=32,
+        name="tiny",
+        checkpoint=checkpoint,
+        seed=seed,
+    )
+
+
+sam_model_registry: dict[str, Callable[..., Sam]] = {
+    "vit_b": build_sam_vit_b,
+    "vit_l": build_sam_vit_l,
+    "vit_h": build_sam_vit_h,
+    "tiny": build_sam_tiny,
+}
+
+
+def build_sam_model(name: str, checkpoint: str | Path | None = None, device: str = "cpu", seed: int = 0) -> Sam:
+    """Build ``name`` from the registry, load ``checkpoint`` (random weights when None), move to ``device``.
+
+    Random weights are drawn with ``seed`` on the CPU, so they are the same whatever the device.
+    """
+    if name not in sam_model_registry:
+        raise ValueError(f"unknown SAM model {name!r}; choose one of {sorted(sam_model_registry)}")
+    sam = sam_model_registry[name](checkpoint=checkpoint, seed=seed)
+    return sam.to(device).eval()
+
+
+def _how_to_get(name: str) -> str:
+    if name in CHECKPOINT_FILES:
+        return f"download {CHECKPOINT_FILES[name]} from {CHECKPOINT_URL} and set refine.checkpoint"
+    return f"{name} has no published weights: leave refine.checkpoint empty for random weights"
+
+
+def _read_state_dict(name: str, path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise SamCheckpointError(f"sam:{name}: checkpoint {path} not found; {_how_to_get(name)}")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            state = load_file(str(path), device="cpu")
+        except (SafetensorError, OSError, ValueError) as e:
+            raise SamCheckpointError(
+                f"sam:{name}: {path} is not a readable safetensors file ({_first_line(e)}); {_how_to_get(name)}"
+            ) from e
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # UnpicklingError for unsafe pickles, RuntimeError for broken zips, ...
+            raise SamCheckpointError(
+                f"sam:{name}: {path} is not a plain tensor state_dict, refused by torch.load(weights_only=True) "
+                f"({_first_line(e)}); {_how_to_get(name)} or convert the file to .safetensors"
+            ) from e
+    if isinstance(state, Mapping):
+        for wrapper in ("model", "state_dict"):  # training checkpoints often nest the weights
+            if wrapper in state and isinstance(state[wrapper], Mapping):
+                state = state[wrapper]
+    if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise SamCheckpointError(f"sam:{name}: {path} does not hold a dict of tensors; {_how_to_get(name)}")
+    return dict(state)
+
+
+def _load_into(sam: Sam, name: str, path: Path, state: dict[str, torch.Tensor]) -> None:
+    own = sam.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    mismatched = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or mismatched:
+        first = (mismatched or missing or unexpected)[0]
+        raise SamCheckpointError(
+            f"sam:{name}: checkpoint {path} does not fit this model ({len(missing)} missing, {len(unexpected)} "
+            f"unexpected, {len(mismatched)} mismatched keys, first {first!r}); set refine.model to the "
+            f"architecture of the file ({', '.join(f'{v} -> {k}' for k, v in CHECKPOINT_FILES.items())})"
+        )
+    sam.load_state_dict(state, strict=True)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def model_checksum(name: str, checkpoint: str | Path | None = None, seed: int = 0) -> str:
+    """sha256 of the checkpoint file (streamed), or of ``(name, seed, "random")`` for random weights."""
+    if checkpoint is None:
+        return hashlib.sha256(f"{name}\0{seed}\0random".encode()).hexdigest()
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise SamCheckpointError(f"sam:{name}: checkpoint {path} not found; {_how_to_get(name)}")
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------- segmenter
+class SamSegmenter:
+    """Box-prompted SAM behind the :class:`~risbench_builder.segment.base.Segmenter` protocol.
+
+    ``adapter``: an optional object with ``mask_decoder`` (a module with
+    ``MaskDecoder.predict_masks``'s signature and outputs, used instead of SAM's decoder) and
+    ``sha256`` (its weights' checksum, carried in :attr:`name` and :attr:`adapter_sha256`).
+    The adapter is decoder-side, so the embedding cache stays keyed by :attr:`model_sha256`.
+
+    Counters for tests and benchmarks: ``encoder_calls`` (image encoder runs) and
+    ``decoder_calls`` (decoder passes, one per chunk of at most ``chunk_size`` prompts).
+    """
+
+    def __init__(
+        self,
+        model_name: str,
+        checkpoint: str | Path | None = None,
+        device: str | None = None,
+        cache: EmbeddingCache | None = None,
+        chunk_size: int = 64,
+        adapter: Any = None,
+        seed: int = 0,
+    ) -> None:
+        if chunk_size < 1:
+            raise ValueError(f"sam: chunk_size must be >= 1, got {chunk_size}")
+        self.model_name = model_name
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.model = build_sam_model(model_name, checkpoint, device=str(self.device), seed=seed)
+        self.model_sha256 = model_checksum(model_name, checkpoint, seed)
+        self.transform = ResizeLongestSide(self.model.image_encoder.img_size)
+        self.cache = cache
+        self.chunk_size = chunk_size
+        self.adapter = adapter
+        self.adapter_sha256 = ""
+        self.mask_decoder = self.model.mask_decoder
+        self.name = f"sam:{model_name}"
+        if adapter is not None:
+            self.adapter_sha256 = str(adapter.sha256)
+            self.mask_decoder = adapter.mask_decoder
+            if isinstance(self.mask_decoder, torch.nn.Module):
+                self.mask_decoder.to(self.device).eval()
+            self.name += f"+adapter:{self.adapter_sha256[:8]}"
+        self.encoder_calls = 0
+        self.decoder_calls = 0
+
+    @property
+    def precision(self) -> str:
+        return "bf16" if self.device.type == "cuda" else "fp32"
+
+    def provenance(self) -> dict[str, str]:
+        """What to store with each proposal so it can be traced to the exact weights."""
+        return {
+            "segmenter": self.name,
+            "model_sha256": self.model_sha256,
+            "adapter_sha256": self.adapter_sha256,
+            "precision": self.precision,
+        }
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        # bf16 on CUDA (fp16 breaks the ViT-H encoder, segment-anything #540); plain fp32 elsewhere.
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    # ------------------------------------------------------------------ encoding
+    @torch.inference_mode()
+    def embed(self, view: View) -> tuple[torch.Tensor, tuple[int, int]]:
+        """The view's float32 image embedding (1xCxhxw, on the device) and the resized input size.
+
+        Taken from the cache when present (no encoder call), else encoded and stored.
+        ``SamPredictor.set_image`` semantics: PIL resize of the long side, normalise, pad.
+        """
+        image = _check_image(view.image)
+        original_size = (int(image.shape[0]), int(image.shape[1]))
+        if self.cache is not None:
+            hit = self.cache.get(view.key, self.model_sha256, check=lambda t: _fits(t, original_size, self.model))
+            if hit is not None:
+                emb = hit["image_embeddings"].to(self.device, torch.float32)
+                return emb, tuple(int(v) for v in hit["input_size"].tolist())
+        input_image = torch.as_tensor(self.transform.apply_image(image), device=self.device)
+        input_image = input_image.permute(2, 0, 1).contiguous()[None, :, :, :]
+        input_size = (int(input_image.shape[-2]), int(input_image.shape[-1]))
+        with self._autocast():
+            emb = self.model.image_encoder(self.model.preprocess(input_image))
+        self.encoder_calls += 1
+        emb = emb.float()
+        if self.cache is not None:
+            self.cache.put(
+                view.key,
+                self.model_sha256,
+                {
+                    "image_embeddings": emb,
+                    "original_size": torch.tensor(original_size, dtype=torch.int64),
+                    "input_size": torch.tensor(input_size, dtype=torch.int64),
+                },
+                {"model": self.model_name, "precision": self.precision},
+            )
+        return emb, input_size
+
+    # ------------------------------------------------------------------ decoding
+    @torch.inference_mode()
+    def segment(self, view: View, boxes: np.ndarray, jitter: np.ndarray) -> list[MaskOutput]:
+        """One :class:`MaskOutput` per box: token-0 mask, clipped IoU, stability, tokens 1-3, jitter masks."""
+        image = _check_image(view.image)
+        h, w = int(image.shape[0]), int(image.shape[1])
+        boxes = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        n = len(boxes)
+        jitter = np.asarray(jitter, dtype=np.float32)
+        if jitter.size == 0:
+            jitter = np.zeros((n, 0, 4), np.float32)
+        if jitter.ndim != 3 or jitter.shape[0] != n or jitter.shape[2] != 4:
+            raise ValueError(f"sam: jitter must be (N, K, 4) with N={n} boxes, got shape {jitter.shape}")
+        k = jitter.shape[1]
+        if n == 0:
+            return []
+
+        emb, input_size = self.embed(view)
+        prompts = np.concatenate([boxes, jitter.reshape(-1, 4)], axis=0)  # N main boxes, then N*K jittered
+        prompts[:, 0::2] = prompts[:, 0::2].clip(0, w)
+        prompts[:, 1::2] = prompts[:, 1::2].clip(0, h)
+        coords = self.transform.apply_boxes_torch(torch.from_numpy(prompts), (h, w)).to(self.device)
+
+        masks = np.zeros((n, h, w), bool)
+        multimask = np.zeros((n, 3, h, w), bool)
+        jitter_masks = np.zeros((n * k, h, w), bool)
+        iou_pred = np.zeros(n, np.float64)
+        stability = np.zeros(n, np.float64)
+        pe = self.model.prompt_encoder.get_dense_pe()
+        for start in range(0, len(prompts), self.chunk_size):
+            stop = min(start + self.chunk_size, len(prompts))
+            with self._autocast():
+                sparse, dense = self.model.prompt_encoder(points=None, boxes=coords[start:stop], masks=None)
+                low_res, iou = self.mask_decoder.predict_masks(
+                    image_embeddings=emb,
+                    image_pe=pe,
+                    sparse_prompt_embeddings=sparse,
+                    dense_prompt_embeddings=dense,
+                )
+            self.decoder_calls += 1
+            low_res, iou = low_res.float(), iou.float()
+            n_main = max(0, min(stop, n) - start)  # main boxes in this chunk come first
+            if n_main:
+                iou_pred[start : start + n_main] = iou[:n_main, 0].clamp(0.0, 1.0).cpu().numpy()
+                for lo, full in self._upscaled(low_res[:n_main], input_size, (h, w)):
+                    rows = slice(start + lo, start + lo + len(full))
+                    stab = calculate_stability_score(full[:, 0], self.model.mask_threshold, 1.0)
+                    stability[rows] = torch.nan_to_num(stab, nan=0.0).cpu().numpy()  # empty mask -> 0
+                    binary = (full > self.model.mask_threshold).cpu().numpy()
+                    masks[rows] = binary[:, 0]
+                    multimask[rows] = binary[:, 1:4]
+            if stop > n:
+                j0 = max(start, n)
+                for lo, full in self._upscaled(low_res[j0 - start :, :1], input_size, (h, w)):
+                    jitter_masks[j0 - n + lo : j0 - n + lo + len(full)] = (
+                        (full[:, 0] > self.model.mask_threshold).cpu().numpy()
+                    )
+
+        jitter_masks = jitter_masks.reshape(n, k, h, w)
+        return [
+            MaskOutput(
+                mask=masks[i],
+                iou_pred=float(iou_pred[i]),
+                stability=float(stability[i]),
+                multimask=multimask[i],
+                jitter_masks=[jitter_masks[i, j] for j in range(k)],
+            )
+            for i in range(n)
+        ]
+
+    def _upscaled(self, low_res: torch.Tensor, input_size: tuple[int, int], original_size: tuple[int, int]):
+        """Yield ``(offset, logits)`` groups of ``Sam.postprocess_masks`` output, a few rows at a time."""
+        s = self.model.image_encoder.img_size
+        per_row = low_res.shape[1] * (s * s + original_size[0] * original_size[1])
+        step = max(1, _UPSAMPLE_FLOATS // per_row)
+        for lo in range(0, low_res.shape[0], step):
+            part = low_res[lo : lo + step]
+            part = F.interpolate(part, (s, s), mode="bilinear", align_corners=False)
+            part = part[..., : input_size[0], : input_size[1]]
+            yield lo, F.interpolate(part, original_size, mode="bilinear", align_corners=False)
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"sam: a view must be RGB uint8 (H, W, 3), got {image.dtype} {image.shape}")
+    return image
+
+
+def _fits(hit: dict[str, torch.Tensor], original_size: tuple[int, int], sam: Sam) -> bool:
+    """A cached entry matches this view's size and this model's embedding shape."""
+    emb = hit.get("image_embeddings")
+    if emb is None or "original_size" not in hit or "input_size" not in hit:
+        return False
+    grid = sam.image_encoder.img_size // 16
+    return (
+        tuple(hit["original_size"].tolist()) == original_size
+        and tuple(emb.shape) == (1, sam.prompt_encoder.embed_dim, grid, grid)
+    )

@@ -1,0 +1,213 @@
+"""The sam-refine stage: backends, one encoder call per image, cache, crops, routing, resume,
+torchrun sharding and shard-catalog merge."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from risbench_builder import masks
+from risbench_builder.catalog import Catalog
+from risbench_builder.config import RefineConfig
+from risbench_builder.segment.base import View
+from risbench_builder.segment.box import BoxSegmenter
+from risbench_builder.segment.calibrate import calibrate_workspace
+from risbench_builder.stages.ingest import run_ingest
+from risbench_builder.stages.refine import _Prompt, make_segmenter, run_refine, segment_image
+from risbench_builder.workspace import Workspace
+
+torch = pytest.importorskip("torch")
+
+
+def pipeline(scenes: int = 3, **refine) -> dict:
+    return {"synthetic": {"out": "sources", "seed": 5, "scenes": scenes, "patches_per_scene": 2},
+            "sources": [{"kind": "vrsbench", "root": "sources/vrsbench"}],
+            "refine": {"segmenter": "grabcut", "jitter_k": 2, "batch_images": 2, **refine}}
+
+
+def ingested(make_workspace, name: str = "ws", **kwargs) -> Workspace:
+    ws = make_workspace(pipeline(**kwargs), name)
+    run_ingest(ws, ws.load(), progress=False)
+    return ws
+
+
+def fingerprint(ws: Workspace) -> str:
+    with Catalog(ws.catalog_path) as cat:
+        return cat.fingerprint(["proposals", "rejects"])
+
+
+def test_grabcut_refine_idempotent_and_rerouted_without_recompute(make_workspace) -> None:
+    ws = ingested(make_workspace)
+    report = run_refine(ws, ws.load(), progress=False)
+    with Catalog(ws.catalog_path) as cat:
+        n_triplets, n_images = cat.count("triplets"), cat.count("images")
+        rows = dict(cat.conn.execute("SELECT triplet_id, rle FROM proposals"))
+        routes = dict(cat.conn.execute("SELECT route, COUNT(*) FROM proposals GROUP BY route"))
+    assert report.images == n_images and report.proposals == n_triplets == len(rows)
+    assert sum(routes.values()) == n_triplets and report.routes == routes
+    assert json.loads((ws.reports / "refine.json").read_text())["proposals"] == n_triplets
+    again = run_refine(ws, ws.load(), progress=False)
+    assert again.images == 0 and again.proposals == 0 and again.rerouted == 0
+    # stricter thresholds re-route what exists; no mask is recomputed
+    data = yaml.safe_load(ws.pipeline_path.read_text())
+    data["refine"]["route"] = {"min_box_iou": 0.999999}
+    ws.pipeline_path.write_text(yaml.safe_dump(data))
+    strict = run_refine(ws, ws.load(), progress=False)
+    with Catalog(ws.catalog_path) as cat:
+        assert dict(cat.conn.execute("SELECT triplet_id, rle FROM proposals")) == rows
+        review = cat.count("proposals", "WHERE route='review'")
+    assert review > routes.get("review", 0)
+    assert strict.proposals == 0 and strict.rerouted == review - routes.get("review", 0)
+
+
+def test_tiny_sam_one_encoder_call_per_image_and_cache_hits(make_workspace) -> None:
+    ws = ingested(make_workspace, segmenter="sam", model="tiny", tiny_box=0, jitter_k=4, chunk_size=8)
+    cfg = ws.load()
+    seg = make_segmenter(cfg.refine, ws)
+    report = run_refine(ws, cfg, progress=False, segmenter=seg)
+    with Catalog(ws.catalog_path) as cat:
+        n_images, n_triplets = cat.count("images"), cat.count("triplets")
+        scores = [json.loads(s) for (s,) in cat.conn.execute("SELECT scores_json FROM proposals")]
+        name, sha = cat.conn.execute("SELECT DISTINCT segmenter, model_sha256 FROM proposals").fetchone()
+    assert seg.encoder_calls == n_images == report.images and report.proposals == n_triplets
+    assert (name, sha) == ("sam:tiny", seg.model_sha256) and len(sha) == 64
+    assert all({"iou_pred", "stability", "multimask_disagreement", "jitter_agreement"} <= s.keys() for s in scores)
+    assert all(0 <= s["iou_pred"] <= 1 for s in scores)
+    before = fingerprint(ws)
+    # --force recomputes the masks, but every embedding comes from the cache
+    fresh = make_segmenter(cfg.refine, ws)
+    run_refine(ws, cfg, progress=False, segmenter=fresh, force=True)
+    assert fresh.encoder_calls == 0 and fresh.cache.hits == n_images
+    assert fingerprint(ws) == before
+    assert len(list((ws.cache / "embeddings").rglob("*.safetensors"))) == n_images
+
+
+class RecordingBox(BoxSegmenter):
+    def __init__(self) -> None:
+        self.views: list[tuple[str, tuple[int, ...], int]] = []
+
+    def segment(self, view: View, boxes: np.ndarray, jitter: np.ndarray):
+        self.views.append((view.key, view.image.shape, len(boxes)))
+        return super().segment(view, boxes, jitter)
+
+
+def test_tiny_boxes_are_prompted_on_a_context_crop_and_pasted_back() -> None:
+    image = np.zeros((600, 500, 3), np.uint8)
+    tiny = np.array([480.0, 100.0, 490.0, 108.0])       # 10 px, near the right edge
+    big = np.array([50.0, 60.0, 250.0, 200.0])
+    prompts = [_Prompt("t", tiny, None, np.stack([tiny] * 2)), _Prompt("b", big, None, np.stack([big] * 2))]
+    seg = RecordingBox()
+    outputs, crops = segment_image(seg, image, "sha", prompts, RefineConfig(tiny_box=24, context_min=256))
+    assert crops == 1
+    assert seg.views[0] == ("sha", (600, 500, 3), 1)                   # the whole image, big box only
+    key, shape, n = seg.views[1]
+    assert key == "sha@244,0,500,256" and shape == (256, 256, 3) and n == 1  # shifted inside the image
+    assert np.array_equal(outputs[0].mask, masks.rasterize_box(tiny, 600, 500).astype(bool))
+    assert np.array_equal(outputs[1].mask, masks.rasterize_box(big, 600, 500).astype(bool))
+    assert all(j.shape == (600, 500) for j in outputs[0].jitter_masks)
+
+
+def test_degenerate_box_is_rejected(make_workspace) -> None:
+    ws = ingested(make_workspace, segmenter="box")
+    with Catalog(ws.catalog_path) as cat:
+        image_id = cat.conn.execute("SELECT image_id FROM images LIMIT 1").fetchone()[0]
+        with cat.transaction():
+            cat.conn.execute("INSERT INTO triplets(triplet_id, image_id, source, source_ref, category, expression, "
+                             "box_xyxy) VALUES ('thin', ?, 'test', 'test#thin', 'ship', 'a thin ship', "
+                             "'[10, 10, 10.4, 50]')", (image_id,))
+    report = run_refine(ws, ws.load(), progress=False)
+    with Catalog(ws.catalog_path) as cat:
+        assert cat.conn.execute("SELECT reason FROM rejects WHERE ref='thin'").fetchone() == ("degenerate_box",)
+        assert cat.count("proposals") == cat.count("triplets") - 1
+    assert report.rejected == {"degenerate_box": 1}
+
+
+def _cli(ws: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "risbench_builder", "build", "-w", str(ws), "--stage", "sam-refine", *args]
+
+
+def test_resume_after_sigkill_gives_the_same_masks(make_workspace) -> None:
+    clean = ingested(make_workspace, "clean", scenes=8, batch_images=1)
+    killed = ingested(make_workspace, "killed", scenes=8, batch_images=1)
+    proc = subprocess.Popen(_cli(killed.path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, done = time.time() + 120, 0
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            con = sqlite3.connect(killed.catalog_path, timeout=1)
+            done = con.execute("SELECT COUNT(*) FROM proposals").fetchone()[0]
+            con.close()
+        except sqlite3.OperationalError:
+            pass
+        if done >= 3:
+            break
+        time.sleep(0.01)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "sam-refine finished before it could be killed"
+    with Catalog(killed.catalog_path) as cat:
+        partial, total = cat.count("proposals"), cat.count("triplets")
+    assert 0 < partial < total
+    for ws in (killed, clean):
+        result = subprocess.run(_cli(ws.path), capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+    with Catalog(killed.catalog_path) as cat:
+        assert cat.count("proposals") == total
+        assert cat.conn.execute("SELECT COUNT(*) FROM (SELECT triplet_id FROM proposals GROUP BY triplet_id "
+                                "HAVING COUNT(*) > 1)").fetchone()[0] == 0
+    assert fingerprint(killed) == fingerprint(clean)
+
+
+def test_torchrun_two_ranks_split_the_work(make_workspace) -> None:
+    single = ingested(make_workspace, "single", scenes=4)
+    multi = ingested(make_workspace, "multi", scenes=4)
+    run_refine(single, single.load(), progress=False)
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29577",
+           "-m", "risbench_builder", "build", "-w", str(multi.path), "--stage", "sam-refine"]
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    shards = [json.loads((multi.reports / f"refine-shard{i}of2.json").read_text()) for i in range(2)]
+    ids = [set(s["image_ids"]) for s in shards]
+    with Catalog(multi.catalog_path) as cat:
+        all_images = {r[0] for r in cat.conn.execute("SELECT image_id FROM images")}
+    assert ids[0] and ids[1] and not ids[0] & ids[1] and ids[0] | ids[1] == all_images
+    assert fingerprint(multi) == fingerprint(single)
+
+
+def test_shard_catalogs_merge_to_the_single_process_result(make_workspace) -> None:
+    single = ingested(make_workspace, "single", segmenter="box")
+    multi = ingested(make_workspace, "multi", segmenter="box")
+    run_refine(single, single.load(), progress=False)
+    for i in range(2):
+        run_refine(multi, multi.load(), progress=False, shard=f"{i}/2", shard_catalog=True)
+    with Catalog(multi.catalog_path) as cat:
+        assert cat.count("proposals") == 0                  # ranks wrote only their own catalogs
+        for i in range(2):
+            added = cat.merge_from(multi.path / "shards" / f"catalog-{i}of2.sqlite")
+            assert added["proposals"] > 0 and added["triplets"] == 0
+    assert fingerprint(multi) == fingerprint(single)
+
+
+def test_calibrate_reaches_target_precision_and_writes_thresholds(make_workspace) -> None:
+    ws = ingested(make_workspace, scenes=6)
+    run_refine(ws, ws.load(), progress=False)
+    result = calibrate_workspace(ws, None, target=0.95, write=True)
+    current, proposed = result["current"], result["proposed"]
+    assert current["n"] > 20 and 0 < current["mean_iou"] <= 1
+    assert current["mean_iou"] > current["mean_iou_box_baseline"]      # GrabCut beats the plain box
+    assert result["target_reached"] and proposed["precision"] >= 0.95
+    assert yaml.safe_load(ws.pipeline_path.read_text())["refine"]["route"] == proposed["thresholds"]
+    rerun = run_refine(ws, ws.load(), progress=False)
+    with Catalog(ws.catalog_path) as cat:
+        review = cat.count("proposals", "WHERE route='review'") / cat.count("proposals")
+    assert rerun.proposals == 0 and review == pytest.approx(proposed["review_share"], abs=0.05)
