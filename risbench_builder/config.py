@@ -97,12 +97,46 @@ class RefineConfig(_Strict):
     route: RouteConfig = RouteConfig()
 
 
+class SplitConfig(_Strict):
+    """How kept triplets are split; always grouped by scene, so no source scene spans two splits."""
+
+    seed: int = 0
+    protocol: Literal["grouped", "risbench"] = Field(
+        "grouped", description="grouped: ratios over all scenes, stratified by category; risbench: test = "
+                               "the VRSBench eval refers (origin split val), train/val from VRSBench train")
+    ratios: dict[str, float] = Field(default_factory=lambda: {"train": 0.7, "val": 0.1, "test": 0.2})
+    train_val: tuple[int, int] = Field((26300, 10013), description="risbench protocol: the paper's train : val")
+
+
+class FinalizeConfig(_Strict):
+    min_mask_pixels: int = Field(20, ge=0, description="drop masks smaller than this")
+    min_mask_box_iou: float = Field(0.3, ge=0.0, le=1.0, description="drop masks whose box strays from the prompt")
+    min_words: int = Field(3, ge=0, description="drop expressions with fewer words")
+    require_distinguisher: bool = Field(
+        True, description="drop non-unique objects whose expression has no position, size or relation word")
+    dedupe: bool = True
+    geometry_check: Literal["off", "flag", "review", "drop"] = Field(
+        "review", description="expressions whose position words contradict the mask: flag only, send to "
+                              "review, or drop")
+    split: SplitConfig = SplitConfig()
+
+
+class ExportConfig(_Strict):
+    targets: list[Literal["hf", "refer", "native", "coco"]] = Field(
+        default_factory=lambda: ["hf", "refer", "native", "coco"])
+    dataset_name: str = Field("risbench", description="name inside the exports (REFER dataset folder, card title)")
+    rows_per_shard: int = Field(5000, ge=1, description="hf: rows per parquet file")
+    license: str = "cc-by-4.0"
+
+
 class PipelineConfig(_Strict):
     name: str = "pipeline"
     synthetic: Optional[SyntheticConfig] = None
     sources: list[SourceConfig]
     ingest: IngestConfig = IngestConfig()
     refine: RefineConfig = RefineConfig()
+    finalize: FinalizeConfig = FinalizeConfig()
+    export: ExportConfig = ExportConfig()
 
     def sha256(self) -> str:
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()

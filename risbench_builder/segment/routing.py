@@ -25,9 +25,12 @@ _TESTS: dict[str, tuple[str, str]] = {
 def failed_tests(signals: Mapping[str, float], cfg: RouteConfig) -> list[str]:
     """Threshold names the mask fails; signals a backend does not give are not tested.
 
-    An empty mask always fails (``area`` 0).
+    An empty mask always fails (``area`` 0), and so does a mask a later stage sent to review
+    (``forced_review``, e.g. finalize's expression-geometry check).
     """
     failed = ["empty_mask"] if signals.get("area", 1) <= 0 else []
+    if "forced_review" in signals:
+        failed.append(f"forced_review:{signals['forced_review']}")
     for field, (signal, op) in _TESTS.items():
         limit = getattr(cfg, field)
         value = signals.get(signal)

@@ -11,14 +11,15 @@ StageFn = Callable[..., Any]
 
 # The whole pipeline, in order; a stage without an implementation yet is listed with None so
 # `--until` and the help text already speak of the full design.
-PIPELINE: tuple[str, ...] = ("ingest", "sam-refine", "review", "finalize", "export", "train")
+PIPELINE: tuple[str, ...] = ("ingest", "sam-refine", "review", "finalize", "stats", "export", "train")
 
 
 def implementations() -> dict[str, StageFn]:
+    from .finalize import run_finalize
     from .ingest import run_ingest
     from .refine import run_refine
 
-    return {"ingest": run_ingest, "sam-refine": run_refine}
+    return {"ingest": run_ingest, "sam-refine": run_refine, "finalize": run_finalize}
 
 
 def plan(stage: str, until: str | None) -> list[str]:

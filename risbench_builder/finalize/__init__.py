@@ -1,0 +1,1 @@
+"""Finalize: filters, the expression-geometry check and leak-free splits -> catalog.final."""

@@ -1,0 +1,79 @@
+"""Leak-free splits: whole scenes go to one split, categories stay balanced, a seed fixes it all.
+
+Patches cut from one large DOTA/DIOR image share objects, background and often the very same
+object; putting them in different splits leaks test content into training. Scenes are
+therefore the unit of assignment: they are taken in a seeded order, largest first, and each
+goes to the split whose per-category share lags its target most.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+import numpy as np
+
+from ..config import SplitConfig
+
+
+@dataclass(frozen=True)
+class Item:
+    triplet_id: str
+    scene_id: str
+    category: str
+    origin_split: str | None
+
+
+def grouped_split(items: Iterable[Item], ratios: Mapping[str, float], seed: int) -> dict[str, str]:
+    """triplet_id -> split with no scene in two splits, stratified by category."""
+    items = list(items)
+    names = list(ratios)
+    target = np.array([ratios[n] for n in names], float)
+    target = target / target.sum()
+    scenes: dict[str, list[Item]] = defaultdict(list)
+    for it in items:
+        scenes[it.scene_id].append(it)
+    totals = Counter(it.category for it in items)
+    rng = np.random.default_rng(seed)
+    order = sorted(scenes)
+    rng.shuffle(order)
+    order.sort(key=lambda s: -len(scenes[s]))          # stable: size first, seeded order within a size
+    have = {n: Counter() for n in names}
+    size = np.zeros(len(names))
+    out: dict[str, str] = {}
+    for scene in order:
+        cats = Counter(it.category for it in scenes[scene])
+        need = np.zeros(len(names))
+        for k, name in enumerate(names):
+            need[k] = sum(n * (target[k] - have[name][c] / totals[c]) for c, n in cats.items())
+        need += 1e-3 * (target * (size.sum() + 1) - size)      # overall size breaks ties
+        k = int(np.argmax(need))
+        have[names[k]].update(cats)
+        size[k] += len(scenes[scene])
+        out.update({it.triplet_id: names[k] for it in scenes[scene]})
+    return out
+
+
+def risbench_split(items: Iterable[Item], cfg: SplitConfig) -> dict[str, str]:
+    """The paper's protocol: test = the VRSBench eval refers; train and val from VRSBench train in
+    the paper's proportion, grouped by scene. Other origins are left out."""
+    items = list(items)
+    out = {it.triplet_id: "test" for it in items if it.origin_split == "val"}
+    pool = [it for it in items if it.origin_split == "train"]
+    train, val = cfg.train_val
+    out.update(grouped_split(pool, {"train": train, "val": val}, cfg.seed))
+    return out
+
+
+def assign(items: Iterable[Item], cfg: SplitConfig) -> dict[str, str]:
+    items = list(items)
+    return risbench_split(items, cfg) if cfg.protocol == "risbench" else grouped_split(items, cfg.ratios, cfg.seed)
+
+
+def scene_leaks(splits: Mapping[str, str], scene_of: Mapping[str, str]) -> dict[str, list[str]]:
+    """Scenes that appear in more than one split, with those splits (empty when leak-free)."""
+    seen: dict[str, set[str]] = defaultdict(set)
+    for tid, split in splits.items():
+        seen[scene_of[tid]].add(split)
+    return {scene: sorted(s) for scene, s in sorted(seen.items()) if len(s) > 1}
