@@ -94,7 +94,8 @@ def _headline(summary: Any) -> Any:
     if not isinstance(summary, dict):
         return summary
     keep = ("triplets_seen", "triplets_new", "rejected", "reject_rate", "seconds", "triplets_per_s",
-            "segmenter", "shard", "images", "proposals", "crops", "routes", "rerouted")
+            "segmenter", "shard", "images", "proposals", "crops", "routes", "rerouted", "kept", "pending",
+            "triplets", "splits", "figures")
     return {k: summary[k] for k in keep if k in summary}
 
 

@@ -231,3 +231,29 @@ def test_risbench_protocol_and_upstream_leaks() -> None:
     assert abs(pool["train"] / (pool["train"] + pool["val"]) - 26300 / 36313) < 0.05
     scene_of = {it.triplet_id: it.scene_id for it in items}
     assert scene_leaks({it.triplet_id: it.origin_split for it in items}, scene_of) == {"S1": ["train", "val"]}
+
+
+def test_stats_stage_counts_and_figures(hand: Hand) -> None:
+    from risbench_builder.stages.stats import run_stats
+
+    hand.add("a", "The ship in the top left corner.", [5, 5, 35, 35], (5, 5, 35, 35))                 # 900 px
+    hand.add("b", "The large ship at the bottom of the image.", [10, 70, 120, 120], (10, 70, 110, 120),
+             image="img1", scene="s1", category="vehicle")                                           # 5000 px
+    hand.add("c", "A long boat moored on the right.", [80, 10, 120, 110], (80, 10, 120, 110),
+             image="img2", scene="s1")                                                               # 4000 px
+    run_finalize(hand.ws, hand.ws.load(), progress=False)
+    first = run_stats(hand.ws, hand.ws.load())
+    data = json.loads((hand.ws.reports / "stats.json").read_text())["overall"]
+    assert first["triplets"] == data["triplets"] == 3
+    assert (data["images"], data["scenes"], data["categories"]) == (3, 2, 2)
+    assert data["mean_words"] == round((7 + 9 + 7) / 3, 2)
+    assert data["object_sizes"] == {"small": 1, "medium": 2, "large": 0}
+    assert data["image_size"] == [120, 120] and data["category_counts"] == {"ship": 2, "vehicle": 1}
+    figures = sorted((hand.ws.reports / "figures").glob("*.png"))
+    assert [f.name for f in figures] == ["categories.png", "object_sizes.png", "word_lengths.png", "wordcloud.png"]
+    assert all(f.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for f in figures)
+    table = (hand.ws.reports / "STATS.md").read_text()
+    assert "| triplets |" in table and "![wordcloud](figures/wordcloud.png)" in table
+    before = {f.name: f.read_bytes() for f in figures}
+    run_stats(hand.ws, hand.ws.load())
+    assert {f.name: f.read_bytes() for f in figures} == before        # same catalog, same bytes

@@ -18,8 +18,9 @@ def implementations() -> dict[str, StageFn]:
     from .finalize import run_finalize
     from .ingest import run_ingest
     from .refine import run_refine
+    from .stats import run_stats
 
-    return {"ingest": run_ingest, "sam-refine": run_refine, "finalize": run_finalize}
+    return {"ingest": run_ingest, "sam-refine": run_refine, "finalize": run_finalize, "stats": run_stats}
 
 
 def plan(stage: str, until: str | None) -> list[str]:

@@ -1,0 +1,33 @@
+"""The stats stage: reports/stats.json, STATS.md and figures/*.png for the finished dataset."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..catalog import Catalog
+from ..config import PipelineConfig
+from ..finalize.records import final_records
+from ..finalize.stats import collect, draw_figures, markdown_table
+from ..workspace import Workspace
+
+STAGE = "stats"
+
+
+def run_stats(ws: Workspace, cfg: PipelineConfig, *, progress: bool = True) -> dict[str, Any]:
+    with Catalog(ws.catalog_path, create=False) as catalog:
+        run_id = catalog.start_run(STAGE, cfg.sha256())
+        overall, per_split = collect(final_records(catalog))
+        if not overall.triplets:
+            raise ValueError("stats: the dataset is empty: run `risbench build --stage finalize` first")
+        figures = draw_figures(overall, per_split, ws.reports / "figures")
+        data = {"overall": overall.summary(), "splits": {k: v.summary() for k, v in per_split.items()},
+                "figures": [str(p.relative_to(ws.reports)) for p in figures]}
+        (ws.reports / "stats.json").write_text(json.dumps(data, indent=2) + "\n")
+        table = markdown_table(overall, per_split)
+        images = "\n".join(f"![{p.stem}]({p.relative_to(ws.reports).as_posix()})" for p in figures)
+        (ws.reports / "STATS.md").write_text(f"# Dataset statistics\n\n{table}\n\n{images}\n")
+        summary = {"triplets": overall.triplets, "splits": {k: v.triplets for k, v in per_split.items()},
+                   "figures": len(figures), "stats": str(ws.reports / "STATS.md")}
+        catalog.finish_run(run_id, summary)
+    return summary
