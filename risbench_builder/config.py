@@ -129,12 +129,40 @@ class ExportConfig(_Strict):
     license: str = "cc-by-4.0"
 
 
+class ReviewConfig(_Strict):
+    """Human review in Label Studio (review/GUIDELINES.md). The token is read only from the
+    environment variable named by ``token_env``; it is never written to a file or printed."""
+
+    url: str = Field("http://127.0.0.1:8080", description="Label Studio base URL")
+    token_env: str = Field("LABEL_STUDIO_API_KEY", description="environment variable holding the API token")
+    allow_insecure_http: bool = Field(False, description="allow plain http to a host that is not loopback")
+    project_title: Optional[str] = Field(None, max_length=50, description="default: '<pipeline name> review'")
+    annotators_per_task: int = Field(3, ge=1, description="reviews a task needs before its consensus is computed")
+    min_agreement: float = Field(0.75, ge=0.0, le=1.0,
+                                 description="mean pairwise IoU from which the consensus mask is final")
+    consensus: Literal["majority", "staple"] = Field("majority", description="pixel majority vote or STAPLE (EM)")
+    adjudication: Literal["project", "flag"] = Field(
+        "project", description="low agreement: tasks go to a second project, or are flagged in the same project "
+                               "for the experts named in `adjudicators`")
+    adjudicators: list[str] = Field(default_factory=list, description="flag mode: e-mails of the experts")
+    image_root: Optional[str] = Field(None, description="folder Label Studio may serve images from "
+                                                        "(default: the deepest folder holding every catalog image)")
+    document_root: Optional[str] = Field(None, description="the server's LOCAL_FILES_DOCUMENT_ROOT "
+                                                           "(default: the parent of image_root)")
+    keep_corrected_expressions: bool = Field(True, description="a reviewer's corrected expression becomes "
+                                                               "a new candidate triplet")
+    batch_size: int = Field(250, ge=1, description="tasks per import request")
+    page_size: int = Field(100, ge=1, description="tasks per page when pulling")
+    timeout_s: float = Field(120.0, gt=0, description="per HTTP request")
+
+
 class PipelineConfig(_Strict):
     name: str = "pipeline"
     synthetic: Optional[SyntheticConfig] = None
     sources: list[SourceConfig]
     ingest: IngestConfig = IngestConfig()
     refine: RefineConfig = RefineConfig()
+    review: ReviewConfig = ReviewConfig()
     finalize: FinalizeConfig = FinalizeConfig()
     export: ExportConfig = ExportConfig()
 

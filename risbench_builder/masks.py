@@ -204,3 +204,135 @@ def write_png_mask(path: str | Path, mask: np.ndarray) -> None:
     """Write a single-channel 0/255 PNG."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray((mask.astype(bool) * 255).astype(np.uint8), mode="L").save(path)
+
+
+# ------------------------------------------------------- Label Studio brush RLE
+# Label Studio stores a brush mask as the thi.ng ``rle-pack`` bitstream of the RGBA canvas,
+# row-major, H*W*4 bytes (only alpha matters), as a JSON list of ints 0-255. Header: 32 bits
+# value count | 5 bits word size - 1 | 4 x 4 bits run-length field widths - 1 (3, 4, 8, 16).
+# Then blocks: 1 flag bit (1 = one value repeated, 0 = literal values) | 2 bits width index |
+# width bits (count - 1) | one word (repeat) or count words (literal). This is not COCO RLE:
+# it is row-major and byte-level, so conversions go through a dense mask.
+_BRUSH_SIZES = (3, 4, 8, 16)
+
+
+def brush_encode(mask: np.ndarray) -> list[int]:
+    """Binary (H, W) mask -> Label Studio brush RLE, byte for byte what
+    ``label_studio_sdk.converter.brush.mask2rle(mask * 255)`` gives (R = G = B = A = 0/255,
+    every run a repeat block, the 16-bit field for runs over 256, a zero pad byte when the
+    stream already ends on a byte boundary).
+
+    >>> brush_encode(np.ones((1, 2), np.uint8))
+    [0, 0, 0, 8, 57, 27, 252, 255, 224]
+    """
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be 2-D, got shape {mask.shape}")
+    flat = mask.astype(bool).ravel()
+    n = flat.size * 4
+    header = f"{n:032b}{8 - 1:05b}" + "".join(f"{s - 1:04b}" for s in _BRUSH_SIZES)
+    parts = [header]
+    if flat.size:
+        edges = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+        starts = np.concatenate(([0], edges))
+        lengths = np.diff(np.concatenate((starts, [flat.size]))) * 4
+        for length, on in zip(lengths.tolist(), flat[starts].tolist()):
+            value = "11111111" if on else "00000000"
+            if length <= 8:
+                parts.append(f"100{length - 1:03b}{value}")
+            elif length <= 16:
+                parts.append(f"101{length - 1:04b}{value}")
+            elif length <= 256:
+                parts.append(f"110{length - 1:08b}{value}")
+            else:
+                while length > 1 << 16:
+                    parts.append(f"111{(1 << 16) - 1:016b}{value}")
+                    length -= 1 << 16
+                parts.append(f"111{length - 1:016b}{value}")
+    bits = "".join(parts)
+    bits += "0" * (8 - len(bits) % 8)
+    return list(int(bits, 2).to_bytes(len(bits) // 8, "big"))
+
+
+def brush_decode(rle: Sequence[int], height: int, width: int) -> np.ndarray:
+    """Label Studio brush RLE -> uint8 (H, W) mask of 0/1 (alpha > 127, as browser strokes
+    are anti-aliased). Reads any valid stream, not only what :func:`brush_encode` writes.
+
+    >>> brush_decode(brush_encode(np.eye(3, dtype=np.uint8)), 3, 3).tolist()
+    [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+    """
+    bits = (np.unpackbits(np.asarray(rle, np.uint8)) + 48).tobytes().decode("ascii")  # "0101..."
+    if len(bits) < 53:
+        raise ValueError("brush RLE is shorter than its 53-bit header")
+    n, word = int(bits[0:32], 2), int(bits[32:37], 2) + 1
+    sizes = [int(bits[37 + 4 * i: 41 + 4 * i], 2) + 1 for i in range(4)]
+    if n != height * width * 4:
+        raise ValueError(f"brush RLE holds {n} values, not {height}x{width}x4 = {height * width * 4}")
+    values: list[int] = []
+    counts: list[int] = []
+    pos, done, end = 53, 0, len(bits)
+    while done < n:
+        head = int(bits[pos:pos + 3], 2)              # repeat flag, width index
+        size = sizes[head & 3]
+        count = int(bits[pos + 3:pos + 3 + size], 2) + 1
+        pos += 3 + size
+        if head & 4:
+            values.append(int(bits[pos:pos + word], 2))
+            counts.append(count)
+            pos += word
+        else:
+            values.extend(int(bits[p:p + word], 2) for p in range(pos, pos + count * word, word))
+            counts.extend([1] * count)
+            pos += count * word
+        done += count
+        if pos > end:
+            raise ValueError("brush RLE ends in the middle of a block")
+    if done != n:
+        raise ValueError(f"brush RLE blocks give {done} values, header says {n}")
+    # only alpha (byte 4p + 3) matters: a run over bytes [s, e) holds pixels s // 4 .. e // 4
+    ends = np.cumsum(counts)
+    pixels = ends // 4 - (ends - counts) // 4
+    return np.repeat(np.asarray(values) > 127, pixels).astype(np.uint8).reshape(height, width)
+
+
+def encode_sparse(mask: np.ndarray) -> RLE:
+    """The same COCO RLE as :func:`encode`, built from the window that holds the set pixels:
+    several times faster for the small objects of aerial images (no full-image transpose).
+
+    >>> m = np.zeros((300, 400), np.uint8); m[10:20, 30:45] = 1
+    >>> encode_sparse(m) == encode(m)
+    True
+    """
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be 2-D, got shape {mask.shape}")
+    h, w = mask.shape
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return encode(mask)
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    band = np.zeros((c1 - c0, h), bool)                       # the window's columns, full height
+    band[:, r0:r1] = mask[r0:r1, c0:c1].T
+    flat = band.ravel()
+    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
+    bounds = np.concatenate(([0], change, [flat.size]))
+    runs = np.diff(bounds).tolist()
+    if flat[0]:                                               # COCO counts start with a zero run
+        runs.insert(0, 0)
+    runs[0] += int(c0) * h
+    tail = int(w - c1) * h
+    if not flat[-1]:
+        runs[-1] += tail
+    elif tail:
+        runs.append(tail)
+    compressed = coco_mask.frPyObjects({"counts": runs, "size": [h, w]}, h, w)
+    return {"size": [h, w], "counts": compressed["counts"].decode("ascii")}
+
+
+def brush_to_coco(rle: Sequence[int], height: int, width: int) -> RLE:
+    """Label Studio brush RLE -> COCO RLE (through the dense mask; runs differ in order)."""
+    return encode_sparse(brush_decode(rle, height, width))
+
+
+def coco_to_brush(rle: RLE) -> list[int]:
+    """COCO RLE -> Label Studio brush RLE; ``coco_to_brush(brush_to_coco(b, h, w)) == b`` for
+    any ``b`` that :func:`brush_encode` or the Label Studio SDK wrote."""
+    return brush_encode(decode(rle))

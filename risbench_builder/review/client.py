@@ -1,0 +1,238 @@
+"""A small client over the Label Studio REST API (1.23, Community edition), on ``requests``.
+
+Only the calls the review loop needs: projects, local-files storage, batched task import,
+paged task listing with annotations, users and annotations. Every failure becomes one
+:class:`ReviewError` line that says what to do; the token is never part of a message.
+
+>>> check_url("http://127.0.0.1:8080/", allow_insecure_http=False)
+'http://127.0.0.1:8080'
+>>> check_url("http://10.0.0.5:8080", allow_insecure_http=False)  # doctest: +ELLIPSIS
+Traceback (most recent call last):
+...
+risbench_builder.review.client.ReviewError: review.url http://10.0.0.5:8080 sends the token over plain http ...
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import time
+from typing import Any, Iterator, Sequence
+from urllib.parse import urlsplit
+
+from ..config import ReviewConfig
+
+
+class ReviewError(ValueError):
+    """A review step that cannot go on; the message is one line that says what to do."""
+
+
+_LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_url(url: str, allow_insecure_http: bool) -> str:
+    """The base URL without a trailing slash; plain http only to loopback unless allowed."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ReviewError(f"review.url {url!r} is not an http(s) URL such as http://127.0.0.1:8080")
+    if parts.username or parts.password:
+        raise ReviewError("review.url must not hold credentials: put the token in the environment variable "
+                          "named by review.token_env")
+    if parts.scheme == "http" and not is_loopback(parts.hostname) and not allow_insecure_http:
+        raise ReviewError(f"review.url {url} sends the token over plain http to a host that is not loopback: "
+                          "use https, or set review.allow_insecure_http: true on a trusted network")
+    return url.rstrip("/")
+
+
+def _looks_like_jwt(token: str) -> bool:
+    return token.startswith("eyJ") and token.count(".") == 2
+
+
+class LabelStudio:
+    """One server, one token. ``LabelStudio.from_config(cfg.review)`` reads the token from the
+    environment; the object never shows the token in ``repr`` or errors."""
+
+    def __init__(self, url: str, token: str, *, token_env: str = "LABEL_STUDIO_API_KEY", timeout: float = 120.0,
+                 allow_insecure_http: bool = False):
+        try:
+            import requests
+        except ImportError:
+            raise ReviewError("the review commands need requests: pip install 'risbench-builder[review]'") from None
+        self.url = check_url(url, allow_insecure_http)
+        self.token_env = token_env
+        self.timeout = timeout
+        self._token = token
+        self._access: str | None = None
+        self._session = requests.Session()
+        self._session.trust_env = False          # no proxies or .netrc credentials for this server
+        self._requests = requests
+
+    @classmethod
+    def from_config(cls, cfg: ReviewConfig) -> "LabelStudio":
+        token = os.environ.get(cfg.token_env, "").strip()
+        if not token:
+            raise ReviewError(f"no Label Studio token: set the environment variable {cfg.token_env} "
+                              "(Label Studio: Account & Settings > Access Token)")
+        return cls(cfg.url, token, token_env=cfg.token_env, timeout=cfg.timeout_s,
+                   allow_insecure_http=cfg.allow_insecure_http)
+
+    def __repr__(self) -> str:
+        return f"LabelStudio({self.url!r}, token from ${self.token_env})"
+
+    def close(self) -> None:
+        self._session.close()
+
+    # ------------------------------------------------------------------ transport
+    def _auth(self) -> str:
+        if not _looks_like_jwt(self._token):
+            return f"Token {self._token}"
+        if self._access is None:           # a personal access token is a JWT refresh token
+            data = self._send("POST", "/api/token/refresh/", json={"refresh": self._token}, auth=False)
+            self._access = data["access"]
+        return f"Bearer {self._access}"
+
+    def _send(self, method: str, path: str, *, params: dict | None = None, json: Any = None,
+              auth: bool = True, retries: int = 2, refresh: bool = True) -> Any:
+        headers = {"Authorization": self._auth()} if auth else {}
+        url = self.url + path
+        for attempt in range(retries + 1):
+            try:
+                resp = self._session.request(method, url, params=params, json=json, headers=headers,
+                                             timeout=self.timeout)
+                break
+            except self._requests.ConnectionError as exc:
+                # only reads are retried: a write that may have landed is not sent twice
+                if method != "GET" or attempt == retries:
+                    raise ReviewError(f"cannot reach Label Studio at {self.url} ({type(exc).__name__}): "
+                                      "is the server running?") from None
+                time.sleep(0.5 * (attempt + 1))
+            except self._requests.Timeout:
+                raise ReviewError(f"Label Studio at {self.url} did not answer {method} {path} within "
+                                  f"{self.timeout:.0f} s (raise review.timeout_s)") from None
+        if resp.status_code in (401, 403):
+            if auth and refresh and self._access is not None and resp.status_code == 401:
+                self._access = None                      # expired access token: refresh once
+                return self._send(method, path, params=params, json=json, retries=retries, refresh=False)
+            raise ReviewError(f"Label Studio at {self.url} rejected the token in ${self.token_env} "
+                              f"(HTTP {resp.status_code}): set {self.token_env} to a valid access token")
+        if resp.status_code >= 400:
+            detail = resp.text.replace("\n", " ")[:300]
+            raise ReviewError(f"Label Studio {method} {path} failed with HTTP {resp.status_code}: {detail}")
+        if resp.status_code == 204 or not resp.content:
+            return None
+        return resp.json()
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self._send("GET", path, params=params or None)
+
+    def post(self, path: str, body: Any, **params: Any) -> Any:
+        return self._send("POST", path, json=body, params=params or None)
+
+    def patch(self, path: str, body: Any) -> Any:
+        return self._send("PATCH", path, json=body)
+
+    def status_of(self, path: str) -> int:
+        """HTTP status of an authenticated GET (e.g. whether an image is served)."""
+        try:
+            resp = self._session.get(self.url + path, headers={"Authorization": self._auth()},
+                                     timeout=self.timeout, stream=True)
+        except self._requests.ConnectionError:
+            raise ReviewError(f"cannot reach Label Studio at {self.url}: is the server running?") from None
+        resp.close()
+        return resp.status_code
+
+    # ------------------------------------------------------------------ resources
+    def whoami(self) -> dict:
+        return self.get("/api/current-user/whoami")
+
+    def users(self) -> dict[int, str]:
+        """User id -> e-mail."""
+        data = self.get("/api/users/")
+        rows = data.get("results", data) if isinstance(data, dict) else data
+        return {int(u["id"]): u.get("email") or u.get("username") or f"user-{u['id']}" for u in rows}
+
+    def create_user(self, email: str, username: str | None = None) -> int:
+        return int(self.post("/api/users/", {"email": email, "username": username or email.split("@")[0]})["id"])
+
+    def find_project(self, title: str) -> dict | None:
+        page = 1
+        while True:
+            data = self.get("/api/projects/", title=title, page=page, page_size=100)
+            for p in data.get("results", []):
+                if p.get("title") == title:
+                    return p
+            if not data.get("next"):
+                return None
+            page += 1
+
+    def project(self, project_id: int) -> dict | None:
+        try:
+            return self.get(f"/api/projects/{project_id}/")
+        except ReviewError as exc:
+            if "HTTP 404" in str(exc):
+                return None
+            raise
+
+    def create_project(self, title: str, label_config: str, *, maximum_annotations: int, description: str = "",
+                       expert_instruction: str = "") -> dict:
+        return self.post("/api/projects/", {
+            "title": title, "label_config": label_config, "description": description,
+            "expert_instruction": expert_instruction, "show_instruction": bool(expert_instruction),
+            "maximum_annotations": maximum_annotations, "overlap_cohort_percentage": 100,
+            "show_overlap_first": True, "show_skip_button": True})
+
+    def local_storages(self, project_id: int) -> list[dict]:
+        return self.get("/api/storages/localfiles/", project=project_id)
+
+    def create_local_storage(self, project_id: int, path: str, title: str) -> dict:
+        # never synced: tasks come from import, the storage only authorises serving its folder
+        return self.post("/api/storages/localfiles/", {"project": project_id, "path": path, "title": title,
+                                                         "use_blob_urls": True})
+
+    def import_tasks(self, project_id: int, tasks: Sequence[dict]) -> list[int]:
+        data = self.post(f"/api/projects/{project_id}/import", list(tasks), return_task_ids="true")
+        ids = data.get("task_ids")
+        if ids is None or len(ids) != len(tasks):
+            raise ReviewError(f"Label Studio imported {data.get('task_count')} of {len(tasks)} tasks into project "
+                              f"{project_id} without returning their ids")
+        return [int(i) for i in ids]
+
+    def task_pages(self, project_id: int, *, annotations: bool,
+                   page_size: int = 100) -> Iterator[tuple[int, list[dict]]]:
+        """Pages of (total, tasks) in task id order; tasks hold id and data (and annotations)."""
+        params: dict[str, Any] = {"project": project_id, "page_size": page_size}
+        if annotations:
+            params.update(fields="all", include="id,data,annotations", expand="annotations")
+        else:
+            params.update(include="id,data")
+        page = 1
+        while True:
+            data = self.get("/api/tasks/", page=page, **params)
+            tasks = data.get("tasks", [])
+            total = int(data.get("total", len(tasks)))
+            if tasks:
+                yield total, tasks
+            if not tasks or page * page_size >= total:
+                return
+            page += 1
+
+    def create_annotation(self, task_id: int, result: list[dict], *, completed_by: int | None = None,
+                          lead_time: float | None = None) -> int:
+        body: dict[str, Any] = {"result": result}
+        if completed_by is not None:
+            body["completed_by"] = completed_by
+        if lead_time is not None:
+            body["lead_time"] = lead_time
+        return int(self.post(f"/api/tasks/{task_id}/annotations/", body)["id"])
+
+    def update_task_data(self, task_id: int, data: dict) -> None:
+        self.patch(f"/api/tasks/{task_id}/", {"data": data})

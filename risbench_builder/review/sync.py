@@ -1,0 +1,555 @@
+"""Push the review queue to Label Studio and pull the reviews back into the catalog.
+
+Both are idempotent, with the server as the source of truth for what exists there:
+
+- ``push`` lists the triplet ids the project already holds and imports only the others, in
+  batches, so a second (or interrupted) push never duplicates a task.
+- ``pull`` reads the project page by page and commits each page's annotations as ``reviews``
+  rows keyed by (task, annotator) with ``INSERT OR IGNORE``: a pull killed at any point (or a
+  server that dies under it) is simply run again. Triplets that reached the quorum get a
+  ``consensus`` row: the fused mask and its agreement, a drop (reviewer verdict, also in
+  ``rejects`` at stage ``review``) or ``adjudicate``. Adjudication tasks go to a second project
+  (or are flagged in the same one); an expert's answer turns ``adjudicate`` into
+  ``adjudicated`` with the expert's mask. ``finalize`` then takes consensus and adjudicated
+  masks into ``final``.
+
+The project ids live in ``W/review/state.json`` (no secrets in it).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar
+
+import numpy as np
+
+from .. import masks
+from ..catalog import Catalog, stable_id
+from ..config import PipelineConfig
+from ..workspace import Workspace
+from .client import LabelStudio, ReviewError
+from .consensus import (
+    ADJUDICATE, ADJUDICATED, MASK_VERDICTS, REJECT_VERDICTS, VERDICTS, Vote, decide,
+)
+from .tasks import (
+    FROM_FIX, FROM_MASK, FROM_VERDICT, GUIDELINES, LABEL_CONFIG, Roots, adjudication_title, brush_result,
+    catalog_image_paths, model_version, project_title, resolve_roots, resource_text, review_queue, task_payload,
+)
+
+T = TypeVar("T")
+STAGE = "review"
+ADJ_PREFIX = "adj:"
+_REVIEW_COLS = ("triplet_id", "task_id", "annotator", "rle", "verdict", "corrected_expression", "run_id")
+_TRIPLET_COLS = ("triplet_id", "image_id", "source", "source_ref", "category", "expression", "box_xyxy", "polygon",
+                 "attributes_json", "origin_split")
+
+
+# ----------------------------------------------------------------------------- state
+def state_path(ws: Workspace) -> Path:
+    return ws.path / "review" / "state.json"
+
+
+def load_state(ws: Workspace) -> dict[str, Any]:
+    path = state_path(ws)
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def save_state(ws: Workspace, state: dict[str, Any]) -> None:
+    path = state_path(ws)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=1, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+def _server_state(state: dict[str, Any], url: str) -> dict[str, Any]:
+    """The part of the state that belongs to this server (another URL starts afresh)."""
+    if state.get("url") != url:
+        state.clear()
+        state["url"] = url
+    return state
+
+
+def _instructions() -> str:
+    return f"<pre style='white-space: pre-wrap'>{html.escape(resource_text(GUIDELINES))}</pre>"
+
+
+def _ensure_project(client: LabelStudio, state: dict[str, Any], key: str, title: str, annotations: int,
+                    roots: Roots) -> int:
+    project = client.project(state[key]) if state.get(key) else None
+    if project is None:
+        project = client.find_project(title)
+    if project is None:
+        project = client.create_project(title, resource_text(LABEL_CONFIG), maximum_annotations=annotations,
+                                        description="risbench-builder review: see the instructions",
+                                        expert_instruction=_instructions())
+    pid = int(project["id"])
+    state[key] = pid
+    root = str(roots.image_root)
+    if not any(s.get("path") == root for s in client.local_storages(pid)):
+        try:
+            client.create_local_storage(pid, root, "risbench images")
+        except ReviewError as exc:
+            raise ReviewError(
+                f"Label Studio will not serve {root}: start it with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and "
+                f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={roots.document_root} (or set review.document_root to the "
+                f"server's value) [{exc}]") from None
+    return pid
+
+
+def _existing(client: LabelStudio, project_id: int) -> dict[str, int]:
+    """triplet_id -> task id of every task the project holds."""
+    found: dict[str, int] = {}
+    for _, tasks in client.task_pages(project_id, annotations=False, page_size=1000):
+        for t in tasks:
+            tid = (t.get("data") or {}).get("triplet_id")
+            if tid:
+                found.setdefault(str(tid), int(t["id"]))
+    return found
+
+
+def _import(client: LabelStudio, project_id: int, payloads: list[tuple[str, dict]], batch_size: int,
+            state_tasks: dict[str, int], save: Callable[[], None]) -> int:
+    done = 0
+    for start in range(0, len(payloads), batch_size):
+        batch = payloads[start:start + batch_size]
+        ids = client.import_tasks(project_id, [p for _, p in batch])
+        state_tasks.update({tid: task_id for (tid, _), task_id in zip(batch, ids)})
+        save()
+        done += len(batch)
+    return done
+
+
+def _check_serving(client: LabelStudio, roots: Roots, image_path: str) -> None:
+    code = client.status_of(roots.url(image_path))
+    if code != 200:
+        raise ReviewError(
+            f"Label Studio answers HTTP {code} for {image_path}: start it with "
+            f"LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT="
+            f"{roots.document_root} (or set review.document_root to the server's value)")
+
+
+# ----------------------------------------------------------------------------- push
+@dataclass
+class PushReport:
+    url: str
+    project_id: int
+    queued: int = 0
+    imported: int = 0
+    already_there: int = 0
+    seconds: float = 0.0
+    model_versions: list[str] = field(default_factory=list)
+    image_root: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"url": self.url, "project_id": self.project_id, "queued": self.queued, "imported": self.imported,
+                "already_there": self.already_there, "seconds": round(self.seconds, 3),
+                "tasks_per_s": round(self.imported / self.seconds, 1) if self.seconds and self.imported else None,
+                "model_versions": self.model_versions, "image_root": self.image_root}
+
+
+def push(ws: Workspace, cfg: PipelineConfig | None = None, *, client: LabelStudio | None = None) -> PushReport:
+    """Create or reuse the review project and import one task per queued triplet not yet there."""
+    cfg = cfg or ws.load()
+    rc = cfg.review
+    started = time.perf_counter()
+    with Catalog(ws.catalog_path, create=False) as catalog:
+        items = review_queue(catalog)
+        roots = resolve_roots(ws, rc, catalog_image_paths(catalog))
+    client = client or LabelStudio.from_config(rc)
+    client.whoami()                                          # a bad token fails here, in one line
+    state = _server_state(load_state(ws), client.url)
+    pid = _ensure_project(client, state, "project_id", project_title(cfg), rc.annotators_per_task, roots)
+    save_state(ws, state)
+    existing = _existing(client, pid)
+    tasks = state.setdefault("tasks", {})
+    tasks.update(existing)
+    todo = [q for q in items if q.triplet_id not in existing]
+    if todo:
+        _check_serving(client, roots, todo[0].image_path)
+    versions = {q.triplet_id: model_version(q.segmenter, q.model_sha256, cfg.refine.adapter) for q in todo}
+    payloads = [(q.triplet_id, task_payload(q, roots, versions[q.triplet_id])) for q in todo]
+    report = PushReport(client.url, pid, queued=len(items), already_there=len(items) - len(todo),
+                        model_versions=sorted(set(versions.values())), image_root=str(roots.image_root))
+    report.imported = _import(client, pid, payloads, rc.batch_size, tasks, lambda: save_state(ws, state))
+    save_state(ws, state)
+    report.seconds = time.perf_counter() - started
+    _write_report(ws, "review-push.json", report.as_dict())
+    return report
+
+
+# ----------------------------------------------------------------------------- pull
+@dataclass
+class PullReport:
+    run_id: str
+    url: str = ""
+    seconds: float = 0.0
+    tasks_seen: int = 0
+    annotations_seen: int = 0
+    reviews_new: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    decisions: Counter = field(default_factory=Counter)
+    adjudication_tasks_new: int = 0
+    adjudicated: Counter = field(default_factory=Counter)
+    candidates_new: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "url": self.url, "seconds": round(self.seconds, 3),
+                "tasks_seen": self.tasks_seen, "annotations_seen": self.annotations_seen,
+                "tasks_per_s": round(self.tasks_seen / self.seconds, 1) if self.seconds else None,
+                "reviews_new": self.reviews_new, "skipped": dict(self.skipped), "decisions": dict(self.decisions),
+                "adjudication_tasks_new": self.adjudication_tasks_new, "adjudicated": dict(self.adjudicated),
+                "candidates_new": self.candidates_new}
+
+
+@dataclass
+class _Answer:
+    verdict: Optional[str]
+    mask: Optional[np.ndarray]
+    corrected: Optional[str]
+    size_mismatch: bool = False
+
+
+def read_annotation(result: list[dict], height: int, width: int) -> _Answer:
+    """Verdict, brush mask (union of all brush regions; None when none was drawn) and
+    corrected expression of one annotation's ``result``."""
+    verdict = corrected = None
+    mask: Optional[np.ndarray] = None
+    mismatch = False
+    for r in result:
+        value = r.get("value") or {}
+        if r.get("from_name") == FROM_VERDICT and value.get("choices"):
+            verdict = str(value["choices"][0])
+        elif r.get("from_name") == FROM_FIX and value.get("text"):
+            text = " ".join(str(t) for t in value["text"]).strip()
+            corrected = text or None
+        elif r.get("type") == "brushlabels" and r.get("from_name") == FROM_MASK and "rle" in value:
+            h, w = int(r.get("original_height") or height), int(r.get("original_width") or width)
+            if (h, w) != (height, width):
+                mismatch = True
+                continue
+            m = masks.brush_decode(value["rle"], h, w)
+            mask = m if mask is None else np.maximum(mask, m)
+    return _Answer(verdict if verdict in VERDICTS else None, mask, corrected, mismatch)
+
+
+class _Triplets:
+    """Image sizes and proposal masks of the triplets a pull meets (read once each)."""
+
+    def __init__(self, catalog: Catalog):
+        self.catalog = catalog
+        self._size: dict[str, Optional[tuple[int, int]]] = {}
+
+    def size(self, tid: str) -> Optional[tuple[int, int]]:
+        """(height, width) of the triplet's image, None for an unknown triplet."""
+        if tid not in self._size:
+            row = self.catalog.conn.execute("SELECT i.height, i.width FROM triplets t JOIN images i USING (image_id) "
+                                            "WHERE t.triplet_id=?", (tid,)).fetchone()
+            self._size[tid] = None if row is None else (int(row[0]), int(row[1]))
+        return self._size[tid]
+
+    def proposal(self, tid: str, proposal: dict | None) -> Optional[str]:
+        if proposal:
+            row = self.catalog.conn.execute("SELECT rle FROM proposals WHERE triplet_id=? AND segmenter=? AND "
+                                            "model_sha256=?", (tid, proposal.get("segmenter", ""),
+                                                               proposal.get("model_sha256", ""))).fetchone()
+            if row:
+                return row[0]
+        row = self.catalog.conn.execute("SELECT rle FROM proposals WHERE triplet_id=? ORDER BY run_id DESC LIMIT 1",
+                                        (tid,)).fetchone()
+        return row[0] if row else None
+
+
+class _Masks:
+    """Masks decoded while reading a page, kept as (window, crop) so deciding that page's
+    tasks needs no second decode; anything not kept is decoded from its COCO RLE."""
+
+    def __init__(self) -> None:
+        self._crops: dict[tuple[str, str], tuple[Any, np.ndarray] | None] = {}
+
+    def keep(self, key: tuple[str, str], mask: np.ndarray, rle: dict) -> None:
+        if not masks.area(rle):
+            self._crops[key] = None
+            return
+        x1, y1, x2, y2 = (int(v) for v in masks.bbox_xyxy(rle))
+        window = (slice(y1, y2), slice(x1, x2))
+        self._crops[key] = (window, mask[window].copy())
+
+    def get(self, key: tuple[str, str], rle: Optional[str], shape: tuple[int, int]) -> Optional[np.ndarray]:
+        if key in self._crops:
+            full = np.zeros(shape, np.uint8)
+            kept = self._crops[key]
+            if kept is not None:
+                full[kept[0]] = kept[1]
+            return full
+        return None if rle is None else masks.decode(masks.loads(rle)).reshape(shape)
+
+
+def _review_rows(tasks: list[dict], users: dict[int, str], triplets: _Triplets, run_id: str, report: PullReport,
+                 task_prefix: str, experts: set[str], decoded: _Masks) -> list[tuple]:
+    rows = []
+    for task in tasks:
+        data = task.get("data") or {}
+        tid = str(data.get("triplet_id") or "")
+        size = triplets.size(tid) if tid else None
+        report.tasks_seen += 1
+        if size is None:
+            report.skipped["task of an unknown triplet"] += len(task.get("annotations") or [])
+            continue
+        for ann in task.get("annotations") or []:
+            report.annotations_seen += 1
+            if ann.get("was_cancelled"):
+                report.skipped["skipped by the annotator"] += 1
+                continue
+            who = ann.get("completed_by")
+            if isinstance(who, dict):
+                annotator = who.get("email") or f"user-{who.get('id')}"
+            else:
+                annotator = users.get(int(who), f"user-{who}") if who is not None else "unknown"
+            answer = read_annotation(ann.get("result") or [], *size)
+            if answer.verdict is None:
+                report.skipped["no verdict"] += 1
+                continue
+            if answer.size_mismatch:
+                report.skipped["brush size differs from the image"] += 1
+            prefix = ADJ_PREFIX if task_prefix or annotator in experts else ""
+            task_id = f"{prefix}{task['id']}"
+            rle: Optional[str] = None
+            if answer.mask is not None:
+                coco = masks.encode_sparse(answer.mask)
+                rle = masks.dumps(coco)
+                decoded.keep((task_id, annotator), answer.mask, coco)
+            elif answer.verdict == "accept":                 # accepted as shown: the proposal
+                rle = triplets.proposal(tid, data.get("proposal"))
+            rows.append((tid, task_id, annotator, rle, answer.verdict, answer.corrected, run_id))
+    return rows
+
+
+def _candidates(catalog: Catalog, parent: str, corrections: Iterable[tuple[str, str]]) -> list[tuple]:
+    """New triplets for corrected expressions: same object, the reviewer's words."""
+    row = catalog.conn.execute(f"SELECT {', '.join(_TRIPLET_COLS)} FROM triplets WHERE triplet_id=?",
+                               (parent,)).fetchone()
+    if row is None:
+        return []
+    base = dict(zip(_TRIPLET_COLS, row))
+    seen = {" ".join((base["expression"] or "").lower().split())}
+    out = []
+    for annotator, text in corrections:
+        key = " ".join(text.lower().split())
+        if not key or key in seen:
+            continue
+        seen.add(key)
+        attrs = {**json.loads(base["attributes_json"] or "{}"), "derived_from": parent,
+                 "expression_origin": "review", "suggested_by": annotator}
+        out.append((stable_id(base["source"], base["source_ref"], "review", text.strip()), base["image_id"],
+                    base["source"], f"{base['source_ref']}#review", base["category"], text.strip(), base["box_xyxy"],
+                    base["polygon"], json.dumps(attrs, sort_keys=True), base["origin_split"]))
+    return out
+
+
+_READY_SQL = ("SELECT r.triplet_id FROM reviews r WHERE r.task_id NOT LIKE 'adj:%' {only} AND NOT EXISTS (SELECT 1 "
+              "FROM consensus c WHERE c.triplet_id = r.triplet_id) GROUP BY r.triplet_id HAVING COUNT(*) >= ? "
+              "ORDER BY r.triplet_id")
+
+
+def _decide_ready(catalog: Catalog, cfg: PipelineConfig, run_id: str, report: PullReport, triplets: _Triplets,
+                  only: Optional[list[str]] = None, decoded: Optional[_Masks] = None, batch: int = 200) -> None:
+    """Consensus rows, in one transaction per batch, for the triplets (of ``only``, else all)
+    that reached the quorum and have none yet."""
+    rc = cfg.review
+    decoded = decoded or _Masks()
+    ready: list[str] = []
+    ids = sorted(set(only)) if only is not None else [None]
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        where = f"AND r.triplet_id IN ({', '.join('?' * len(chunk))})" if only is not None else ""
+        ready += [r[0] for r in catalog.conn.execute(_READY_SQL.format(only=where),
+                                                     (*(chunk if only is not None else ()), rc.annotators_per_task))]
+    for start in range(0, len(ready), batch):
+        part = ready[start:start + batch]
+        reviews: dict[str, list[tuple]] = {t: [] for t in part}
+        for row in catalog.conn.execute(
+                f"SELECT triplet_id, task_id, annotator, rle, verdict, corrected_expression FROM reviews WHERE "
+                f"task_id NOT LIKE 'adj:%' AND triplet_id IN ({', '.join('?' * len(part))}) "
+                f"ORDER BY triplet_id, annotator", part):
+            reviews[row[0]].append(row[1:])
+        consensus, rejects, new = [], [], []
+        for tid in part:
+            shape = triplets.size(tid)
+            votes = [Vote(a, v, decoded.get((task, a), rle, shape), fix) for task, a, rle, v, fix in reviews[tid]]
+            proposal = None
+            if any(v.verdict == "accept" and v.mask is None for v in votes):
+                proposal = _decode(triplets.proposal(tid, None), shape)
+            d = decide(votes, proposal, method=rc.consensus, min_agreement=rc.min_agreement, shape=shape)
+            rle = masks.dumps(masks.encode_sparse(d.mask)) if d.mask is not None else None
+            consensus.append((tid, rle, None if d.agreement is None else round(d.agreement, 6), d.decision, run_id))
+            report.decisions[d.decision] += 1
+            if d.dropped:
+                rejects.append((tid, d.decision.replace("-", "_"), d.detail[:500]))
+            if rc.keep_corrected_expressions:
+                new += _candidates(catalog, tid, [(v.annotator, v.corrected_expression) for v in votes
+                                                  if v.corrected_expression])
+        with catalog.transaction():
+            catalog.insert("consensus", ("triplet_id", "rle", "agreement", "decision", "run_id"), consensus)
+            catalog.add_rejects(STAGE, rejects, run_id)
+            report.candidates_new += catalog.insert("triplets", _TRIPLET_COLS, new)
+
+
+def _decode(rle: Optional[str], shape: tuple[int, int]) -> Optional[np.ndarray]:
+    return None if rle is None else masks.decode(masks.loads(rle)).reshape(shape)
+
+
+def _adjudication_payload(catalog: Catalog, tid: str, rle: Optional[str], detail: str, method: str,
+                          roots: Roots) -> dict:
+    path, width, height, category, expression = catalog.conn.execute(
+        "SELECT i.path, i.width, i.height, t.category, t.expression FROM triplets t JOIN images i USING (image_id) "
+        "WHERE t.triplet_id=?", (tid,)).fetchone()
+    task: dict[str, Any] = {"data": {"image": roots.url(path), "expression": expression, "category": category,
+                                     "triplet_id": tid, "note": f"adjudication: {detail}"}}
+    if rle:
+        task["predictions"] = [{"model_version": f"consensus-{method}", "score": 0.0,
+                                "result": [brush_result(masks.loads(rle), width, height, tid[:10])]}]
+    return task
+
+
+def _adjudication_detail(catalog: Catalog, tid: str, agreement: Optional[float]) -> str:
+    votes = ", ".join(f"{a}: {v}" for a, v in catalog.conn.execute(
+        "SELECT annotator, verdict FROM reviews WHERE triplet_id=? AND task_id NOT LIKE 'adj:%' ORDER BY annotator",
+        (tid,)))
+    return f"reviewers disagree (mean IoU {agreement if agreement is not None else float('nan'):.2f}; {votes})"
+
+
+def _push_adjudication(client: LabelStudio, ws: Workspace, cfg: PipelineConfig, catalog: Catalog,
+                       state: dict[str, Any], report: PullReport) -> Optional[int]:
+    """Make sure every ``adjudicate`` triplet is in front of an expert; returns the project to read."""
+    rc = cfg.review
+    pending = catalog.conn.execute("SELECT c.triplet_id, c.rle, c.agreement FROM consensus c WHERE c.decision=? "
+                                   "ORDER BY c.agreement, c.triplet_id", (ADJUDICATE,)).fetchall()
+    if rc.adjudication == "flag":
+        main = state.get("tasks", {})
+        flagged = set(state.setdefault("flagged", []))
+        for tid, _, agreement in pending:
+            if tid in flagged or tid not in main:
+                continue
+            task = client.get(f"/api/tasks/{main[tid]}/")
+            client.update_task_data(main[tid], {**task["data"], "adjudicate": True,
+                                                "note": "ADJUDICATE: " + _adjudication_detail(catalog, tid, agreement)})
+            flagged.add(tid)
+            report.adjudication_tasks_new += 1
+        state["flagged"] = sorted(flagged)
+        save_state(ws, state)
+        return None
+    if not pending and not state.get("adjudication_project_id"):
+        return None
+    roots = resolve_roots(ws, rc, catalog_image_paths(catalog))
+    pid = _ensure_project(client, state, "adjudication_project_id", adjudication_title(cfg), 1, roots)
+    save_state(ws, state)
+    existing = _existing(client, pid)
+    adj_tasks = state.setdefault("adjudication_tasks", {})
+    adj_tasks.update(existing)
+    payloads = [(tid, _adjudication_payload(catalog, tid, rle, _adjudication_detail(catalog, tid, agreement),
+                                            rc.consensus, roots))
+                for tid, rle, agreement in pending if tid not in existing]
+    report.adjudication_tasks_new += _import(client, pid, payloads, rc.batch_size, adj_tasks,
+                                             lambda: save_state(ws, state))
+    save_state(ws, state)
+    return pid
+
+
+def _resolve_adjudications(catalog: Catalog, cfg: PipelineConfig, run_id: str, report: PullReport) -> None:
+    """``adjudicate`` rows that an expert has answered become ``adjudicated`` (or are dropped)."""
+    rows = catalog.conn.execute(
+        "SELECT c.triplet_id, c.rle, r.annotator, r.rle, r.verdict, r.corrected_expression FROM consensus c "
+        "JOIN reviews r ON r.triplet_id = c.triplet_id AND r.task_id LIKE 'adj:%' WHERE c.decision=? "
+        "ORDER BY c.triplet_id, r.rowid", (ADJUDICATE,)).fetchall()
+    latest: dict[str, tuple] = {}
+    for row in rows:
+        latest[row[0]] = row                                 # the expert's most recent answer counts
+    updates, rejects, new = [], [], []
+    for tid, fused, expert, rle, verdict, fix in latest.values():
+        if verdict in REJECT_VERDICTS:
+            updates.append((None, verdict, run_id, tid))
+            rejects.append((tid, verdict.replace("-", "_"), f"adjudicated by {expert}: {verdict}"))
+            report.adjudicated[verdict] += 1
+        elif verdict in MASK_VERDICTS and (rle or fused):
+            updates.append((rle or fused, ADJUDICATED, run_id, tid))
+            report.adjudicated[ADJUDICATED] += 1
+        else:
+            report.skipped["adjudication without a mask"] += 1
+            continue
+        if fix and cfg.review.keep_corrected_expressions:
+            new += _candidates(catalog, tid, [(expert, fix)])
+    with catalog.transaction():
+        catalog.conn.executemany("UPDATE consensus SET rle=?, decision=?, run_id=? WHERE triplet_id=? AND decision="
+                                 f"'{ADJUDICATE}'", updates)
+        catalog.add_rejects(STAGE, rejects, run_id)
+        report.candidates_new += catalog.insert("triplets", _TRIPLET_COLS, new)
+
+
+def _prefetch(pages: Iterator[T]) -> Iterator[T]:
+    """Fetch the next page while the caller works on this one (the server is another process)."""
+    with ThreadPoolExecutor(1) as pool:
+        ahead = pool.submit(next, pages, None)
+        while True:
+            page = ahead.result()
+            if page is None:
+                return
+            ahead = pool.submit(next, pages, None)
+            yield page
+
+
+def pull(ws: Workspace, cfg: PipelineConfig | None = None, *, client: LabelStudio | None = None,
+         on_page: Callable[[int, int], None] | None = None) -> PullReport:
+    """Fetch every annotation into ``reviews``, decide the tasks at quorum, route low agreement
+    to adjudication and take the experts' answers. ``on_page(done, total)`` is called after each
+    committed page of tasks."""
+    cfg = cfg or ws.load()
+    rc = cfg.review
+    started = time.perf_counter()
+    state = load_state(ws)
+    if not state.get("project_id"):
+        raise ReviewError(f"nothing pushed from {ws.path} yet: run `risbench review push --workspace {ws.path}` first")
+    client = client or LabelStudio.from_config(rc)
+    if state.get("url") != client.url:
+        raise ReviewError(f"{state_path(ws)} belongs to {state.get('url')}, not review.url {client.url}: "
+                          "push to this server first")
+    users = client.users()
+    experts = set(rc.adjudicators) if rc.adjudication == "flag" else set()
+    with Catalog(ws.catalog_path, create=False) as catalog:
+        run_id = catalog.start_run(STAGE, cfg.sha256())
+        report = PullReport(run_id, client.url)
+        triplets = _Triplets(catalog)
+        done = 0
+        for total, tasks in _prefetch(client.task_pages(state["project_id"], annotations=True,
+                                                         page_size=rc.page_size)):
+            decoded = _Masks()
+            rows = _review_rows(tasks, users, triplets, run_id, report, "", experts, decoded)
+            with catalog.transaction():
+                report.reviews_new += catalog.insert("reviews", _REVIEW_COLS, rows)
+            _decide_ready(catalog, cfg, run_id, report, triplets, only=[r[0] for r in rows], decoded=decoded)
+            done += len(tasks)
+            if on_page:
+                on_page(done, total)
+        _decide_ready(catalog, cfg, run_id, report, triplets)          # any left by an interrupted pull
+        adj_pid = _push_adjudication(client, ws, cfg, catalog, state, report)
+        if adj_pid is not None:
+            for _, tasks in _prefetch(client.task_pages(adj_pid, annotations=True, page_size=rc.page_size)):
+                rows = _review_rows(tasks, users, triplets, run_id, report, ADJ_PREFIX, experts, _Masks())
+                with catalog.transaction():
+                    report.reviews_new += catalog.insert("reviews", _REVIEW_COLS, rows)
+        _resolve_adjudications(catalog, cfg, run_id, report)
+        report.seconds = time.perf_counter() - started
+        catalog.finish_run(run_id, report.as_dict())
+    _write_report(ws, "review-pull.json", report.as_dict())
+    return report
+
+
+def _write_report(ws: Workspace, name: str, data: dict[str, Any]) -> None:
+    ws.reports.mkdir(parents=True, exist_ok=True)
+    (ws.reports / name).write_text(json.dumps(data, indent=2) + "\n")
