@@ -178,6 +178,176 @@ def calibrate(workspace: Path = WorkspaceOpt,
 
 @app.command()
 @_friendly
+def show(triplet_id: str = typer.Argument(..., help="triplet id, or a unique prefix of one"),
+         workspace: Path = WorkspaceOpt,
+         out: Optional[Path] = typer.Option(None, "--out", "-o", help="PNG to write (default: W/reports/show/ID.png)")) -> None:
+    """Render one triplet as a PNG: image, prompt box, masks, caption, quality signals and route."""
+    from .qa.show import show_triplet
+
+    console.print(f"wrote {show_triplet(Workspace(workspace.resolve()), triplet_id, out)}")
+
+
+@app.command()
+@_friendly
+def report(workspace: Path = WorkspaceOpt,
+           page_size: int = typer.Option(120, min=1, help="thumbnails per gallery page"),
+           workers: Optional[int] = typer.Option(None, min=1, help="thumbnail processes (default: up to 2)"),
+           progress: bool = typer.Option(sys.stderr.isatty(), help="show a progress bar")) -> None:
+    """Write W/reports/index.html: a static report with galleries, sorting, filters and detail views."""
+    from .qa.report import ReportOptions, write_report
+
+    result = write_report(Workspace(workspace.resolve()), ReportOptions(page_size=page_size, workers=workers,
+                                                                         progress=progress))
+    t = result.thumbs
+    console.print(f"report: {result.index}\n  thumbnails: {t.rendered} rendered, {t.reused} reused, {t.removed} "
+                  f"removed; {result.seconds:.1f} s\n  open: {result.index.as_uri()}")
+
+
+@app.command()
+@_friendly
+def check(path: Path = typer.Argument(..., help="an export folder, W/exports, a workspace, or a downloaded "
+                                                "RRSIS-D / RefSegRS / RISBench folder"),
+          report: Optional[Path] = typer.Option(None, "--report", help="also write every failure as JSON here")) -> None:
+    """Validate exports in the hf, refer, native or coco format; exit 1 and list every failure."""
+    from .export.check import check_path
+
+    reports = check_path(path)
+    for r in reports:
+        console.print(r.render(), markup=False, highlight=False)
+    if report:
+        report.write_text(json.dumps([r.as_dict() for r in reports], indent=2) + "\n")
+    if not all(r.ok for r in reports):
+        raise typer.Exit(EXIT_ERROR)
+
+
+@app.command()
+@_friendly
+def publish(workspace: Path = WorkspaceOpt,
+            repo_id: str = typer.Option(..., "--repo-id", help="dataset repository ORG/NAME on the Hugging Face Hub"),
+            private: bool = typer.Option(False, help="create the repository as private"),
+            dry_run: bool = typer.Option(False, "--dry-run", help="prove the export loads offline; upload nothing")) -> None:
+    """Upload the hf export to the Hugging Face Hub (token from HF_TOKEN) after proving it loads."""
+    from .export.publish import publish_export
+
+    result = publish_export(Workspace(workspace.resolve()), repo_id, private=private, dry_run=dry_run)
+    console.print(f"{result['folder']}: {result['rows']} rows load offline ({', '.join(f'{s} {n}' for s, n in result['splits'].items())}); "
+                  "features equal the schema; masks bit-exact with the catalog")
+    console.print(f"uploaded to {result['url']}" if result["uploaded"] else "dry run: nothing uploaded")
+
+
+review_app = typer.Typer(help="Human review in Label Studio (token from the env var named by review.token_env).",
+                         no_args_is_help=True)
+app.add_typer(review_app, name="review")
+
+
+@review_app.command("push")
+@_friendly
+def review_push(workspace: Path = WorkspaceOpt) -> None:
+    """Create or reuse the review project and import the uncertain masks not yet there."""
+    from .review import push
+
+    r = push(Workspace(workspace.resolve()))
+    console.print(f"review push: project {r.project_id} at {r.url}: {r.imported} tasks imported, {r.already_there} "
+                  f"already there ({r.queued} queued); images served from {r.image_root}")
+
+
+@review_app.command("pull")
+@_friendly
+def review_pull(workspace: Path = WorkspaceOpt) -> None:
+    """Fetch the reviews, compute consensus, send disagreements to adjudication, take experts' answers."""
+    from .review import pull
+
+    r = pull(Workspace(workspace.resolve())).as_dict()
+    console.print("review pull: " + json.dumps({k: r[k] for k in ("tasks_seen", "reviews_new", "decisions",
+                                                                   "adjudication_tasks_new", "adjudicated",
+                                                                   "candidates_new", "skipped", "seconds")}))
+    console.print(f"next: risbench build --workspace {workspace} --stage finalize")
+
+
+@review_app.command("status")
+@_friendly
+def review_status_cmd(workspace: Path = WorkspaceOpt,
+                      as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+    """Tasks pushed, annotations per task, agreement, adjudication queue, IoU per annotator."""
+    from .review import review_status
+
+    info = review_status(Workspace(workspace.resolve()))
+    if as_json:
+        console.print_json(json.dumps(info))
+        return
+    console.print(f"project {info['project_id']} at {info['url']}: {info['tasks_pushed']} tasks pushed, "
+                  f"{info['queue_not_pushed']} queued and not pushed; quorum {info['quorum']}")
+    console.print(f"  annotations per task: {info['annotations_per_task']} "
+                  f"({info['tasks_without_annotations']} tasks without any)")
+    console.print(f"  decisions: {info['decisions']}  rejected: {info['rejected']}")
+    console.print(f"  agreement (mean pairwise IoU): {json.dumps(info['agreement'])}")
+    console.print(f"  awaiting adjudication ({info['adjudication']}): {info['awaiting_adjudication']}")
+    table = Table(title="annotators", show_header=True)
+    for col in ("annotator", "reviews", "verdicts", "IoU vs consensus", "compared"):
+        table.add_column(col)
+    for name, a in info["annotators"].items():
+        iou = "n/a" if a["mean_iou_vs_consensus"] is None else f"{a['mean_iou_vs_consensus']:.3f}"
+        flag = " [red](low)[/]" if name in info["annotators_below_threshold"] else ""
+        table.add_row(name, str(a["reviews"]), json.dumps(a["verdicts"]), iou + flag, str(a["compared"]))
+    console.print(table)
+
+
+def _plain(text: str) -> None:
+    console.print(text, markup=False, highlight=False)
+
+
+@app.command()
+@_friendly
+def train(data: Optional[Path] = typer.Option(None, "--data", help="export folder (hf, refer or native layout)"),
+          config: Optional[str] = typer.Option(
+              None, "--config", "-c", help="CroBIM YAML, or shipped: crobim_swin_b, crobim_convnext_b, tiny"),
+          out: Optional[Path] = typer.Option(None, "--out", "-o", help="run folder (default runs/crobim-<name>)"),
+          smoke: bool = typer.Option(False, "--smoke", help="validate the export: tiny model (default config), "
+                                     "aligned vs shuffled-expression control"),
+          dry_run: bool = typer.Option(False, "--dry-run", help="build the model, print its parameter count, exit"),
+          resume: bool = typer.Option(False, help="continue from OUT/last"),
+          device: Optional[str] = typer.Option(None, help="cpu | cuda | cuda:N (default: cuda when available)")) -> None:
+    """Train the bundled CroBIM reference model on an export, or check an export with --smoke."""
+    from .crobim.config import load_config
+
+    cfg = load_config(config or ("tiny" if smoke else "crobim_swin_b"))
+    if dry_run:
+        from .crobim.train import dry_run as count_parameters
+
+        count_parameters(cfg, log=_plain)
+        return
+    if data is None:
+        raise ValueError("train: --data EXPORT is required (only --dry-run runs without data)")
+    if smoke:
+        from .crobim.train import smoke as run_smoke
+
+        if run_smoke(data, cfg, device=device, log=_plain)["verdict"] != "PASS":
+            raise typer.Exit(EXIT_ERROR)
+        return
+    from .crobim.train import train as run_train
+
+    run_train(data, cfg, out or Path("runs") / f"crobim-{cfg.name}", resume=resume, device=device, log=_plain)
+
+
+@app.command()
+@_friendly
+def evaluate(checkpoint: Path = typer.Option(..., "--checkpoint", help="a run's best/ or last/ folder, or model.safetensors"),
+             data: Path = typer.Option(..., "--data", help="export folder (hf, refer or native layout)"),
+             split: str = typer.Option("test", help="split to score"),
+             native: Optional[bool] = typer.Option(None, "--native/--grid", help="native resolution, or the config's grid (480)"),
+             batch_size: Optional[int] = typer.Option(None, help="images per forward"),
+             device: Optional[str] = typer.Option(None, help="cpu | cuda | cuda:N"),
+             as_json: bool = typer.Option(False, "--json", help="also print the results as JSON")) -> None:
+    """Score a CroBIM checkpoint on an export split; prints the paper's table row."""
+    from .crobim.evaluate import evaluate as run_evaluate
+
+    result = run_evaluate(checkpoint, data, split, native, batch_size, device, log=_plain)
+    if as_json:
+        console.print_json(json.dumps(result))
+
+
+@app.command()
+@_friendly
 def demo(workspace: Path = typer.Option(Path("demo-workspace"), "--workspace", "-w"),
          progress: bool = typer.Option(sys.stderr.isatty(), help="show progress bars")) -> None:
     """Build a small dataset from generated synthetic sources, offline, and say where it went."""
