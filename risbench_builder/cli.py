@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import sys
 from functools import wraps
@@ -15,7 +14,7 @@ from rich.table import Table
 
 from .catalog import Catalog, CatalogError
 from .config import ConfigError
-from .stages import PIPELINE, implementations, plan, run_stage
+from .stages import PIPELINE, run_plan
 from .stages.ingest import RejectRateExceeded
 from .segment.calibrate import calibrate_workspace
 from .workspace import Workspace, init_workspace
@@ -57,16 +56,6 @@ def init(workspace: Path = typer.Argument(..., help="folder to create"),
                   f"next: risbench build --workspace {ws.path} --stage all")
 
 
-def _build(ws: Workspace, stage: str, until: Optional[str], **options: Any) -> dict[str, Any]:
-    cfg = ws.load()
-    results = {}
-    for name in plan(stage, until):
-        accepted = inspect.signature(implementations()[name]).parameters
-        kwargs = {k: v for k, v in options.items() if k in accepted and v is not None}
-        results[name] = run_stage(name, ws, cfg, **kwargs)
-    return results
-
-
 @app.command()
 @_friendly
 def build(workspace: Path = WorkspaceOpt,
@@ -82,7 +71,7 @@ def build(workspace: Path = WorkspaceOpt,
           progress: bool = typer.Option(sys.stderr.isatty(), help="show progress bars")) -> None:
     """Run one stage, or all stages in order."""
     ws = Workspace(workspace.resolve())
-    results = _build(ws, stage, until, force=force, max_reject_rate=max_reject_rate, shard=shard,
+    results = run_plan(ws, stage, until, force=force, max_reject_rate=max_reject_rate, shard=shard,
                      shard_catalog=shard_catalog or None, progress=progress)
     for name, result in results.items():
         summary = result.as_dict() if hasattr(result, "as_dict") else result
@@ -351,23 +340,32 @@ def evaluate(checkpoint: Path = typer.Option(..., "--checkpoint", help="a run's 
 def demo(workspace: Path = typer.Option(Path("demo-workspace"), "--workspace", "-w"),
          progress: bool = typer.Option(sys.stderr.isatty(), help="show progress bars")) -> None:
     """Build a small dataset from generated synthetic sources, offline, and say where it went."""
+    from .demo import run_demo
+
     ws = Workspace(workspace.resolve())
-    if not ws.pipeline_path.exists():
-        init_workspace(ws.path, "demo")
-    _build(ws, "all", None, progress=progress)
+    result = run_demo(ws, progress=progress)
     info = _print_status(ws)
-    cfg = ws.load()
-    quality = calibrate_workspace(ws, None, 0.95, write=False)["current"]
     console.print("\n[bold]mask quality against the synthetic truth[/]")
-    _print_evaluation("demo thresholds", quality)
+    _print_evaluation("demo thresholds", result["quality"])
     console.print("\n[bold green]demo build finished[/]")
     console.print(f"  workspace : {ws.path}")
     console.print(f"  pipeline  : {ws.pipeline_path}")
     console.print(f"  catalog   : {ws.catalog_path}  ({info['counts']['triplets']} triplets, "
-                  f"{info['counts']['images']} images, {info['counts']['rejects']} rejects)")
-    if cfg.synthetic:
-        console.print(f"  sources   : {ws.resolve(cfg.synthetic.out)}  (synthetic, VRSBench layout, true masks beside)")
-    console.print(f"  reports   : {ws.reports}  (ingest.json, refine.json, calibration.json, rejects.csv)")
+                  f"{info['counts']['images']} images, {info['counts']['final']} final, "
+                  f"{info['counts']['rejects']} rejects)")
+    console.print(f"  sources   : {result['sources']}  (synthetic, VRSBench layout, true masks beside)")
+    console.print(f"  review    : {result['queued']} masks routed to people; Label Studio import file "
+                  f"{result['import_file']}")
+    console.print(f"              demo stand-in reviewers (synthetic truth) decided: {result['review_decisions']}")
+    if result.get("stats"):
+        console.print(f"  stats     : {result['stats']}")
+        for fig in result["figures"]:
+            console.print(f"              {fig}")
+    for target, (path, ok, failures) in result.get("exports", {}).items():
+        verdict = "[green]check passed[/]" if ok else f"[red]check FAILED ({failures} failures)[/]"
+        console.print(f"  export    : {target:7s} {path}  {verdict}")
+    console.print(f"  reports   : {ws.reports}")
+    console.print(f"  report    : {result['report']}  (open {result['report'].as_uri()})")
     console.print(f"  status    : risbench status --workspace {ws.path}")
 
 

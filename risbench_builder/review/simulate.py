@@ -5,7 +5,8 @@
 masks. Three simulated annotators answer every task in the review queue from the synthetic
 sources' true masks: one exact, one whose outline is a pixel off, one sloppy (a dilated
 mask). Their answers go through the same :func:`~.consensus.decide` as real reviews, so the
-demo's consensus and adjudication numbers are produced by the real code. Never used for
+demo's consensus and adjudication numbers are produced by the real code; a task sent to
+adjudication is answered by a simulated expert (the truth itself) and becomes ``adjudicated``. Never used for
 real data: a real build reviews with `risbench review push/pull`.
 """
 
@@ -58,9 +59,12 @@ def simulate_review(ws: Workspace, cfg: PipelineConfig, truth: Path) -> dict[str
             d = decide(votes, masks.decode(masks.loads(rle)).astype(bool), method=method, min_agreement=min_agreement)
             reviews += [(tid, f"sim-{tid}", v.annotator, masks.dumps(masks.encode(v.mask)), v.verdict, None, run_id)
                         for v in votes]
-            consensus.append((tid, None if d.mask is None else masks.dumps(masks.encode(d.mask)), d.agreement,
-                              d.decision, run_id))
-            decisions[d.decision] += 1
+            decision, final_rle = d.decision, None if d.mask is None else masks.dumps(masks.encode(d.mask))
+            if decision == "adjudicate":          # the simulated expert draws the true mask
+                decision, final_rle = "adjudicated", masks.dumps(trusted[tid])
+                reviews.append((tid, f"adj:sim-{tid}", "sim-expert", final_rle, "corrected", None, run_id))
+            consensus.append((tid, final_rle, d.agreement, decision, run_id))
+            decisions[decision] += 1
         with catalog.transaction():
             catalog.insert("reviews", ("triplet_id", "task_id", "annotator", "rle", "verdict",
                                        "corrected_expression", "run_id"), reviews)

@@ -20,7 +20,10 @@ def implementations() -> dict[str, StageFn]:
     from .refine import run_refine
     from .stats import run_stats
 
-    return {"ingest": run_ingest, "sam-refine": run_refine, "finalize": run_finalize, "stats": run_stats}
+    from .export import run_export
+
+    return {"ingest": run_ingest, "sam-refine": run_refine, "finalize": run_finalize, "stats": run_stats,
+            "export": run_export}
 
 
 def plan(stage: str, until: str | None) -> list[str]:
@@ -43,3 +46,16 @@ def plan(stage: str, until: str | None) -> list[str]:
 
 def run_stage(name: str, ws: Workspace, cfg: PipelineConfig, **options: Any) -> Any:
     return implementations()[name](ws, cfg, **options)
+
+
+def run_plan(ws: Workspace, stage: str, until: str | None, **options: Any) -> dict[str, Any]:
+    """Run ``plan(stage, until)`` in order; each stage gets the options it accepts."""
+    import inspect
+
+    cfg = ws.load()
+    results = {}
+    for name in plan(stage, until):
+        accepted = inspect.signature(implementations()[name]).parameters
+        results[name] = run_stage(name, ws, cfg, **{k: v for k, v in options.items()
+                                                    if k in accepted and v is not None})
+    return results

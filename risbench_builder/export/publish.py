@@ -1,0 +1,136 @@
+"""Publish the hf export to the Hugging Face Hub, after proving it loads.
+
+The proof (all of ``--dry-run``): the format check of the folder (files match the manifest,
+masks binary, splits disjoint), then ``datasets.load_dataset(folder, streaming=True)`` with
+the Hub switched off, whose features must equal :func:`.schema.features` and whose every mask
+must equal, bit for bit, the catalog mask of its triplet. Only then, and only without
+``--dry-run``, ``HfApi.create_repo`` + ``upload_folder`` with the token from ``HF_TOKEN``
+(never printed, never logged).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from .. import masks
+from ..catalog import Catalog
+from ..finalize.records import final_records
+from ..workspace import Workspace
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class PublishError(ValueError):
+    """Publishing cannot go on; the message says why and what to do (never the token)."""
+
+
+@contextmanager
+def offline() -> Iterator[None]:
+    """Hub access off for datasets and huggingface_hub, also when they were imported already."""
+    keys = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    saved_env = {k: os.environ.get(k) for k in keys}
+    os.environ.update({k: "1" for k in keys})
+    import datasets.config as dconfig
+    import huggingface_hub.constants as hconst
+
+    saved = (dconfig.HF_HUB_OFFLINE, hconst.HF_HUB_OFFLINE)
+    dconfig.HF_HUB_OFFLINE = hconst.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        dconfig.HF_HUB_OFFLINE, hconst.HF_HUB_OFFLINE = saved
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def verify_hf_export(folder: Path, truth: dict[str, dict] | None = None) -> dict[str, Any]:
+    """Load ``folder`` with ``load_dataset`` offline; features must equal the schema and every
+    mask must equal ``truth[triplet_id]`` (COCO RLE) bit for bit. Raises PublishError."""
+    from datasets import load_dataset
+
+    from .schema import features
+
+    want = features()
+    rows: dict[str, int] = {}
+    seen: set[str] = set()
+    with offline(), tempfile.TemporaryDirectory(prefix="risbench-hf-") as cache:
+        ds = load_dataset(str(folder), streaming=True, cache_dir=cache)
+        for split, part in ds.items():
+            if part.features != want:
+                raise PublishError(f"{folder}: split {split} loads with features that differ from the schema: "
+                                   "re-export with `risbench build --stage export --force`")
+            n = 0
+            for row in part:
+                n += 1
+                tid = row["triplet_id"]
+                seen.add(tid)
+                if truth is None:
+                    continue
+                if tid not in truth:
+                    raise PublishError(f"{folder}: triplet {tid} ({split}) is not in the catalog's final table: "
+                                       "the export is stale, re-export with --force")
+                got = np.asarray(row["mask"])
+                want_mask = masks.decode(truth[tid]) * 255
+                if got.shape != want_mask.shape or not np.array_equal(got, want_mask):
+                    raise PublishError(f"{folder}: the mask of triplet {tid} ({split}) is not bit-exact with the "
+                                       "catalog: re-export with --force")
+            rows[split] = n
+    if truth is not None and seen != set(truth):
+        missing = len(set(truth) - seen)
+        raise PublishError(f"{folder}: {missing} final triplets are missing from the export: re-export with --force")
+    return {"splits": rows, "rows": sum(rows.values()), "features_equal_schema": True,
+            "masks_bit_exact": truth is not None}
+
+
+def publish_export(ws: Workspace, repo_id: str, *, private: bool = False, dry_run: bool = False,
+                   token: str | None = None, workers: int | None = None) -> dict[str, Any]:
+    """Prove ``W/exports/hf`` and, unless ``dry_run``, upload it to the dataset repo ``repo_id``."""
+    if not _REPO_ID.match(repo_id):
+        raise PublishError(f"--repo-id {repo_id!r} is not ORG/NAME")
+    folder = ws.exports / "hf"
+    if not (folder / "README.md").is_file():
+        raise PublishError(f"no hf export at {folder}: run `risbench build --workspace {ws.path} --stage export` "
+                           "with hf in export.targets first")
+    if not dry_run:
+        token = token or os.environ.get("HF_TOKEN")
+        if not token:
+            raise PublishError("HF_TOKEN is not set: export a Hugging Face write token as HF_TOKEN, "
+                               "or pass --dry-run to check the export without uploading")
+    from .check import check_export
+
+    report = check_export(folder, "hf", workers)
+    if not report.ok:
+        kinds = ", ".join(f"{k} x{n}" for k, n in sorted(report.kinds().items()))
+        raise PublishError(f"{folder} fails the format check ({kinds}): see `risbench check {folder}`")
+    with Catalog(ws.catalog_path, create=False) as catalog:
+        truth = {rec.triplet_id: rec.rle for rec in final_records(catalog)}
+    proof = verify_hf_export(folder, truth)
+    result: dict[str, Any] = {"folder": str(folder), "repo_id": repo_id, "private": private, "dry_run": dry_run,
+                              **proof, "uploaded": False}
+    if dry_run:
+        return result
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    api = HfApi(token=token)
+    try:
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        commit = api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="dataset",
+                                   commit_message=f"risbench-builder export ({proof['rows']} triplets)")
+    except HfHubHTTPError as exc:
+        status = getattr(getattr(exc, "response", None), "status_code", "?")
+        raise PublishError(f"upload to {repo_id} failed (HTTP {status}): check that HF_TOKEN has write access "
+                           "to that organisation") from None
+    result.update(uploaded=True, url=f"https://huggingface.co/datasets/{repo_id}",
+                  commit=str(getattr(commit, "oid", "") or getattr(commit, "commit_url", "")))
+    return result
