@@ -47,6 +47,10 @@ PIXEL_STD = [58.395, 57.12, 57.375]
 
 # Full-resolution float logits held at once while upscaling (2**26 floats = 256 MiB).
 _UPSAMPLE_FLOATS = 2**26
+# On the CPU, decoder chunks are capped so that no per-chunk tensor exceeds this: larger ones
+# cost page faults on every allocation (glibc serves them with fresh mmaps above 32 MiB) and
+# fall out of cache. vit_b, 25 prompts on 2 cores: 1.9-2.0 s at chunks of 8-64, 1.2-1.4 s at 2-6.
+_CPU_CHUNK_BYTES = 24 << 20
 
 
 class SamCheckpointError(RuntimeError):
@@ -278,7 +282,8 @@ class SamSegmenter:
     The adapter is decoder-side, so the embedding cache stays keyed by :attr:`model_sha256`.
 
     Counters for tests and benchmarks: ``encoder_calls`` (image encoder runs) and
-    ``decoder_calls`` (decoder passes, one per chunk of at most ``chunk_size`` prompts).
+    ``decoder_calls`` (decoder passes, one per chunk of at most :attr:`effective_chunk_size`
+    prompts: ``chunk_size``, capped on the CPU where big chunks are slower).
     """
 
     def __init__(
@@ -312,6 +317,19 @@ class SamSegmenter:
             self.name += f"+adapter:{self.adapter_sha256[:8]}"
         self.encoder_calls = 0
         self.decoder_calls = 0
+        # Decode with segment-anything's MaskDecoder code but the image once per chunk (see
+        # _predict_masks_one_image); False runs MaskDecoder.predict_masks exactly as shipped.
+        self.share_image_work = True
+
+    @property
+    def effective_chunk_size(self) -> int:
+        """Prompts per decoder pass: ``chunk_size``, capped on the CPU (see ``_CPU_CHUNK_BYTES``)."""
+        if self.device.type != "cpu":
+            return self.chunk_size
+        c = self.model.prompt_encoder.embed_dim
+        g = self.model.image_encoder.img_size // 16
+        per_prompt = 4 * max(c * g * g, (c // 8) * (4 * g) ** 2)  # image tokens, upscaled features
+        return max(1, min(self.chunk_size, _CPU_CHUNK_BYTES // per_prompt))
 
     @property
     def precision(self) -> str:
@@ -396,11 +414,12 @@ class SamSegmenter:
         iou_pred = np.zeros(n, np.float64)
         stability = np.zeros(n, np.float64)
         pe = self.model.prompt_encoder.get_dense_pe()
-        for start in range(0, len(prompts), self.chunk_size):
-            stop = min(start + self.chunk_size, len(prompts))
+        chunk = self.effective_chunk_size
+        for start in range(0, len(prompts), chunk):
+            stop = min(start + chunk, len(prompts))
             with self._autocast():
                 sparse, dense = self.model.prompt_encoder(points=None, boxes=coords[start:stop], masks=None)
-                low_res, iou = self.mask_decoder.predict_masks(
+                low_res, iou = self._decode(
                     image_embeddings=emb,
                     image_pe=pe,
                     sparse_prompt_embeddings=sparse,
@@ -437,6 +456,12 @@ class SamSegmenter:
             for i in range(n)
         ]
 
+    def _decode(self, **kwargs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """All 4 mask tokens' low-res logits and IoU predictions for one chunk of prompts."""
+        if self.share_image_work and type(self.mask_decoder) is MaskDecoder:
+            return _predict_masks_one_image(self.mask_decoder, **kwargs)
+        return self.mask_decoder.predict_masks(**kwargs)  # adapters: their own decoder, as given
+
     def _upscaled(self, low_res: torch.Tensor, input_size: tuple[int, int], original_size: tuple[int, int]):
         """Yield ``(offset, logits)`` groups of ``Sam.postprocess_masks`` output, a few rows at a time."""
         s = self.model.image_encoder.img_size
@@ -447,6 +472,42 @@ class SamSegmenter:
             part = F.interpolate(part, (s, s), mode="bilinear", align_corners=False)
             part = part[..., : input_size[0], : input_size[1]]
             yield lo, F.interpolate(part, original_size, mode="bilinear", align_corners=False)
+
+
+def _predict_masks_one_image(
+    decoder: MaskDecoder,
+    image_embeddings: torch.Tensor,
+    image_pe: torch.Tensor,
+    sparse_prompt_embeddings: torch.Tensor,
+    dense_prompt_embeddings: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``MaskDecoder.predict_masks`` without repeating the image once per prompt.
+
+    Box prompts carry no mask input, so every prompt's dense embedding is the same learned
+    no-mask embedding and the image side of the transformer's first block is the same for all
+    prompts. Passed with batch 1, those projections (token->image keys and values, image->token
+    queries) run once and broadcast over the B prompts inside ``Attention``; the image tokens
+    become per prompt at that block's residual add. Same arithmetic as segment-anything, less
+    of it: the B copies of the 256x64x64 embedding and 3 of the 10 image-sized linears per
+    prompt are gone. Only valid when ``dense_prompt_embeddings`` is identical along the batch.
+    """
+    output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
+    output_tokens = output_tokens.unsqueeze(0).expand(sparse_prompt_embeddings.size(0), -1, -1)
+    tokens = torch.cat((output_tokens, sparse_prompt_embeddings), dim=1)
+    _, c, h, w = image_embeddings.shape
+    src = image_embeddings + dense_prompt_embeddings[:1]
+    hs, src = decoder.transformer(src, image_pe, tokens)  # src comes back as (B, h*w, c)
+    iou_token_out = hs[:, 0, :]
+    mask_tokens_out = hs[:, 1 : (1 + decoder.num_mask_tokens), :]
+    src = src.expand(tokens.shape[0], -1, -1).transpose(1, 2).reshape(tokens.shape[0], c, h, w)
+    upscaled = decoder.output_upscaling(src)
+    hyper_in = torch.stack(
+        [decoder.output_hypernetworks_mlps[i](mask_tokens_out[:, i, :]) for i in range(decoder.num_mask_tokens)],
+        dim=1,
+    )
+    b, c, h, w = upscaled.shape
+    masks = (hyper_in @ upscaled.view(b, c, h * w)).view(b, -1, h, w)
+    return masks, decoder.iou_prediction_head(iou_token_out)
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:

@@ -230,6 +230,10 @@ def test_matches_sam_predictor() -> None:
     assert [o.stability for o in out] == pytest.approx(stab.tolist(), abs=1e-6)
     assert any(0.0 < o.stability < 1.0 for o in out)
 
+    seg.share_image_work = False  # MaskDecoder.predict_masks as shipped, image repeated per prompt
+    stock = seg.segment(View(image, key="s"), boxes, jit)
+    assert all(np.array_equal(x.mask, y.mask) and x.iou_pred == y.iou_pred for x, y in zip(out, stock))
+
 
 def test_chunk_size_changes_calls_not_results() -> None:
     h, w = 200, 300
@@ -244,6 +248,16 @@ def test_chunk_size_changes_calls_not_results() -> None:
         # batched matmuls may round differently by batch size: allow a handful of boundary pixels
         assert (x.mask != y.mask).mean() < 1e-3
         assert all((p != q).mean() < 1e-3 for p, q in zip(x.jitter_masks, y.jitter_masks))
+
+
+def test_cpu_chunks_are_capped_for_big_decoders() -> None:
+    assert SamSegmenter("tiny", chunk_size=64).effective_chunk_size == 64  # 32-dim, 16x16 grid: no cap
+    big = SamSegmenter("vit_b", chunk_size=64, device="cpu")  # 256 x 64 x 64 per prompt
+    assert big.effective_chunk_size == 3
+    image, boxes = scene(128, 128, n=2)
+    big.model.image_encoder.forward = lambda x: torch.zeros(1, 256, 64, 64)  # skip the slow encoder
+    big.segment(View(image, key="s"), boxes, jittered(boxes, 2, 128, 128))
+    assert big.decoder_calls == math.ceil(6 / 3)
 
 
 def test_deterministic() -> None:
