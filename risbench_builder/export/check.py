@@ -16,7 +16,6 @@ import csv
 import hashlib
 import io
 import json
-import multiprocessing
 import os
 import pickle
 import re
@@ -32,6 +31,7 @@ from PIL import Image
 
 from .. import masks
 from ..sources.base import RISBENCH_CLASSES, normalize_class, scene_id_from_name
+from .base import make_pool
 from .manifest import MANIFEST, hash_files, inode, walk
 
 #: Failure kinds, each with what it means (tests assert on these names).
@@ -68,7 +68,7 @@ KINDS: dict[str, str] = {
 FORMATS = ("hf", "refer", "native", "coco")
 REFER_SPLITS = ("train", "val", "test")
 IMAGE_EXTENSIONS = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp")
-POOL_MIN_TASKS = 64
+POOL_MIN_ITEMS = 2000      # below this many images / masks / rows, starting workers costs more than it saves
 
 
 @dataclass(frozen=True)
@@ -372,15 +372,21 @@ def _set_known_masks(known: dict[str, tuple[int, int]]) -> None:
 
 
 class _Runner:
-    """map() over tasks, in a process pool when there are many (results in task order)."""
+    """map() over tasks, in a process pool when it pays (results in task order).
+
+    ``workers=None``: a pool of up to 2 for batches of at least ``POOL_MIN_ITEMS`` items; an
+    explicit ``workers`` >= 2 always uses a pool (when there are 2+ tasks).
+    """
 
     def __init__(self, workers: int | None):
+        self.auto = workers is None
         self.workers = (min(2, os.cpu_count() or 1) if workers is None else workers)
         self._pool: Any = None
         self.known_masks: dict[str, tuple[int, int]] = {}
 
-    def map(self, fn: Callable[[Any], Any], tasks: list[Any]) -> list[Any]:
-        if self.workers <= 1 or len(tasks) < POOL_MIN_TASKS:
+    def map(self, fn: Callable[[Any], Any], tasks: list[Any], items: int | None = None) -> list[Any]:
+        small = self.auto and (items if items is not None else len(tasks)) < POOL_MIN_ITEMS
+        if self.workers <= 1 or len(tasks) < 2 or small:
             saved = _KNOWN_MASKS
             _set_known_masks(self.known_masks)
             try:
@@ -388,8 +394,10 @@ class _Runner:
             finally:
                 _set_known_masks(saved)
         if self._pool is None:
-            self._pool = multiprocessing.get_context("forkserver").Pool(
-                self.workers, initializer=_set_known_masks, initargs=(self.known_masks,))
+            self._pool = make_pool(self.workers, initializer=_set_known_masks, initargs=(self.known_masks,))
+            if self._pool is None:
+                self.workers = 0
+                return self.map(fn, tasks)
         return self._pool.map(fn, tasks, chunksize=1)
 
     def close(self) -> None:
@@ -628,7 +636,7 @@ def _check_hf(root: Path, report: CheckReport, runner: _Runner) -> list[Sample]:
                                                                                  "numbering has gaps or disagrees"))
     samples: list[Sample] = []
     triplet_ids: list[str] = []
-    for task, (failures, rows, digest) in zip(tasks, runner.map(_hf_file, tasks)):
+    for task, (failures, rows, digest) in zip(tasks, runner.map(_hf_file, tasks, sum(rows_per_split.values()))):
         report.failures += failures
         report.digests[digest[0]] = digest[1]
         split = split_of[task[1]]
@@ -757,7 +765,7 @@ def _check_images(report: CheckReport, runner: _Runner, tasks: list[tuple[str, s
             todo.setdefault(key, []).append(i)
     keys = list(todo)
     batch = [tasks[todo[k][0]] for k in keys]
-    flat = [r for part in runner.map(_image_batch, _chunks(batch, 32)) for r in part]
+    flat = [r for part in runner.map(_image_batch, _chunks(batch, 32), len(batch)) for r in part]
     for key, (failures, size, digest) in zip(keys, flat):
         report.failures += failures
         first, *others = todo[key]
@@ -856,7 +864,7 @@ def _check_refer_dataset(root: Path, refs_path: Path, report: CheckReport, runne
             report.failures.append(Failure("format_violation", where, f"bbox {bbox} is not x1,y1,x2,y2 with x1<x2, y1<y2"))
         hw = (im.get("height"), im.get("width")) if im and im.get("height") and im.get("width") else None
         seg_tasks.append((where, a.get("segmentation"), hw))
-    for failures in runner.map(_seg_batch, _chunks(seg_tasks, 256)):
+    for failures in runner.map(_seg_batch, _chunks(seg_tasks, 256), len(seg_tasks)):
         report.failures += failures
     # refs
     samples = []
@@ -988,7 +996,7 @@ def _check_native(root: Path, report: CheckReport, runner: _Runner) -> list[Samp
             report.failures.append(Failure("missing_file", n, "no mask file for it"))
             continue
         mask_tasks.append((str(q), f"{n} (mask)", checked[n][0] if n in checked else None))
-    _merge(report, runner.map(_native_masks, _chunks(mask_tasks, 64)))
+    _merge(report, runner.map(_native_masks, _chunks(mask_tasks, 64), len(mask_tasks)))
     results = {n: checked[n][1] if n in checked else None for n in names}    # sha256 identifies an image
     samples = []
     for split, name in lines:
@@ -1051,6 +1059,6 @@ def _check_coco(root: Path, report: CheckReport, runner: _Runner) -> list[Sample
         report.notes.append(f"{no_expression} annotations carry no expression (plain COCO instances?)")
     report.failures += duplicate_failures(all_ann_ids, "annotation id", "annotations/")
     _check_images(report, runner, image_tasks)
-    for failures in runner.map(_seg_batch, _chunks(seg_tasks, 256)):
+    for failures in runner.map(_seg_batch, _chunks(seg_tasks, 256), len(seg_tasks)):
         report.failures += failures
     return samples

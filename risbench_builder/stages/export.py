@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
 import re
 import shutil
@@ -29,7 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..catalog import Catalog, code_version
 from ..config import PipelineConfig
 from ..export import writers
-from ..export.base import AS_IS, PNG, Context, ExportError, ImageRef, Images, Ledger, prepared
+from ..export.base import AS_IS, PNG, Context, ExportError, ImageRef, Images, Ledger, make_pool, prepared
 from ..export.manifest import read_manifest, write_manifest
 from ..export.refer import REFER_SPLITS
 from ..finalize.records import current_proposal_set, final_records, split_names
@@ -186,7 +185,8 @@ def run_export(ws: Workspace, cfg: PipelineConfig, *, force: bool = False, progr
         plan = _FilePlan(ctx.images, kinds, staging / "_images", native.mask_path if native is not None else None)
         n_workers = _auto_workers(total, workers)
         report = ExportReport(run_id, pending=pending, triplets=total, workers=n_workers)
-        pool = multiprocessing.get_context("forkserver").Pool(n_workers) if n_workers else None
+        pool = make_pool(n_workers)
+        report.workers = n_workers if pool is not None else 0
         try:
             columns = (TextColumn(f"[bold]{STAGE}[/] {', '.join(targets)}"), BarColumn(), MofNCompleteColumn(),
                        TextColumn("triplets"), TimeRemainingColumn())
