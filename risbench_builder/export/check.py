@@ -523,26 +523,30 @@ _HF_COLUMNS = ("image", "mask", "expression", "category", "triplet_id", "image_i
                "height", "bbox", "area")
 
 
-def _hf_file(task: tuple[str, str]) -> tuple[list[Failure], list[tuple], Digest]:
-    """One parquet file: hashed in one sequential read, then checked row group by row group (now
-    from the page cache), so each byte comes off the disk once."""
-    path, rel = task
+HF_GROUPS_PER_TASK = 10      # row groups (of 100 rows) per task: small enough to balance two workers
+
+
+def _hf_task(task: tuple) -> tuple[list[Failure], list[tuple], Digest | None]:
+    """("hash", path): one sequential read of the file for its sha256; ("rows", path, rel, first,
+    last, offset): the rows of row groups first..last-1. A file's hash task is queued just before
+    its row tasks, so they read it from the page cache and each byte comes off the disk once."""
+    if task[0] == "hash":
+        from .manifest import sha256_file
+
+        return [], [], (inode(Path(task[1])), sha256_file(Path(task[1])))
+    _, path, rel, first, last, offset = task
     import pyarrow.parquet as pq
 
-    from .manifest import sha256_file
-
-    digest = (inode(Path(path)), sha256_file(Path(path)))
     pf = pq.ParquetFile(path)
     out: list[Failure] = []
     rows: list[tuple] = []
-    offset = 0
-    for g in range(pf.num_row_groups):
+    for g in range(first, last):
         table = pf.read_row_group(g, columns=list(_HF_COLUMNS))
         failures, got = _hf_rows(table.to_pylist(), rel, offset)
         out += failures
         rows += got
         offset += table.num_rows
-    return out, rows, digest
+    return out, rows, None
 
 
 def _hf_rows(pylist: list[dict[str, Any]], rel: str, offset: int) -> tuple[list[Failure], list[tuple]]:
@@ -625,7 +629,12 @@ def _check_hf(root: Path, report: CheckReport, runner: _Runner) -> list[Sample]:
             report.failures.append(Failure("schema_mismatch", rel, f"columns differ from the schema: {diff[:8]}"))
             if not set(_HF_COLUMNS) <= set(got):
                 continue
-        tasks.append((str(path), rel))
+        tasks.append(("hash", str(path)))
+        offset = 0
+        for first in range(0, pf.num_row_groups, HF_GROUPS_PER_TASK):
+            last = min(first + HF_GROUPS_PER_TASK, pf.num_row_groups)
+            tasks.append(("rows", str(path), rel, first, last, offset))
+            offset += sum(pf.metadata.row_group(g).num_rows for g in range(first, last))
         rows_per_split[split] += pf.metadata.num_rows
         split_of[rel] = split
     for split, got_shards in sorted(shards.items()):
@@ -636,10 +645,12 @@ def _check_hf(root: Path, report: CheckReport, runner: _Runner) -> list[Sample]:
                                                                                  "numbering has gaps or disagrees"))
     samples: list[Sample] = []
     triplet_ids: list[str] = []
-    for task, (failures, rows, digest) in zip(tasks, runner.map(_hf_file, tasks, sum(rows_per_split.values()))):
+    for task, (failures, rows, digest) in zip(tasks, runner.map(_hf_task, tasks, sum(rows_per_split.values()))):
         report.failures += failures
-        report.digests[digest[0]] = digest[1]
-        split = split_of[task[1]]
+        if digest is not None:
+            report.digests[digest[0]] = digest[1]
+            continue
+        split = split_of[task[2]]
         for tid, image_id, scene, mask_sha, mask_wh in rows:
             triplet_ids.append(tid)
             samples.append(Sample(split, image_id, scene))
