@@ -1,0 +1,376 @@
+"""Train CroBIM, validate an export with the smoke test, count parameters.
+
+``train``: the paper recipe (Section V-B): AdamW (lr 5e-5, weight decay 0.01, none on norms,
+biases' norms and position tables), polynomial decay per optimizer step (power 0.9, no
+warm-up), effective batch ``train.batch_size`` reached by gradient accumulation over
+``micro_batch`` x world size, bf16 autocast on CUDA, DDP when started by ``torchrun``
+(``RANK``/``WORLD_SIZE``/``LOCAL_RANK``). After every epoch: val metrics appended to
+``OUT/metrics.json``, checkpoint ``OUT/last/`` and, on a better val oIoU, ``OUT/best/``.
+A checkpoint is ``model.safetensors`` (config JSON in its metadata, strict key check on load)
+plus ``optimizer.pt`` (optimizer, scheduler, epoch, step, RNG state; read with
+``torch.load(weights_only=True)``). ``resume=True`` continues from ``OUT/last/`` exactly as an
+uninterrupted run would (the data order is a pure function of seed and epoch).
+
+``smoke`` (``risbench train --smoke``): does a fresh export hold aligned, learnable
+expression-mask pairs? Fits the tiny model on a subset of train, scores held-out val; then the
+negative control trains identically with expressions shuffled among the referred objects of
+each image. Verdict: val mIoU gap (aligned - control) on images with >= 2 referred objects.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+import warnings
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import CroBIMConfig
+from .data import RefSegDataset, Sample, available_splits, load_split, make_collate, min_mask_fraction, \
+    multi_object_images, shuffle_expressions, subset_by_images
+from .evaluate import pick_device, score
+from .losses import crobim_loss
+from .model import build_model, count_parameters
+
+Log = Callable[[str], None]
+NO_DECAY_KEYS = ("absolute_pos_embed", "relative_position_bias_table", "position_embeddings", "level_embed",
+                 "pos_embed", "cls_token")
+
+
+# ------------------------------------------------------------------ optimiser and schedule
+def param_groups(model: nn.Module, weight_decay: float, trainable_text_layers: Sequence[int] | None = None,
+                 freeze_text: bool = False) -> list[dict]:
+    """Decay on weights; none on normalisation parameters and position tables (as RMSIN / Swin)."""
+    norm_types = (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm2d, nn.InstanceNorm2d)
+    norm_params = {id(p) for m in model.modules() if isinstance(m, norm_types) for p in m.parameters(recurse=False)}
+    norm_params |= {id(p) for name, m in model.named_modules() if "norm" in name.rsplit(".", 1)[-1].lower()
+                    for p in m.parameters(recurse=False)}
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if name.startswith("text."):
+            if freeze_text:
+                p.requires_grad_(False)
+            elif trainable_text_layers is not None:
+                layer = name.split("encoder.layer.")[1].split(".")[0] if "encoder.layer." in name else None
+                p.requires_grad_(layer is not None and int(layer) in trainable_text_layers)
+        if not p.requires_grad:
+            continue
+        if id(p) in norm_params or any(k in name for k in NO_DECAY_KEYS) or (p.ndim == 1 and "norm" in name.lower()):
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def poly_schedule(total_steps: int, power: float = 0.9) -> Callable[[int], float]:
+    return lambda step: max(0.0, 1 - step / max(1, total_steps)) ** power
+
+
+# ------------------------------------------------------------------ checkpoints
+def model_file(path: str | Path) -> Path:
+    path = Path(path)
+    file = path / "model.safetensors" if path.is_dir() else path
+    if not file.is_file():
+        raise FileNotFoundError(f"{file}: no such checkpoint (expected a folder with model.safetensors, or the file)")
+    return file
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def save_checkpoint(folder: Path, model: nn.Module, cfg: CroBIMConfig, optimizer: Any = None, scheduler: Any = None,
+                    state: dict | None = None) -> Path:
+    """``folder/model.safetensors`` (+ config in metadata) and ``folder/optimizer.pt``, written atomically."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    weights = {k: v.detach().contiguous().cpu() for k, v in _unwrap(model).state_dict().items()}
+    save_file(weights, str(tmp / "model.safetensors"), metadata={"config": cfg.to_json(), "format": "risbench-crobim-1"})
+    if optimizer is not None:
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict() if scheduler else None,
+                    "state": state or {}, "rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+                   tmp / "optimizer.pt")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+    return folder
+
+
+def load_weights(model: nn.Module, path: str | Path) -> None:
+    """Strict load: any missing or unexpected key is an error that lists them."""
+    from safetensors.torch import load_file
+
+    file = model_file(path)
+    weights = load_file(str(file))
+    own = _unwrap(model).state_dict()
+    missing = sorted(set(own) - set(weights))
+    unexpected = sorted(set(weights) - set(own))
+    shape = sorted(k for k in set(own) & set(weights) if own[k].shape != weights[k].shape)
+    if missing or unexpected or shape:
+        def few(keys: list[str]) -> str:
+            return ", ".join(keys[:8]) + (f" (+{len(keys) - 8} more)" if len(keys) > 8 else "")
+        parts = [f"{len(missing)} missing: {few(missing)}" if missing else "",
+                 f"{len(unexpected)} unexpected: {few(unexpected)}" if unexpected else "",
+                 f"{len(shape)} with other shapes: {few(shape)}" if shape else ""]
+        raise ValueError(f"{file}: checkpoint does not match the model; " + "; ".join(p for p in parts if p))
+    _unwrap(model).load_state_dict(weights, strict=True)
+
+
+def load_training_state(folder: Path, optimizer: Any, scheduler: Any) -> dict:
+    blob = torch.load(Path(folder) / "optimizer.pt", map_location="cpu", weights_only=True)
+    optimizer.load_state_dict(blob["optimizer"])
+    if scheduler is not None and blob.get("scheduler"):
+        scheduler.load_state_dict(blob["scheduler"])
+    torch.set_rng_state(blob["rng"])
+    if torch.cuda.is_available() and blob.get("cuda_rng"):
+        torch.cuda.set_rng_state_all(blob["cuda_rng"])
+    return dict(blob.get("state") or {})
+
+
+# ------------------------------------------------------------------ helpers
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2 ** 32))
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    g = torch.Generator().manual_seed(seed * 1000 + epoch)
+    return torch.randperm(n, generator=g).tolist()
+
+
+def _dist_info() -> tuple[int, int, int]:
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
+
+
+def dry_run(cfg: CroBIMConfig, log: Log = print) -> dict[str, int]:
+    """Build the model (random weights unless paths are configured) and report its parameters."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = build_model(cfg.model)
+    counts = count_parameters(model)
+    log(f"CroBIM {cfg.name}: {counts['total']:,} parameters ({counts['total'] / 1e6:.1f} M) at "
+        f"{cfg.model.img_size}x{cfg.model.img_size}")
+    for name, n in counts.items():
+        if name != "total":
+            log(f"  {name:<9} {n:>13,}")
+    return counts
+
+
+# ------------------------------------------------------------------ one optimisation step
+def _micro_step(model: nn.Module, batch: dict, device: torch.device, cfg: CroBIMConfig, scale: float,
+                amp: bool) -> float:
+    lc = cfg.train.loss
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+        logits = model(batch["image"].to(device, non_blocking=True), batch["input_ids"].to(device),
+                       batch["attention_mask"].to(device))
+    loss = crobim_loss(logits.float(), batch["mask"].to(device), lc.ce_weight, lc.class_weights, lc.dice_reduction)
+    (loss * scale).backward()
+    return float(loss.detach())
+
+
+# ------------------------------------------------------------------ train
+def train(data: str | Path, cfg: CroBIMConfig, out: str | Path, resume: bool = False, device: str | None = None,
+          until_epoch: int | None = None, log: Log = print) -> dict:
+    """Train on ``data``'s train split; returns the last epoch's record. ``until_epoch`` stops early
+    (to simulate an interruption) without changing the schedule."""
+    rank, world, local_rank = _dist_info()
+    tc = cfg.train
+    if world > 1:
+        import torch.distributed as dist
+
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if not dist.is_initialized():
+            dist.init_process_group(backend)
+        dev = torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+        if dev.type == "cuda":
+            torch.cuda.set_device(dev)
+    else:
+        dev = pick_device(device)
+    out = Path(out)
+    main = rank == 0
+    if main:
+        out.mkdir(parents=True, exist_ok=True)
+    seed_everything(tc.seed)
+    train_samples = load_split(data, "train")
+    val_samples = load_split(data, tc.val_split) if tc.val_split in available_splits(data) else []
+    model = build_model(cfg.model).to(dev)
+    groups = param_groups(model, tc.weight_decay, tc.text_trainable_layers, tc.freeze_text)
+    optimizer = torch.optim.AdamW(groups, lr=tc.lr, weight_decay=tc.weight_decay)
+    per_rank = len(train_samples) // world
+    micro_per_epoch = per_rank // tc.micro_batch
+    accum = max(1, tc.batch_size // (tc.micro_batch * world))
+    steps_per_epoch = max(1, micro_per_epoch // accum)
+    total = steps_per_epoch * tc.epochs
+    if tc.max_steps:
+        total = min(total, tc.max_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly_schedule(total, tc.poly_power))
+    if micro_per_epoch == 0:
+        raise ValueError(f"{data}: {len(train_samples)} train samples, fewer than one micro-batch of {tc.micro_batch}")
+    state = {"epoch": 0, "step": 0, "best_oiou": -1.0}
+    if resume:
+        last = out / "last"
+        if not (last / "optimizer.pt").is_file():
+            raise FileNotFoundError(f"{last}: nothing to resume (no optimizer.pt)")
+        load_weights(model, last)
+        state.update(load_training_state(last, optimizer, scheduler))
+        log(f"resumed from {last}: epoch {state['epoch']}, step {state['step']}")
+    net: nn.Module = model
+    if world > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+    amp = tc.bf16 and dev.type == "cuda"
+    ds = RefSegDataset(train_samples, cfg.model.img_size)
+    collate = make_collate(model.tokenize)
+    history = json.loads((out / "metrics.json").read_text()) if resume and (out / "metrics.json").is_file() else []
+    record: dict = {}
+    log(f"train: {len(train_samples)} samples, {steps_per_epoch} steps/epoch x {tc.epochs} epochs "
+        f"(batch {tc.micro_batch} x {world} ranks x {accum} accumulation), device {dev}")
+    while state["epoch"] < tc.epochs and state["step"] < total:
+        if until_epoch is not None and state["epoch"] >= until_epoch:
+            break
+        epoch = state["epoch"]
+        t0 = time.time()
+        order = epoch_order(len(train_samples), tc.seed, epoch)[rank::world][: micro_per_epoch * tc.micro_batch]
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.Subset(ds, order), batch_size=tc.micro_batch, shuffle=False, drop_last=True,
+            num_workers=tc.num_workers, collate_fn=collate, pin_memory=dev.type == "cuda")
+        net.train()
+        losses = []
+        for i, batch in enumerate(loader):
+            last_micro = (i + 1) % accum == 0
+            sync = nullcontext() if (last_micro or world == 1) else net.no_sync()
+            with sync:
+                losses.append(_micro_step(net, batch, dev, cfg, 1.0 / accum, amp))
+            if last_micro:
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                scheduler.step()
+                state["step"] += 1
+                if state["step"] >= total:
+                    break
+        state["epoch"] = epoch + 1
+        record = {"epoch": state["epoch"], "step": state["step"], "train_loss": float(np.mean(losses)) if losses else None,
+                  "lr": scheduler.get_last_lr()[0], "seconds": round(time.time() - t0, 2)}
+        if main:
+            if val_samples:
+                res = score(model, val_samples, cfg.eval.size, cfg.eval.batch_size, cfg.eval.native, dev, amp).summary()
+                record["val"] = res
+                if res["all"]["oIoU"] > state["best_oiou"]:
+                    state["best_oiou"] = res["all"]["oIoU"]
+                    record["best"] = True
+            save_checkpoint(out / "last", model, cfg, optimizer, scheduler, state)
+            if record.get("best"):
+                save_checkpoint(out / "best", model, cfg)
+            history.append(record)
+            (out / "metrics.json").write_text(json.dumps(history, indent=1))
+            val = record.get("val", {}).get("all")
+            log(f"epoch {state['epoch']}/{tc.epochs}: loss {record['train_loss']:.4f}"
+                + (f", val mIoU {100 * val['mIoU']:.2f} oIoU {100 * val['oIoU']:.2f}" if val else "")
+                + f" ({record['seconds']} s)")
+        if world > 1:
+            torch.distributed.barrier()
+    return record
+
+
+# ------------------------------------------------------------------ smoke validation
+def fit_steps(cfg: CroBIMConfig, samples: Sequence[Sample], steps: int, batch_size: int, lr: float, seed: int,
+              device: torch.device, dataset: RefSegDataset | None = None, log: Log | None = None) -> nn.Module:
+    """Fresh tiny model, AdamW + poly decay, ``steps`` steps over ``samples`` in seeded epochs."""
+    seed_everything(seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = build_model(cfg.model).to(device)
+    optimizer = torch.optim.AdamW(param_groups(model, cfg.train.weight_decay), lr=lr,
+                                  weight_decay=cfg.train.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly_schedule(steps, cfg.train.poly_power))
+    # a shared cache: same images and masks, texts from ``samples`` (the control swaps them)
+    ds = _with_texts(dataset, samples) if dataset is not None else RefSegDataset(samples, cfg.model.img_size, cache=True)
+    collate = make_collate(model.tokenize)
+    if not len(ds):
+        raise ValueError("smoke: no samples to fit")
+    batch_size = min(batch_size, len(ds))
+    step, epoch = 0, 0
+    model.train()
+    while step < steps:
+        order = epoch_order(len(ds), seed, epoch)
+        for start in range(0, len(order) - batch_size + 1, batch_size):
+            batch = collate([ds[i] for i in order[start:start + batch_size]])
+            loss = _micro_step(model, batch, device, cfg, 1.0, False)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            scheduler.step()
+            step += 1
+            if log and (step % 50 == 0 or step == steps):
+                log(f"  step {step}/{steps}: loss {loss:.4f}")
+            if step >= steps:
+                break
+        epoch += 1
+    return model
+
+
+def smoke(data: str | Path, cfg: CroBIMConfig, device: str | None = None, samples: dict | None = None,
+          log: Log = print) -> dict:
+    """Aligned run vs shuffled-expression control; returns numbers and the verdict."""
+    sc = cfg.smoke
+    dev = pick_device(device)
+    t0 = time.time()
+    if samples is None:
+        train_all = load_split(data, "train")
+        val_all = load_split(data, cfg.train.val_split)
+    else:
+        train_all, val_all = samples["train"], samples["val"]
+    visible = min_mask_fraction(sc.min_mask_fraction)
+    train_set = subset_by_images(train_all, sc.train_samples, sc.seed, keep=visible)
+    val_set = subset_by_images(val_all, sc.val_samples, sc.seed, prefer_multi=True, keep=visible)
+    multi = multi_object_images(val_set)
+    keep = [s.image_id in multi for s in val_set]
+    if not any(keep):
+        raise ValueError(f"{data}: no val image with two or more referred objects; the smoke verdict needs some")
+    log(f"smoke: {len(train_set)} train triplets on {len({s.image_id for s in train_set})} images, "
+        f"{len(val_set)} held-out val triplets ({sum(keep)} on {len(multi)} multi-object images), "
+        f"{sc.steps} steps x batch {sc.batch_size} per run, {cfg.model.img_size} px, device {dev}")
+    train_ds = RefSegDataset(train_set, cfg.model.img_size, cache=True)
+    val_ds = RefSegDataset(val_set, cfg.model.img_size, cache=True)
+    runs: dict[str, dict] = {}
+    for name, texts in (("aligned", train_set), ("shuffled", shuffle_expressions(train_set, sc.seed))):
+        t = time.time()
+        model = fit_steps(cfg, texts, sc.steps, sc.batch_size, sc.lr, sc.seed, dev, train_ds, log)
+        train_m = score(model, texts, cfg.model.img_size, cfg.eval.batch_size, device=dev,
+                        dataset=_with_texts(train_ds, texts))
+        val_m = score(model, val_set, cfg.model.img_size, cfg.eval.batch_size, device=dev, dataset=val_ds)
+        runs[name] = {"train_mIoU": train_m.summary()["all"]["mIoU"], "val_mIoU": val_m.summary()["all"]["mIoU"],
+                      "val_multi_mIoU": val_m.select(keep)["mIoU"], "seconds": round(time.time() - t, 1)}
+        log(f"smoke {name:>8}: train mIoU {100 * runs[name]['train_mIoU']:.2f}, val mIoU "
+            f"{100 * runs[name]['val_mIoU']:.2f}, val mIoU on multi-object images "
+            f"{100 * runs[name]['val_multi_mIoU']:.2f} ({runs[name]['seconds']} s)")
+    gap = runs["aligned"]["val_multi_mIoU"] - runs["shuffled"]["val_multi_mIoU"]
+    fits = runs["aligned"]["train_mIoU"] >= sc.min_train_miou
+    aligned = gap >= sc.min_gap
+    verdict = "PASS" if fits and aligned else "FAIL"
+    note = (f"{verdict}: val mIoU on {sum(keep)} expressions of {len(multi)} multi-object images: aligned "
+            f"{100 * runs['aligned']['val_multi_mIoU']:.2f} vs shuffled control "
+            f"{100 * runs['shuffled']['val_multi_mIoU']:.2f}, gap {100 * gap:.2f} (need >= {100 * sc.min_gap:.0f}); "
+            f"train fit mIoU {100 * runs['aligned']['train_mIoU']:.2f} (need >= {100 * sc.min_train_miou:.0f})")
+    if not aligned:
+        note += " -- expressions and masks do not look aligned (shifted or mismatched masks show no gap)"
+    log(note)
+    return {"verdict": verdict, "gap": gap, "fits": fits, "runs": runs, "note": note,
+            "train_samples": len(train_set), "val_samples": len(val_set), "val_multi_samples": sum(keep),
+            "seconds": round(time.time() - t0, 1)}
+
+
+def _with_texts(ds: RefSegDataset, samples: Sequence[Sample]) -> RefSegDataset:
+    out = RefSegDataset(samples, ds.size, cache=True)
+    out._cache = ds._cache
+    return out

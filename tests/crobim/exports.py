@@ -1,0 +1,142 @@
+"""Small loader-test exports made from the synthetic scenes (torchgeo style: real layouts, seeded).
+
+Until the export stage exists, these stand in for our ``hf`` export (formats: see
+risbench_builder/crobim/data.py): a synthetic VRSBench tree plus its TRUE masks become one
+triplet per referred object, image and mask as HF ``Image()`` structs with embedded PNG bytes.
+Images stay 512x512 as the real export (the loader resizes). Also tiny ``refer`` and
+``native`` trees for the reader tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from risbench_builder import masks
+from risbench_builder.config import SyntheticConfig
+from risbench_builder.sources.base import scene_id_from_name
+from risbench_builder.synthetic import load_truth, write_vrsbench
+
+
+def png_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def vrsbench_triplets(vrs_root: Path, truth_dir: Path) -> list[dict]:
+    """One dict per referred object of the synthetic VRSBench tree, with its true mask (0/1)."""
+    truth = load_truth(truth_dir)
+    rows = []
+    for split in ("train", "val"):
+        for ann_path in sorted((vrs_root / f"Annotations_{split}").glob("*.json")):
+            doc = json.loads(ann_path.read_text())
+            name = doc["image"]
+            img_path = (vrs_root / "Images_train" / name if split == "train"
+                        else vrs_root / "Images_val" / "Images_val" / name)
+            image = np.asarray(Image.open(img_path).convert("RGB"))
+            for obj in doc["objects"]:
+                t = truth[(name, int(obj["obj_id"]))]
+                tid = hashlib.sha1(f"vrsbench|{name}|{obj['obj_id']}|{obj['referring_sentence']}".encode()).hexdigest()[:16]
+                rows.append({"split": split, "image_id": Path(name).stem, "image": image,
+                             "mask": masks.decode(t["rle"]), "expression": obj["referring_sentence"],
+                             "category": obj["obj_cls"], "bbox": [float(v) for v in t["box_xyxy"]],
+                             "triplet_id": tid, "scene_id": scene_id_from_name(name), "source": "vrsbench",
+                             "is_unique": bool(obj["is_unique"]), "obj_id": int(obj["obj_id"])})
+    return rows
+
+
+def write_hf(rows: list[dict], out: Path, shards: int = 1) -> Path:
+    """``out/data/{split}-{i:05d}-of-{n:05d}.parquet`` with HF Image() structs (embedded PNG)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+    schema = pa.schema([("image", image_type), ("mask", image_type), ("expression", pa.string()),
+                        ("category", pa.string()), ("bbox", pa.list_(pa.float32())), ("triplet_id", pa.string()),
+                        ("image_id", pa.string()), ("scene_id", pa.string()), ("source", pa.string()),
+                        ("is_unique", pa.bool_())])
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    png_cache: dict[str, bytes] = {}
+    for split in sorted({r["split"] for r in rows}):
+        part = [r for r in rows if r["split"] == split]
+        chunks = np.array_split(np.arange(len(part)), min(shards, len(part)))
+        for i, idx in enumerate(chunks):
+            cols: dict[str, list] = {f.name: [] for f in schema}
+            for k in idx:
+                r = part[int(k)]
+                if r["image_id"] not in png_cache:
+                    png_cache[r["image_id"]] = png_bytes(r["image"])
+                cols["image"].append({"bytes": png_cache[r["image_id"]], "path": f"{r['image_id']}.png"})
+                cols["mask"].append({"bytes": png_bytes((r["mask"] * 255).astype(np.uint8)),
+                                     "path": f"{r['triplet_id']}.png"})
+                for key in ("expression", "category", "bbox", "triplet_id", "image_id", "scene_id", "source",
+                            "is_unique"):
+                    cols[key].append(r[key])
+            pq.write_table(pa.table(cols, schema=schema), out / "data" / f"{split}-{i:05d}-of-{len(chunks):05d}.parquet")
+    return out
+
+
+def make_hf_export(base: Path, scenes: int = 8, patches_per_scene: int = 2, seed: int = 7,
+                   val_fraction: float = 0.35, shards: int = 1) -> Path:
+    """Render a synthetic VRSBench tree under ``base`` and turn it into ``base/export`` (hf layout)."""
+    cfg = SyntheticConfig(seed=seed, scenes=scenes, patches_per_scene=patches_per_scene, val_fraction=val_fraction)
+    write_vrsbench(base / "vrsbench", cfg, base / "vrsbench_truth")
+    return write_hf(vrsbench_triplets(base / "vrsbench", base / "vrsbench_truth"), base / "export", shards)
+
+
+def write_refer(rows: list[dict], out: Path, name: str = "risbench") -> Path:
+    """REFER layout (formats.md §6): ``out/<name>/refs(unc).p``, ``instances.json``,
+    ``out/images/<name>/JPEGImages/*.png``; list-wrapped RLE, xyxy bbox, ``categories_id``."""
+    img_dir = out / "images" / name / "JPEGImages"
+    img_dir.mkdir(parents=True, exist_ok=True)
+    (out / name).mkdir(parents=True, exist_ok=True)
+    image_ids: dict[str, int] = {}
+    images, anns, refs = [], [], []
+    cats = sorted({r["category"] for r in rows})
+    for k, r in enumerate(rows):
+        if r["image_id"] not in image_ids:
+            image_ids[r["image_id"]] = len(image_ids) + 1
+            Image.fromarray(r["image"]).save(img_dir / f"{r['image_id']}.png")
+            h, w = r["mask"].shape
+            images.append({"id": image_ids[r["image_id"]], "file_name": f"{r['image_id']}.png", "height": h, "width": w})
+        rle = masks.encode(r["mask"])
+        cid = cats.index(r["category"])
+        anns.append({"id": k + 1, "image_id": image_ids[r["image_id"]], "category_id": cid, "categories_id": cid,
+                     "bbox": r["bbox"], "area": masks.area(rle), "iscrowd": 0, "segmentation": [rle]})
+        refs.append({"ref_id": k + 1, "ann_id": k + 1, "image_id": image_ids[r["image_id"]], "category_id": cid,
+                     "split": r["split"], "file_name": f"{r['image_id']}.png", "sent_ids": [k + 1],
+                     "sentences": [{"sent_id": k + 1, "raw": r["expression"], "sent": r["expression"].lower(),
+                                    "tokens": r["expression"].lower().split()}]})
+    with open(out / name / "refs(unc).p", "wb") as f:
+        pickle.dump(refs, f, protocol=4)
+    (out / name / "instances.json").write_text(json.dumps(
+        {"images": images, "annotations": anns, "categories": [{"id": i, "name": c} for i, c in enumerate(cats)]}))
+    return out
+
+
+def write_native(rows: list[dict], out: Path) -> Path:
+    """RISBench native layout (formats.md §8): img_rgb/<split>_<img>_<obj>.png, mask/, phrases with .png."""
+    (out / "img_rgb").mkdir(parents=True, exist_ok=True)
+    (out / "mask").mkdir(parents=True, exist_ok=True)
+    lines: dict[str, list[str]] = {}
+    image_index: dict[str, int] = {}
+    per_image: dict[str, int] = {}
+    for r in rows:
+        img_idx = image_index.setdefault(r["image_id"], len(image_index))
+        obj = per_image.get(r["image_id"], 0)
+        per_image[r["image_id"]] = obj + 1
+        fname = f"{r['split']}_{img_idx}_{obj}.png"
+        Image.fromarray(r["image"]).save(out / "img_rgb" / fname)
+        m3 = np.repeat((r["mask"] * 255).astype(np.uint8)[..., None], 3, axis=2)    # 3-channel quirk
+        Image.fromarray(m3).save(out / "mask" / fname)
+        lines.setdefault(r["split"], []).append(f"{fname} {r['expression']}")
+    for split, ls in lines.items():
+        (out / f"output_phrase_{split}.txt").write_text("\n".join(ls) + "\n", encoding="utf-8")
+    return out
