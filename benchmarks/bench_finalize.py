@@ -1,8 +1,9 @@
 """Finalize -> stats -> export -> check on a RISBench-scale catalog, against the PNG I/O floor.
 
 Builds (untimed) a catalog with RISBench's counts written directly as rows: 29,614 images of
-512x512 (one rendered aerial-like placeholder PNG of realistic size, ~450 kB like a VRSBench
-patch, hard-linked under every name), 52,472 triplets (36,313 from VRSBench train, 16,159 from
+512x512 (512 distinct aerial-like placeholder PNGs of realistic size, ~450 kB like a VRSBench
+patch, hard-linked in turn under every name, so neighbouring images differ as real ones do and
+the hf export's per-row-group image dictionary cannot fold them), 52,472 triplets (36,313 from VRSBench train, 16,159 from
 its eval set, 1-5 per image, ~8 images per source scene) with templated expressions whose
 position words match the mask, and an accepted `box` proposal per triplet whose mask is a
 simple shape (an ellipse inside the box). Then, in this one process and in this order:
@@ -14,12 +15,12 @@ simple shape (an ellipse inside the box). Then, in this one process and in this 
             stage exists), run_export (hf, refer, native; a pool of 2 mask encoders), and
             `risbench check` of the three exports (a pool of 2 checkers).
 
-Prints the wall time of each step, pipeline / floor, and the peak RSS: of this process
-(getrusage) and of the whole process tree, pool workers included (sampled with psutil every
-0.2 s). Targets: pipeline / floor <= 3, peak RSS <= 2 GB. Needs ~45 GB of free disk for the
+Prints the wall time and CPU seconds of each step, pipeline / floor, and the peak RSS: of this
+process (getrusage) and of the whole process tree, pool workers included (sampled with psutil
+every 0.2 s). The finalize stage is the lead's `run_finalize`; the script stops if it is absent. Targets: pipeline / floor <= 3, peak RSS <= 2 GB. Needs ~30 GB of free disk for the
 exports at the default size (the hf parquet embeds every image once per triplet).
 
-    python benchmarks/bench_finalize.py [--root DIR] [--triplets 52472] [--images 29614] [--keep]
+    python benchmarks/bench_finalize.py [--root DIR] [--triplets 52472] [--images 29614] [--placeholders 512] [--keep]
 """
 
 from __future__ import annotations
@@ -177,14 +178,32 @@ def build_catalog(root: Path, n_images: int, n_triplets: int, n_placeholders: in
 
 # ----------------------------------------------------------------------------- measuring
 class TreeRSS:
-    """Peak summed RSS of this process and all its descendants, sampled in a thread."""
+    """Peak summed RSS of this process and all its descendants, and their CPU seconds, sampled in
+    a thread (pool workers of a forkserver are grandchildren: getrusage does not see them)."""
 
     def __init__(self, every: float = 0.2):
         import psutil
 
         self.proc, self.every, self.peak = psutil.Process(), every, 0
+        self._cpu: dict[int, float] = {}
+        self._cpu0 = sum(self.proc.cpu_times()[:2])
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @property
+    def cpu(self) -> float:
+        return sum(self._cpu.values()) - self._cpu0
+
+    def sample(self) -> float:
+        """CPU seconds so far (pool workers that ended count with their last sample)."""
+        import psutil
+
+        for p in [self.proc, *self.proc.children(recursive=True)]:
+            try:
+                self._cpu[p.pid] = sum(p.cpu_times()[:2])
+            except psutil.Error:
+                pass
+        return self.cpu
 
     def _run(self) -> None:
         import psutil
@@ -194,6 +213,7 @@ class TreeRSS:
             for p in [self.proc, *self.proc.children(recursive=True)]:
                 try:
                     total += p.memory_info().rss
+                    self._cpu[p.pid] = sum(p.cpu_times()[:2])
                 except psutil.Error:
                     pass
             self.peak = max(self.peak, total)
@@ -208,15 +228,15 @@ class TreeRSS:
         self._thread.join()
 
 
-def floor_seconds(ws: Workspace, out: Path) -> tuple[float, int]:
-    """Decode + PNG-encode every mask once, single process (the I/O floor)."""
+def floor_seconds(ws: Workspace, out: Path) -> tuple[float, float, int]:
+    """Decode + PNG-encode every mask once, single process (the I/O floor): (wall, CPU, masks)."""
     out.mkdir(parents=True, exist_ok=True)
     with Catalog(ws.catalog_path) as cat:
         rows = cat.conn.execute("SELECT triplet_id, rle FROM proposals ORDER BY triplet_id").fetchall()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for tid, rle in rows:
         masks.write_png_mask(out / f"{tid}.png", masks.decode(json.loads(rle)))
-    return time.perf_counter() - t0, len(rows)
+    return time.perf_counter() - t0, time.process_time() - c0, len(rows)
 
 
 def main() -> None:
@@ -234,7 +254,7 @@ def main() -> None:
         print(f"catalog: {info['triplets']:,} triplets on {info['images']:,} images, {info['scenes']:,} scenes; "
               f"{args.placeholders} distinct placeholder images of {info['image_bytes'] / 1e3:.0f} kB hard-linked "
               f"({time.perf_counter() - t0:.0f} s to build)", flush=True)
-        floor_before, n_masks = floor_seconds(ws, root / "floor")
+        floor_before, floor_cpu_before, n_masks = floor_seconds(ws, root / "floor")
         shutil.rmtree(root / "floor")
         print(f"floor (before): decode + PNG-encode {n_masks:,} masks once, single process: {floor_before:.1f} s "
               f"({floor_before / n_masks * 1e3:.2f} ms per mask)", flush=True)
@@ -244,6 +264,7 @@ def main() -> None:
 
         cfg = ws.load()
         steps: dict[str, float] = {}
+        cpu_at: dict[str, float] = {}
         with TreeRSS() as tree:
             start = time.perf_counter()
             try:
@@ -254,6 +275,7 @@ def main() -> None:
                 raise SystemExit("no finalize stage in this version: write final rows directly instead")
             fin = run_finalize(ws, cfg, progress=False)
             steps["finalize (filter + geometry + split)"] = time.perf_counter() - start
+            cpu_at["finalize (filter + geometry + split)"] = tree.sample()
             t = time.perf_counter()
             try:
                 from risbench_builder.stages.stats import run_stats
@@ -262,17 +284,21 @@ def main() -> None:
             if run_stats is not None:
                 run_stats(ws, cfg, progress=False)
                 steps["stats (tables + figures)"] = time.perf_counter() - t
+                cpu_at["stats (tables + figures)"] = tree.sample()
             t = time.perf_counter()
             exp = run_export(ws, cfg, progress=False, force=True)
             steps["export (hf, refer, native)"] = time.perf_counter() - t
+            cpu_at["export (hf, refer, native)"] = tree.sample()
             t = time.perf_counter()
             reports = check_path(ws.exports)
             steps["check (hf, refer, native)"] = time.perf_counter() - t
+            cpu_at["check (hf, refer, native)"] = tree.sample()
             total = time.perf_counter() - start
         self_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        floor_after, _ = floor_seconds(ws, root / "floor")       # again after: the VM's load drifts
+        floor_after, floor_cpu_after, _ = floor_seconds(ws, root / "floor")   # again after: the load drifts
         shutil.rmtree(root / "floor")
         floor = (floor_before + floor_after) / 2
+        floor_cpu = (floor_cpu_before + floor_cpu_after) / 2
         print(f"floor (after) : {floor_after:.1f} s; floor used = mean {floor:.1f} s "
               f"({floor / n_masks * 1e3:.2f} ms per mask)")
         tree_mb = tree.peak / 2**20
@@ -280,8 +306,10 @@ def main() -> None:
         print(f"machine: {platform.node()} {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}")
         print(f"finalize kept {kept:,} ({dict(fin.kept)}), rejected {sum(fin.rejected.values()):,} "
               f"{dict(fin.rejected)}, pending {sum(fin.pending.values()):,}")
+        previous = 0.0
         for name, sec in steps.items():
-            print(f"  {name:<38}: {sec:7.1f} s")
+            print(f"  {name:<38}: {sec:7.1f} s wall, {cpu_at[name] - previous:6.1f} s CPU (all processes)")
+            previous = cpu_at[name]
         for t, d in exp.targets.items():
             print(f"  export {t:<6}: {d['counts']['triplets']:,} triplets, {d['files']:,} files, "
                   f"{d['bytes'] / 1e9:.2f} GB")
@@ -290,6 +318,11 @@ def main() -> None:
         ratio = total / floor
         print(f"pipeline wall time       : {total:.1f} s for {kept:,} kept triplets")
         print(f"pipeline / floor         : {ratio:.2f}x (target <= {TARGET_RATIO:.0f}x)")
+        print(f"CPU seconds              : pipeline {tree.cpu:.0f} s in all processes, floor {floor_cpu:.0f} s -> "
+              f"{tree.cpu / floor_cpu:.2f}x; pipeline wall / (CPU / 2 cores) = {total / (tree.cpu / 2):.2f} "
+              "(above 1: waiting on disk or on other load)")
+        with open("/proc/loadavg") as f:
+            print(f"load average at the end  : {f.read().split()[:3]} (2 cores)")
         print(f"peak RSS, this process   : {self_mb:.0f} MB")
         print(f"peak RSS, process tree   : {tree_mb:.0f} MB incl. pool workers (target <= {TARGET_RSS_MB:.0f} MB)")
     finally:
