@@ -31,21 +31,6 @@ import numpy as np
 import torch
 
 
-def scene(size: int, n_boxes: int, k: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    image = rng.integers(20, 90, (size, size, 3), dtype=np.uint8)
-    boxes = []
-    for i in range(n_boxes):
-        bw, bh = (int(v) for v in rng.integers(size // 10, size // 4, 2))
-        x0, y0 = int(rng.integers(0, size - bw)), int(rng.integers(0, size - bh))
-        image[y0 : y0 + bh, x0 : x0 + bw] = (200, 180 - 20 * i, 150)
-        boxes.append((x0, y0, x0 + bw, y0 + bh))
-    boxes = np.asarray(boxes, np.float32)
-    wh = np.concatenate([boxes[:, 2:] - boxes[:, :2]] * 2, axis=1)[:, None, :]
-    jitter = (boxes[:, None, :] + rng.uniform(-0.1, 0.1, (n_boxes, k, 4)) * wh).clip(0, size).astype(np.float32)
-    return image, boxes, jitter
-
-
 def sync(device: str) -> None:
     if device == "cuda":
         torch.cuda.synchronize()
@@ -91,7 +76,9 @@ def run_model(name: str, args: argparse.Namespace, device: str = "cuda") -> dict
         ref = sam.image_encoder(one).float()  # fp32 (TF32 off by default for matmul)
         rel_err = float((encode(one).float() - ref).norm() / ref.norm())
 
-    scenes = [scene(args.size, 5, 4, seed=i) for i in range(args.images)]
+    from bench_refine import make_scene  # same folder; the CPU benchmark's synthetic scenes
+
+    scenes = [make_scene(args.size, 5, 4, seed=i) for i in range(args.images)]
     views = [View(img, key=f"gpu-{i}") for i, (img, _, _) in enumerate(scenes)]
     for i in range(2):  # warm-up
         seg.segment(views[i], scenes[i][1], scenes[i][2])
