@@ -224,6 +224,10 @@ def publish(workspace: Path = WorkspaceOpt,
     console.print(f"uploaded to {result['url']}" if result["uploaded"] else "dry run: nothing uploaded")
 
 
+from .adapter.cli import adapter_app  # noqa: E402
+
+app.add_typer(adapter_app, name="adapter")
+
 review_app = typer.Typer(help="Human review in Label Studio (token from the env var named by review.token_env).",
                          no_args_is_help=True)
 app.add_typer(review_app, name="review")

@@ -37,10 +37,17 @@ def load_truth_file(path: Path) -> dict[tuple[str, int], dict]:
     return out
 
 
-def trusted_masks(catalog: Catalog, truth: Path | None) -> dict[str, dict]:
-    """triplet_id -> trusted RLE, from consensus rows and from a truth file when given."""
-    trusted = {tid: masks.loads(rle) for tid, rle in catalog.conn.execute(
-        "SELECT triplet_id, rle FROM consensus WHERE rle IS NOT NULL AND decision IN ('consensus', 'adjudicated')")}
+def trusted_masks(catalog: Catalog, truth: Path | None, *, final_only: bool = False) -> dict[str, dict]:
+    """triplet_id -> trusted RLE, from consensus rows and from a truth file when given.
+
+    ``final_only``: take reviewed masks only where they made it into ``final`` with
+    mask_origin consensus or adjudicated (what adapter training trusts).
+    """
+    sql = "SELECT triplet_id, rle FROM consensus WHERE rle IS NOT NULL AND decision IN ('consensus', 'adjudicated')"
+    if final_only:
+        sql = ("SELECT c.triplet_id, c.rle FROM consensus c JOIN final f USING (triplet_id) WHERE c.rle IS NOT NULL "
+               "AND f.mask_origin IN ('consensus', 'adjudicated')")
+    trusted = {tid: masks.loads(rle) for tid, rle in catalog.conn.execute(sql)}
     if truth is not None and truth.exists():
         rows = load_truth_file(truth)
         for tid, path, attrs in catalog.conn.execute(

@@ -24,7 +24,7 @@ import hashlib
 from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -34,7 +34,9 @@ from segment_anything.utils.transforms import ResizeLongestSide
 from torch.nn import functional as F
 
 from risbench_builder.segment.base import MaskOutput, View
-from risbench_builder.segment.cache import EmbeddingCache
+
+if TYPE_CHECKING:  # imported lazily: safetensors is only needed once a cache is used
+    from risbench_builder.segment.cache import EmbeddingCache
 
 CHECKPOINT_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
 CHECKPOINT_FILES = {
@@ -58,6 +60,40 @@ class SamCheckpointError(RuntimeError):
 
 
 # ------------------------------------------------------------------------ registry
+# The sizes differ only in these numbers (segment-anything's build_sam.py; tiny: reference/sam.md §2).
+SAM_ARCHS: dict[str, dict[str, Any]] = {
+    "vit_b": dict(encoder_embed_dim=768, encoder_depth=12, encoder_num_heads=12,
+                  encoder_global_attn_indexes=(2, 5, 8, 11)),
+    "vit_l": dict(encoder_embed_dim=1024, encoder_depth=24, encoder_num_heads=16,
+                  encoder_global_attn_indexes=(5, 11, 17, 23)),
+    "vit_h": dict(encoder_embed_dim=1280, encoder_depth=32, encoder_num_heads=16,
+                  encoder_global_attn_indexes=(7, 15, 23, 31)),
+    # A ~0.5 M parameter random SAM at 256 px for CPU tests. Masks and scores are meaningless;
+    # shapes, transforms and data flow are the real ones. Low-res logits are 64x64 (S/4).
+    "tiny": dict(encoder_embed_dim=64, encoder_depth=2, encoder_num_heads=2, encoder_global_attn_indexes=(1,),
+                 image_size=256, window_size=4, prompt_embed_dim=32, mask_in_chans=4, decoder_mlp_dim=64,
+                 decoder_num_heads=2, iou_head_hidden_dim=32),
+}
+
+
+def _prompt_encoder(image_size: int, prompt_embed_dim: int, mask_in_chans: int) -> PromptEncoder:
+    grid = image_size // 16
+    return PromptEncoder(embed_dim=prompt_embed_dim, image_embedding_size=(grid, grid),
+                         input_image_size=(image_size, image_size), mask_in_chans=mask_in_chans)
+
+
+def _mask_decoder(prompt_embed_dim: int, decoder_mlp_dim: int, decoder_num_heads: int,
+                  iou_head_hidden_dim: int) -> MaskDecoder:
+    return MaskDecoder(
+        num_multimask_outputs=3,
+        transformer=TwoWayTransformer(depth=2, embedding_dim=prompt_embed_dim, mlp_dim=decoder_mlp_dim,
+                                      num_heads=decoder_num_heads),
+        transformer_dim=prompt_embed_dim,
+        iou_head_depth=3,
+        iou_head_hidden_dim=iou_head_hidden_dim,
+    )
+
+
 def _build_sam(
     *,
     encoder_embed_dim: int,
@@ -78,7 +114,6 @@ def _build_sam(
     """segment-anything's ``_build_sam`` with the fixed numbers as knobs and safe loading."""
     state = _read_state_dict(name, Path(checkpoint)) if checkpoint is not None else None  # fail before building
     vit_patch_size = 16
-    grid = image_size // vit_patch_size
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # random init and PositionEmbeddingRandom's Gaussian buffer
         sam = Sam(
@@ -96,24 +131,8 @@ def _build_sam(
                 window_size=window_size,
                 out_chans=prompt_embed_dim,
             ),
-            prompt_encoder=PromptEncoder(
-                embed_dim=prompt_embed_dim,
-                image_embedding_size=(grid, grid),
-                input_image_size=(image_size, image_size),
-                mask_in_chans=mask_in_chans,
-            ),
-            mask_decoder=MaskDecoder(
-                num_multimask_outputs=3,
-                transformer=TwoWayTransformer(
-                    depth=2,
-                    embedding_dim=prompt_embed_dim,
-                    mlp_dim=decoder_mlp_dim,
-                    num_heads=decoder_num_heads,
-                ),
-                transformer_dim=prompt_embed_dim,
-                iou_head_depth=3,
-                iou_head_hidden_dim=iou_head_hidden_dim,
-            ),
+            prompt_encoder=_prompt_encoder(image_size, prompt_embed_dim, mask_in_chans),
+            mask_decoder=_mask_decoder(prompt_embed_dim, decoder_mlp_dim, decoder_num_heads, iou_head_hidden_dim),
             pixel_mean=PIXEL_MEAN,
             pixel_std=PIXEL_STD,
         )
@@ -124,63 +143,20 @@ def _build_sam(
 
 
 def build_sam_vit_b(checkpoint: str | Path | None = None, seed: int = 0) -> Sam:
-    return _build_sam(
-        encoder_embed_dim=768,
-        encoder_depth=12,
-        encoder_num_heads=12,
-        encoder_global_attn_indexes=(2, 5, 8, 11),
-        name="vit_b",
-        checkpoint=checkpoint,
-        seed=seed,
-    )
+    return _build_sam(**SAM_ARCHS["vit_b"], name="vit_b", checkpoint=checkpoint, seed=seed)
 
 
 def build_sam_vit_l(checkpoint: str | Path | None = None, seed: int = 0) -> Sam:
-    return _build_sam(
-        encoder_embed_dim=1024,
-        encoder_depth=24,
-        encoder_num_heads=16,
-        encoder_global_attn_indexes=(5, 11, 17, 23),
-        name="vit_l",
-        checkpoint=checkpoint,
-        seed=seed,
-    )
+    return _build_sam(**SAM_ARCHS["vit_l"], name="vit_l", checkpoint=checkpoint, seed=seed)
 
 
 def build_sam_vit_h(checkpoint: str | Path | None = None, seed: int = 0) -> Sam:
-    return _build_sam(
-        encoder_embed_dim=1280,
-        encoder_depth=32,
-        encoder_num_heads=16,
-        encoder_global_attn_indexes=(7, 15, 23, 31),
-        name="vit_h",
-        checkpoint=checkpoint,
-        seed=seed,
-    )
+    return _build_sam(**SAM_ARCHS["vit_h"], name="vit_h", checkpoint=checkpoint, seed=seed)
 
 
 def build_sam_tiny(checkpoint: str | Path | None = None, seed: int = 0) -> Sam:
-    """A ~0.5 M parameter random SAM at 256 px for CPU tests (reference/sam.md §2).
-
-    Masks and scores are meaningless; shapes, transforms and data flow are the real ones.
-    Low-res logits come out at 64x64 (S/4), so a ``mask_input`` would be Bx1x64x64.
-    """
-    return _build_sam(
-        encoder_embed_dim=64,
-        encoder_depth=2,
-        encoder_num_heads=2,
-        encoder_global_attn_indexes=(1,),
-        image_size=256,
-        window_size=4,
-        prompt_embed_dim=32,
-        mask_in_chans=4,
-        decoder_mlp_dim=64,
-        decoder_num_heads=2,
-        iou_head_hidden_dim=32,
-        name="tiny",
-        checkpoint=checkpoint,
-        seed=seed,
-    )
+    """A ~0.5 M parameter random SAM at 256 px for CPU tests (reference/sam.md §2)."""
+    return _build_sam(**SAM_ARCHS["tiny"], name="tiny", checkpoint=checkpoint, seed=seed)
 
 
 sam_model_registry: dict[str, Callable[..., Sam]] = {
@@ -189,6 +165,25 @@ sam_model_registry: dict[str, Callable[..., Sam]] = {
     "vit_h": build_sam_vit_h,
     "tiny": build_sam_tiny,
 }
+
+
+def build_sam_decoder(name: str, seed: int = 0) -> tuple[PromptEncoder, MaskDecoder]:
+    """Prompt encoder and mask decoder of ``name`` alone, random weights, no image encoder.
+
+    For work that runs on cached embeddings only (adapter parameter counts, decoder-side GPU
+    benchmarks): the vit_h encoder is 632 M parameters, its decoder side about 4 M.
+    """
+    if name not in SAM_ARCHS:
+        raise ValueError(f"unknown SAM model {name!r}; choose one of {sorted(SAM_ARCHS)}")
+    knobs = {"image_size": 1024, "prompt_embed_dim": 256, "mask_in_chans": 16, "decoder_mlp_dim": 2048,
+             "decoder_num_heads": 8, "iou_head_hidden_dim": 256}
+    knobs.update({k: v for k, v in SAM_ARCHS[name].items() if k in knobs})
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        prompt = _prompt_encoder(knobs["image_size"], knobs["prompt_embed_dim"], knobs["mask_in_chans"])
+        decoder = _mask_decoder(knobs["prompt_embed_dim"], knobs["decoder_mlp_dim"], knobs["decoder_num_heads"],
+                                knobs["iou_head_hidden_dim"])
+    return prompt.eval(), decoder.eval()
 
 
 def build_sam_model(name: str, checkpoint: str | Path | None = None, device: str = "cpu", seed: int = 0) -> Sam:
@@ -279,6 +274,10 @@ class SamSegmenter:
     ``adapter``: an optional object with ``mask_decoder`` (a module with
     ``MaskDecoder.predict_masks``'s signature and outputs, used instead of SAM's decoder) and
     ``sha256`` (its weights' checksum, carried in :attr:`name` and :attr:`adapter_sha256`).
+    An adapter that needs more per-image inputs than the embedding (PA-SAM's guiding image)
+    also has ``image_features``: a callable with a ``names`` tuple that maps SAM's
+    preprocessed 1x3xSxS input to a dict of tensors; they are cached beside the embedding and
+    passed to ``predict_masks`` as extra keyword arguments.
     The adapter is decoder-side, so the embedding cache stays keyed by :attr:`model_sha256`.
 
     Counters for tests and benchmarks: ``encoder_calls`` (image encoder runs) and
@@ -305,21 +304,26 @@ class SamSegmenter:
         self.transform = ResizeLongestSide(self.model.image_encoder.img_size)
         self.cache = cache
         self.chunk_size = chunk_size
+        self.set_adapter(adapter)
+        self.encoder_calls = 0
+        self.decoder_calls = 0
+        self.feature_calls = 0
+        # Decode with segment-anything's MaskDecoder code but the image once per chunk (see
+        # _predict_masks_one_image); False runs MaskDecoder.predict_masks exactly as shipped.
+        self.share_image_work = True
+
+    def set_adapter(self, adapter: Any) -> None:
+        """Decode with ``adapter`` from now on (None: SAM's own decoder); renames the segmenter."""
         self.adapter = adapter
         self.adapter_sha256 = ""
         self.mask_decoder = self.model.mask_decoder
-        self.name = f"sam:{model_name}"
+        self.name = f"sam:{self.model_name}"
         if adapter is not None:
             self.adapter_sha256 = str(adapter.sha256)
             self.mask_decoder = adapter.mask_decoder
             if isinstance(self.mask_decoder, torch.nn.Module):
                 self.mask_decoder.to(self.device).eval()
             self.name += f"+adapter:{self.adapter_sha256[:8]}"
-        self.encoder_calls = 0
-        self.decoder_calls = 0
-        # Decode with segment-anything's MaskDecoder code but the image once per chunk (see
-        # _predict_masks_one_image); False runs MaskDecoder.predict_masks exactly as shipped.
-        self.share_image_work = True
 
     @property
     def effective_chunk_size(self) -> int:
@@ -358,32 +362,58 @@ class SamSegmenter:
         Taken from the cache when present (no encoder call), else encoded and stored.
         ``SamPredictor.set_image`` semantics: PIL resize of the long side, normalise, pad.
         """
-        image = _check_image(view.image)
-        original_size = (int(image.shape[0]), int(image.shape[1]))
-        if self.cache is not None:
-            hit = self.cache.get(view.key, self.model_sha256, check=lambda t: _fits(t, original_size, self.model))
-            if hit is not None:
-                emb = hit["image_embeddings"].to(self.device, torch.float32)
-                return emb, tuple(int(v) for v in hit["input_size"].tolist())
+        emb, input_size, _ = self.image_inputs(view, features=None)
+        return emb, input_size
+
+    def _preprocessed(self, image: np.ndarray) -> tuple[torch.Tensor, tuple[int, int]]:
         input_image = torch.as_tensor(self.transform.apply_image(image), device=self.device)
         input_image = input_image.permute(2, 0, 1).contiguous()[None, :, :, :]
         input_size = (int(input_image.shape[-2]), int(input_image.shape[-1]))
-        with self._autocast():
-            emb = self.model.image_encoder(self.model.preprocess(input_image))
-        self.encoder_calls += 1
-        emb = emb.float()
+        return self.model.preprocess(input_image), input_size
+
+    @torch.inference_mode()
+    def image_inputs(
+        self, view: View, features: Callable[[torch.Tensor], dict[str, torch.Tensor]] | None | str = "adapter"
+    ) -> tuple[torch.Tensor, tuple[int, int], dict[str, torch.Tensor]]:
+        """:meth:`embed` plus the extra per-image tensors of ``features`` (default: the adapter's).
+
+        Extras live in the same cache entry as the embedding; a cached entry without them gets
+        them computed from the image (no encoder call) and is stored again.
+        """
+        if features == "adapter":
+            features = getattr(self.adapter, "image_features", None)
+        names = tuple(getattr(features, "names", ())) if features is not None else ()
+        image = _check_image(view.image)
+        original_size = (int(image.shape[0]), int(image.shape[1]))
+        hit = None
         if self.cache is not None:
-            self.cache.put(
-                view.key,
-                self.model_sha256,
-                {
-                    "image_embeddings": emb,
-                    "original_size": torch.tensor(original_size, dtype=torch.int64),
-                    "input_size": torch.tensor(input_size, dtype=torch.int64),
-                },
-                {"model": self.model_name, "precision": self.precision},
-            )
-        return emb, input_size
+            hit = self.cache.get(view.key, self.model_sha256, check=lambda t: _fits(t, original_size, self.model))
+            if hit is not None and all(n in hit for n in names):
+                emb = hit["image_embeddings"].to(self.device, torch.float32)
+                extras = {n: hit[n].to(self.device, torch.float32) for n in names}
+                return emb, tuple(int(v) for v in hit["input_size"].tolist()), extras
+        pre, input_size = self._preprocessed(image)
+        if hit is not None:  # embedding cached, extras missing
+            emb = hit["image_embeddings"].to(self.device, torch.float32)
+        else:
+            with self._autocast():
+                emb = self.model.image_encoder(pre)
+            self.encoder_calls += 1
+            emb = emb.float()
+        extras: dict[str, torch.Tensor] = {}
+        if features is not None:
+            extras = {k: v.float() for k, v in features(pre).items()}
+            self.feature_calls += 1
+        if self.cache is not None:
+            stored = {k: v for k, v in (hit or {}).items()}
+            stored.update({
+                "image_embeddings": emb,
+                "original_size": torch.tensor(original_size, dtype=torch.int64),
+                "input_size": torch.tensor(input_size, dtype=torch.int64),
+                **extras,
+            })
+            self.cache.put(view.key, self.model_sha256, stored, {"model": self.model_name, "precision": self.precision})
+        return emb, input_size, extras
 
     # ------------------------------------------------------------------ decoding
     @torch.inference_mode()
@@ -402,7 +432,7 @@ class SamSegmenter:
         if n == 0:
             return []
 
-        emb, input_size = self.embed(view)
+        emb, input_size, extras = self.image_inputs(view)
         prompts = np.concatenate([boxes, jitter.reshape(-1, 4)], axis=0)  # N main boxes, then N*K jittered
         prompts[:, 0::2] = prompts[:, 0::2].clip(0, w)
         prompts[:, 1::2] = prompts[:, 1::2].clip(0, h)
@@ -424,6 +454,7 @@ class SamSegmenter:
                     image_pe=pe,
                     sparse_prompt_embeddings=sparse,
                     dense_prompt_embeddings=dense,
+                    **extras,
                 )
             self.decoder_calls += 1
             low_res, iou = low_res.float(), iou.float()

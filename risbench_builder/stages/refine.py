@@ -99,12 +99,15 @@ def make_segmenter(cfg: RefineConfig, ws: Workspace, device: str | None = None) 
         from ..segment.sam import SamSegmenter
     except ImportError as exc:
         raise ConfigError(f"the sam segmenter needs the sam extra: pip install 'risbench-builder[sam]' ({exc})") from None
-    if cfg.adapter:
-        raise ConfigError("refine.adapter is set, but this version has no adapter loader yet: remove the key")
     cache = EmbeddingCache(ws.cache / "embeddings") if cfg.cache_embeddings else None
     checkpoint = ws.resolve(cfg.checkpoint) if cfg.checkpoint else None
-    return SamSegmenter(cfg.model, checkpoint=checkpoint, device=device or cfg.device, cache=cache,
-                        chunk_size=cfg.chunk_size, seed=cfg.seed)
+    seg = SamSegmenter(cfg.model, checkpoint=checkpoint, device=device or cfg.device, cache=cache,
+                       chunk_size=cfg.chunk_size, seed=cfg.seed)
+    if cfg.adapter:  # refuses an adapter trained on another SAM (one-line AdapterError)
+        from ..adapter.io import load_adapter
+
+        seg.set_adapter(load_adapter(ws.resolve(cfg.adapter), seg))
+    return seg
 
 
 # ----------------------------------------------------------------------------- prompts
@@ -169,9 +172,11 @@ class RefineReport:
     rejected: Counter = field(default_factory=Counter)
     rerouted: int = 0
     image_ids: list[str] = field(default_factory=list)
+    adapter_sha256: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"run_id": self.run_id, "segmenter": self.segmenter, "model_sha256": self.model_sha256,
+        adapter = {"adapter_sha256": self.adapter_sha256} if self.adapter_sha256 else {}
+        return {"run_id": self.run_id, "segmenter": self.segmenter, "model_sha256": self.model_sha256, **adapter,
                 "shard": self.shard, "seconds": round(self.seconds, 3), "images": self.images,
                 "proposals": self.proposals, "crops": self.crops, "routes": dict(self.routes),
                 "rejected": dict(self.rejected), "rerouted": self.rerouted}
@@ -266,7 +271,8 @@ def _run_refine(ws: Workspace, cfg: PipelineConfig, part: Shard, force: bool, sh
                                      (seg.name, seg.model_sha256))
                 catalog.conn.execute("DELETE FROM rejects WHERE stage=?", (STAGE,))
         run_id = catalog.start_run(STAGE, cfg.sha256())
-        report = RefineReport(run_id, seg.name, seg.model_sha256, f"{part.index}/{part.count}")
+        report = RefineReport(run_id, seg.name, seg.model_sha256, f"{part.index}/{part.count}",
+                              adapter_sha256=str(getattr(seg, "adapter_sha256", "") or ""))
         report.rerouted = reroute(catalog, seg.name, seg.model_sha256, rcfg)
         todo = [r for r in catalog.conn.execute(
             "SELECT DISTINCT i.image_id, i.path, i.sha256, i.width, i.height FROM images i "

@@ -1,0 +1,290 @@
+"""The PA-SAM prompt adapter on segment-anything's ``MaskDecoder`` (reference/sam.md §4.1).
+
+Why: box prompts from detection datasets are often shifted, too large or too small. PA-SAM
+adds, inside the decoder, a branch that looks at image detail (a guiding embedding from the
+RGB image and its gradient), an uncertainty token and a refined token, and mines hard points
+where the refined and the coarse mask disagree; those points join the sparse prompts, so the
+decoder can correct a bad box from the image itself.
+
+Placement follows the paper's code: inside the :class:`TwoWayTransformer`, in the second block,
+right after its token-to-image attention. The adapter's token output is added to that
+attention's output (plus 2k new point tokens), its detail-enriched keys to the image keys.
+SAM's image encoder and prompt encoder are never touched; of SAM's decoder only the parts a
+recipe names train (PA-SAM: ``output_upscaling``, ``output_hypernetworks_mlps``,
+``mask_tokens``).
+
+Differences from the paper's code, on purpose: grid, width and head count come from the SAM
+given (so the tiny test model works); the per-image loop is vectorised (one image broadcast
+over B prompts, or B images for B prompts); no ``.cuda()`` calls; point mining is an explicit
+argument instead of the ``CURRENT_EPOCH`` environment variable; the Gumbel noise takes a
+``torch.Generator`` so a resumed run draws the same points.
+
+Imports torch and segment-anything only.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+from segment_anything.modeling import MaskDecoder, PromptEncoder
+from segment_anything.modeling.common import LayerNorm2d
+from segment_anything.modeling.mask_decoder import MLP
+from segment_anything.modeling.transformer import Attention
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+#: SAM decoder parts PA-SAM fine-tunes; everything else of SAM stays frozen.
+PA_SAM_TRAINABLE: tuple[str, ...] = ("output_upscaling", "output_hypernetworks_mlps", "mask_tokens")
+#: SAM decoder parts a recipe may name in ``trainable``.
+DECODER_PARTS: tuple[str, ...] = ("transformer", "iou_token", "mask_tokens", "output_upscaling",
+                                  "output_hypernetworks_mlps", "iou_prediction_head")
+_GUIDE_CHANNELS = 4  # RGB + gradient magnitude
+_TINY = float(np.finfo(np.float32).tiny)
+
+
+# --------------------------------------------------------------------------- guiding input
+def image_gradient(rgb: Tensor) -> Tensor:
+    """Sobel gradient magnitude of the channel mean: Bx3xHxW -> Bx1xHxW (edges guide the adapter)."""
+    gray = rgb.mean(dim=1, keepdim=True)
+    kx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], device=rgb.device, dtype=rgb.dtype)
+    kernels = torch.stack([kx, kx.t()])[:, None] / 8.0
+    g = F.conv2d(F.pad(gray, (1, 1, 1, 1), mode="replicate"), kernels)
+    return torch.sqrt((g * g).sum(dim=1, keepdim=True) + 1e-12)
+
+
+def guide_image(preprocessed: Tensor, size: int) -> Tensor:
+    """SAM's preprocessed (normalised, padded) Bx3xSxS input -> Bx4x size x size guiding image.
+
+    PA-SAM feeds the image resized to 256x256 (4x the 64x64 grid) plus a gradient channel.
+    """
+    rgb = F.interpolate(preprocessed.float(), (size, size), mode="bilinear", align_corners=False, antialias=True)
+    return torch.cat([rgb, image_gradient(rgb)], dim=1)
+
+
+class GuideFeatures:
+    """The adapter's per-image input for :class:`~risbench_builder.segment.sam.SamSegmenter`'s
+    hook: computed once per image from SAM's preprocessed input, cached beside the embedding."""
+
+    names: tuple[str, ...] = ("guide",)
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    def __call__(self, preprocessed: Tensor) -> dict[str, Tensor]:
+        return {"guide": guide_image(preprocessed, self.size)}
+
+
+# --------------------------------------------------------------------------- point mining
+def _gumbel_topk(score: Tensor, k: int, tau: float, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
+    """Gumbel-softmax top-k (PA-SAM): indices of a hard k-hot and straight-through weights."""
+    u = torch.rand(score.shape, generator=generator, device=score.device, dtype=torch.float32)
+    logits = score.float() - torch.log(-torch.log(u.clamp(_TINY, 1.0 - 1e-7)))
+    khot = torch.zeros_like(logits)
+    onehot = torch.zeros_like(logits)
+    for _ in range(k):
+        logits = logits + torch.log(torch.clamp(1.0 - onehot, min=_TINY))
+        onehot = torch.softmax(logits / tau, dim=-1)
+        khot = khot + onehot
+    idx = torch.topk(khot.detach(), k, dim=1).indices
+    soft = khot.gather(1, idx)
+    return idx, 1.0 + soft - soft.detach()  # value 1, gradient of the soft k-hot
+
+
+def select_points(score: Tensor, k: int, *, gumbel: bool, tau: float = 1.0,
+                  generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """(B, HW) scores -> (B, k) indices and weights: Gumbel top-k when training, plain top-k else."""
+    if gumbel:
+        return _gumbel_topk(score, k, tau, generator)
+    idx = torch.topk(score, k, dim=1).indices
+    return idx, torch.ones(idx.shape, device=score.device, dtype=score.dtype)
+
+
+def _gather(tokens: Tensor, idx: Tensor) -> Tensor:
+    """tokens (B or 1, HW, C), idx (B, k) -> (B, k, C)."""
+    tokens = tokens.expand(idx.shape[0], -1, -1)
+    return tokens.gather(1, idx[..., None].expand(-1, -1, tokens.shape[-1]))
+
+
+# --------------------------------------------------------------------------- modules
+class PromptAdapter(nn.Module):
+    """Uncertainty and refined tokens, coarse/refined/uncertainty maps and hard-point tokens."""
+
+    def __init__(self, dim: int, num_heads: int, attention_downsample_rate: int = 2) -> None:
+        super().__init__()
+        self.static_uncertain_token = nn.Embedding(1, dim)
+        self.static_refined_token = nn.Embedding(1, dim)
+        self.uncertain_mlp = MLP(dim * 2, dim // 4, dim, 3)
+        self.refined_mlp = MLP(dim * 2, dim // 4, dim, 3)
+        self.cross_attn_token_to_image = Attention(dim, num_heads, downsample_rate=attention_downsample_rate)
+
+    def forward(self, queries: Tensor, keys: Tensor, query_pe: Tensor, key_pe: Tensor, guiding: Tensor,
+                point_pe: tuple[Tensor, Tensor], grid: tuple[int, int], n_points: int, mine: bool,
+                gumbel: bool, tau: float, generator: torch.Generator | None
+                ) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
+        """Returns (token update, key update, query PE with the point PEs, maps at the grid)."""
+        b = queries.shape[0]
+        h, w = grid
+        detail = guiding * keys  # dense-prompt compensation: detail-enriched image keys
+        attn = self.cross_attn_token_to_image(q=queries + query_pe, k=detail + key_pe, v=detail)
+        mask_token = attn[:, 1]  # single-output mask token (query index 1)
+        u_tok = self.uncertain_mlp(torch.cat([self.static_uncertain_token.weight.expand(b, -1), mask_token], -1))
+        r_tok = self.refined_mlp(torch.cat([self.static_refined_token.weight.expand(b, -1), mask_token], -1))
+        dt = detail.transpose(1, 2)
+        uncertainty = (u_tok[:, None] @ dt).view(b, 1, h, w)
+        refined = (r_tok[:, None] @ dt).view(b, 1, h, w)
+        coarse = (mask_token[:, None] @ dt).view(b, 1, h, w)
+        gate = (torch.sigmoid(uncertainty) >= 0.5).detach()
+        maps = {"uncertainty": uncertainty, "refined": refined, "coarse": coarse,
+                "final": torch.where(gate, refined, coarse)}
+        attn = torch.cat([attn[:, :1], r_tok[:, None], attn[:, 2:]], dim=1)  # refined token replaces mask token 0
+        if mine and n_points > 0:
+            score = (torch.sigmoid(uncertainty) * (torch.sigmoid(refined) - torch.sigmoid(coarse))).flatten(1)
+            content = keys + detail
+            new_pe, new_tok = [], []
+            for sign, emb in ((1.0, point_pe[1]), (-1.0, point_pe[0])):  # positive, then negative points
+                idx, wt = select_points(sign * score, n_points, gumbel=gumbel, tau=tau, generator=generator)
+                wt = wt[..., None].to(content.dtype)
+                new_pe.append(_gather(key_pe, idx) * wt + emb)
+                new_tok.append(_gather(content, idx) * wt)
+            query_pe = torch.cat([query_pe.expand(b, -1, -1), *new_pe], dim=1)
+            attn = torch.cat([attn, *new_tok], dim=1)
+        return attn, detail, query_pe, maps
+
+
+@dataclass
+class AdapterOutput:
+    masks: Tensor        # (B, 4, 4h, 4w) low-res logits; token 0 is the adapted single mask
+    iou_pred: Tensor     # (B, 4)
+    coarse: Tensor       # (B, 1, h, w) logits at the embedding grid
+    refined: Tensor
+    uncertainty: Tensor  # logits; sigmoid >= 0.5 marks where the refined mask is used
+    final: Tensor
+
+
+class PromptAdapterDecoder(nn.Module):
+    """SAM's ``MaskDecoder`` (a private copy) with a guiding conv and a :class:`PromptAdapter`.
+
+    ``predict_masks`` has ``MaskDecoder.predict_masks``'s signature plus ``guide`` (the
+    :class:`GuideFeatures` tensor, 1 or B images), so it plugs into SamSegmenter's adapter hook.
+    """
+
+    def __init__(self, mask_decoder: MaskDecoder, prompt_encoder: PromptEncoder, n_points: int = 4,
+                 trainable: Sequence[str] = PA_SAM_TRAINABLE, gumbel_tau: float = 1.0) -> None:
+        super().__init__()
+        unknown = sorted(set(trainable) - set(DECODER_PARTS))
+        if unknown:
+            raise ValueError(f"adapter: unknown decoder parts {unknown} in trainable; choose from {list(DECODER_PARTS)}")
+        self.decoder = copy.deepcopy(mask_decoder)
+        dim = self.decoder.transformer_dim
+        heads = self.decoder.transformer.num_heads
+        self.guiding_conv = nn.Sequential(
+            nn.Conv2d(_GUIDE_CHANNELS, dim // 4, kernel_size=2, stride=2),
+            LayerNorm2d(dim // 4),
+            nn.GELU(),
+            nn.Conv2d(dim // 4, dim, kernel_size=2, stride=2),
+            LayerNorm2d(dim),
+            nn.GELU(),
+            nn.Conv2d(dim, dim, kernel_size=1),
+        )
+        self.prompt_adapter = PromptAdapter(dim, heads)
+        # SAM's negative / positive point embeddings (frozen; they come from the verified SAM)
+        self.register_buffer("point_neg", prompt_encoder.point_embeddings[0].weight.detach().clone(), persistent=False)
+        self.register_buffer("point_pos", prompt_encoder.point_embeddings[1].weight.detach().clone(), persistent=False)
+        self.n_points = n_points
+        self.gumbel_tau = gumbel_tau
+        self.trainable = tuple(trainable)
+        self.mine_points = True  # the trainer switches mining off for the first epochs
+        self.generator: torch.Generator | None = None  # Gumbel noise source while training
+        for name, p in self.decoder.named_parameters():
+            p.requires_grad_(name.split(".")[0] in self.trainable)
+
+    # ------------------------------------------------------------ parameters
+    def trainable_names(self) -> list[str]:
+        """Names of the parameters an adapter file stores: the new modules and the unfrozen parts."""
+        return [n for n, p in self.named_parameters() if p.requires_grad]
+
+    def trainable_state_dict(self) -> dict[str, Tensor]:
+        own = dict(self.named_parameters())
+        return {n: own[n].detach() for n in self.trainable_names()}
+
+    def parameter_counts(self) -> dict[str, int]:
+        """New (adapter) and unfrozen SAM parameters; their sum is what trains."""
+        new = sum(p.numel() for n, p in self.named_parameters() if not n.startswith("decoder."))
+        unfrozen = sum(p.numel() for p in self.decoder.parameters() if p.requires_grad)
+        return {"new": new, "unfrozen_sam": unfrozen, "trainable": new + unfrozen,
+                "frozen_sam_decoder": sum(p.numel() for p in self.decoder.parameters() if not p.requires_grad)}
+
+    # ------------------------------------------------------------ forward
+    def predict_masks(self, image_embeddings: Tensor, image_pe: Tensor, sparse_prompt_embeddings: Tensor,
+                      dense_prompt_embeddings: Tensor, guide: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``MaskDecoder.predict_masks`` with the adapter: (B, 4, 4h, 4w) logits, (B, 4) IoU."""
+        out = self.forward(image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, guide)
+        return out.masks, out.iou_pred
+
+    def forward(self, image_embeddings: Tensor, image_pe: Tensor, sparse_prompt_embeddings: Tensor,
+                dense_prompt_embeddings: Tensor, guide: Tensor | None = None) -> AdapterOutput:
+        """All outputs for B prompts on 1 image (broadcast) or on B images (one each)."""
+        if guide is None:
+            raise ValueError("adapter: the decoder needs the guiding image (GuideFeatures); none was given")
+        dec = self.decoder
+        t = dec.transformer
+        bsz = sparse_prompt_embeddings.shape[0]
+        _, c, h, w = image_embeddings.shape
+        tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
+        tokens = torch.cat([tokens.unsqueeze(0).expand(bsz, -1, -1), sparse_prompt_embeddings], dim=1)
+        dense = dense_prompt_embeddings
+        if image_embeddings.shape[0] == 1 and dense.shape[0] > 1 and dense.stride(0) == 0:
+            dense = dense[:1]  # the expanded no-mask embedding: keep the image work shared
+        src = image_embeddings + dense
+        keys = src.flatten(2).transpose(1, 2)  # (1 or B, hw, c)
+        key_pe = image_pe.flatten(2).transpose(1, 2)
+        guiding = self.guiding_conv(guide.to(src.dtype)).flatten(2).transpose(1, 2)
+        queries, query_pe = tokens, tokens
+
+        queries, keys = t.layers[0](queries=queries, keys=keys, query_pe=query_pe, key_pe=key_pe)
+        layer = t.layers[1]  # second block, with the adapter after its token-to-image attention
+        q = queries + query_pe
+        queries = layer.norm1(queries + layer.self_attn(q=q, k=q, v=queries))
+        attn_out = layer.cross_attn_token_to_image(q=queries + query_pe, k=keys + key_pe, v=keys)
+        gumbel = self.training and self.generator is not None
+        pa_out, key_update, query_pe, maps = self.prompt_adapter(
+            queries, keys, query_pe, key_pe, guiding, (self.point_neg, self.point_pos), (h, w), self.n_points,
+            self.mine_points, gumbel, self.gumbel_tau, self.generator)
+        extra = pa_out.shape[1] - attn_out.shape[1]
+        if extra:
+            attn_out = F.pad(attn_out, (0, 0, 0, extra))
+            queries = F.pad(queries, (0, 0, 0, extra))
+        queries = layer.norm2(queries + attn_out + pa_out)
+        keys = keys + key_update
+        queries = layer.norm3(queries + layer.mlp(queries))
+        q, k = queries + query_pe, keys + key_pe
+        keys = layer.norm4(keys + layer.cross_attn_image_to_token(q=k, k=q, v=queries))
+        q, k = queries + query_pe, keys + key_pe
+        hs = t.norm_final_attn(queries + t.final_attn_token_to_image(q=q, k=k, v=keys))
+
+        n_masks = dec.num_mask_tokens
+        src = keys.expand(bsz, -1, -1).transpose(1, 2).reshape(bsz, c, h, w)
+        upscaled = dec.output_upscaling(src)
+        hyper_in = torch.stack([dec.output_hypernetworks_mlps[i](hs[:, 1 + i]) for i in range(n_masks)], dim=1)
+        b, cu, hu, wu = upscaled.shape
+        masks = (hyper_in @ upscaled.view(b, cu, hu * wu)).view(b, n_masks, hu, wu)
+        iou_pred = dec.iou_prediction_head(hs[:, 0])
+        return AdapterOutput(masks, iou_pred, maps["coarse"], maps["refined"], maps["uncertainty"], maps["final"])
+
+
+def build_adapter_decoder(mask_decoder: MaskDecoder, prompt_encoder: PromptEncoder, *, n_points: int = 4,
+                          trainable: Sequence[str] = PA_SAM_TRAINABLE, gumbel_tau: float = 1.0,
+                          seed: int = 0) -> PromptAdapterDecoder:
+    """A :class:`PromptAdapterDecoder` whose new modules are initialised from ``seed``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return PromptAdapterDecoder(mask_decoder, prompt_encoder, n_points, trainable, gumbel_tau)
+
+
+def guide_size(prompt_encoder: PromptEncoder) -> int:
+    """Side of the guiding image: 4x the embedding grid (256 for the real models, 64 for tiny)."""
+    return 4 * int(prompt_encoder.image_embedding_size[0])
