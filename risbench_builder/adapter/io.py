@@ -24,6 +24,7 @@ from ..segment.sam import SamSegmenter
 from .model import GuideFeatures, PromptAdapterDecoder, build_adapter_decoder, guide_size
 
 FORMAT = "risbench-adapter/1"
+_META = "risbench_adapter"
 WEIGHTS, SIDECAR = "adapter.safetensors", "adapter.json"
 
 
@@ -67,7 +68,8 @@ def save_adapter(decoder: PromptAdapterDecoder, folder: Path, *, recipe: dict[st
     fd, tmp = tempfile.mkstemp(prefix=".adapter.", suffix=".tmp", dir=folder)
     os.close(fd)
     try:
-        save_file(state, tmp, metadata=meta)
+        # one metadata key: safetensors writes several in hash order, and the file's sha256 names the adapter
+        save_file(state, tmp, metadata={_META: json.dumps(meta, sort_keys=True)})
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -84,10 +86,10 @@ def read_adapter(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
     p = weights_path(path)
     try:
         with safe_open(str(p), framework="pt", device="cpu") as f:
-            meta = dict(f.metadata() or {})
+            meta = json.loads((f.metadata() or {}).get(_META, "{}"))
             state = {k: f.get_tensor(k) for k in f.keys()}
     except (SafetensorError, OSError, ValueError) as e:
-        raise AdapterError(f"adapter {p}: not a readable safetensors file ({type(e).__name__})") from None
+        raise AdapterError(f"adapter {p}: not a readable risbench adapter file ({type(e).__name__})") from None
     if meta.get("format") != FORMAT:
         raise AdapterError(f"adapter {p}: not a risbench adapter (format {meta.get('format')!r}, expected {FORMAT!r})")
     return state, meta, p
