@@ -132,17 +132,21 @@ def lowres_target(rle: dict, input_size: tuple[int, int], img_size: int, out_siz
 
 
 class FeatureStore:
-    """Per-image embedding + guiding image from the embedding cache, a bounded set kept in memory."""
+    """Per-image embedding + guiding image from the embedding cache, a bounded set kept in memory.
+
+    With a segmenter without cache and ``memory_images=0`` every :meth:`get` runs the encoder
+    again: the baseline ``benchmarks/bench_adapter.py`` compares against.
+    """
 
     def __init__(self, seg: SamSegmenter, features: GuideFeatures, memory_images: int = 512) -> None:
-        if seg.cache is None:
-            raise ValueError("adapter: the feature store needs a SamSegmenter with an embedding cache")
         self.seg = seg
         self.features = features
         self.memory_images = memory_images
         self._lru: OrderedDict[str, tuple[torch.Tensor, torch.Tensor, tuple[int, int]]] = OrderedDict()
 
     def _cached(self, sample: Sample) -> dict[str, torch.Tensor] | None:
+        if self.seg.cache is None:
+            return None
         hit = self.seg.cache.get(sample.image_key, self.seg.model_sha256,
                                  check=lambda t: _fits(t, (sample.height, sample.width), self.seg.model))
         return hit if hit is not None and all(n in hit for n in self.features.names) else None

@@ -143,13 +143,12 @@ class PromptAdapter(nn.Module):
         attn = torch.cat([attn[:, :1], r_tok[:, None], attn[:, 2:]], dim=1)  # refined token replaces mask token 0
         if mine and n_points > 0:
             score = (torch.sigmoid(uncertainty) * (torch.sigmoid(refined) - torch.sigmoid(coarse))).flatten(1)
-            content = keys + detail
             new_pe, new_tok = [], []
             for sign, emb in ((1.0, point_pe[1]), (-1.0, point_pe[0])):  # positive, then negative points
                 idx, wt = select_points(sign * score, n_points, gumbel=gumbel, tau=tau, generator=generator)
-                wt = wt[..., None].to(content.dtype)
+                wt = wt[..., None].to(keys.dtype)
                 new_pe.append(_gather(key_pe, idx) * wt + emb)
-                new_tok.append(_gather(content, idx) * wt)
+                new_tok.append((_gather(keys, idx) + _gather(detail, idx)) * wt)  # content: keys + detail there
             query_pe = torch.cat([query_pe.expand(b, -1, -1), *new_pe], dim=1)
             attn = torch.cat([attn, *new_tok], dim=1)
         return attn, detail, query_pe, maps
@@ -219,6 +218,17 @@ class PromptAdapterDecoder(nn.Module):
                 "frozen_sam_decoder": sum(p.numel() for p in self.decoder.parameters() if not p.requires_grad)}
 
     # ------------------------------------------------------------ forward
+    def _guiding(self, guide: Tensor) -> Tensor:
+        """Guiding embedding as (1 or B, hw, C) tokens. At inference sam-refine decodes an image in
+        several chunks with the same ``guide`` tensor: the conv then runs once per image, not per chunk."""
+        memo = getattr(self, "_guiding_memo", None)
+        reuse = not self.training and not torch.is_grad_enabled()
+        if reuse and memo is not None and memo[0] is guide:  # the memo holds guide, so its id stays unique
+            return memo[1]
+        out = self.guiding_conv(guide).flatten(2).transpose(1, 2)
+        self._guiding_memo = (guide, out) if reuse else None
+        return out
+
     def predict_masks(self, image_embeddings: Tensor, image_pe: Tensor, sparse_prompt_embeddings: Tensor,
                       dense_prompt_embeddings: Tensor, guide: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``MaskDecoder.predict_masks`` with the adapter: (B, 4, 4h, 4w) logits, (B, 4) IoU."""
@@ -242,7 +252,7 @@ class PromptAdapterDecoder(nn.Module):
         src = image_embeddings + dense
         keys = src.flatten(2).transpose(1, 2)  # (1 or B, hw, c)
         key_pe = image_pe.flatten(2).transpose(1, 2)
-        guiding = self.guiding_conv(guide.to(src.dtype)).flatten(2).transpose(1, 2)
+        guiding = self._guiding(guide.to(src.dtype))
         queries, query_pe = tokens, tokens
 
         queries, keys = t.layers[0](queries=queries, keys=keys, query_pe=query_pe, key_pe=key_pe)

@@ -30,9 +30,9 @@ from safetensors.torch import load_file, save_file
 from ..catalog import code_version
 from ..workspace import Workspace
 from .data import FeatureStore, crop_samples, make_batch, noise_for, sam_for, split_by_scene, trusted_samples
-from .losses import adapter_losses
 from .model import GuideFeatures, PromptAdapterDecoder, build_adapter_decoder, guide_size
 from .recipe import AdapterRecipe
+from .step import train_step
 
 LAST = "last"
 
@@ -94,11 +94,6 @@ def _device(device: str | None, world: int) -> str:
     if torch.cuda.is_available():
         return f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if world > 1 else "cuda"
     return "cpu"
-
-
-def _autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    # bf16 on CUDA (fp16 is unsafe for SAM, segment-anything #540); fp32 on the CPU.
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
 
 
 # ------------------------------------------------------------------------ checkpoints
@@ -218,16 +213,8 @@ def _train(ws: Workspace, recipe: AdapterRecipe, out: Path, checkpoint: str | Pa
             decoder.train()
             decoder.mine_points = epoch >= a.mining_start_epoch
             decoder.generator = torch.Generator(device=seg.device).manual_seed(_seed(recipe.seed, "gumbel", step, rank))
-            with _autocast(seg.device):
-                with torch.no_grad():
-                    sparse, dense = sam.prompt_encoder(points=None, boxes=batch.boxes, masks=None)
-                res = model(batch.embeddings, pe, sparse, dense, batch.guide)
-            losses = adapter_losses(res.masks, res.coarse, res.refined, res.uncertainty, batch.target, weights)
-            opt.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            if o.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, o.grad_clip)
-            opt.step()
+            losses = train_step(model, sam.prompt_encoder, pe, batch.embeddings, batch.guide, batch.boxes,
+                                batch.target, weights, opt, o.grad_clip)
             step += 1
             history.append(round(float(losses["total"].detach()), 6))
             bar.update(task, completed=step, loss=f"{history[-1]:.4f}")
