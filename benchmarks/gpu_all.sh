@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# All GPU checks in one prepared run (sam-refine, CroBIM, PA-SAM adapter), sized to fit one
+# short lease on a single NVIDIA GPU: about 6 minutes in all. Each check keeps its own budget;
+# a failing check does not stop the others. Logs go to $OUT (or ./gpu-logs) as gpu_*.log.
+#
+#   bash benchmarks/gpu_all.sh
+#
+# Packages the GPU image lacks (segment-anything, pydantic and its two helpers) can travel as
+# wheels in .whl/ (see BENCHMARKS.md, "GPU checks"); they are installed into /tmp/site first.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+LOG="${OUT:-gpu-logs}"
+mkdir -p "$LOG"
+if compgen -G ".whl/*.whl" >/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+        && export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
+fi
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$LOG/gpu_env.log"
+python3 -c 'import torch, sys; print("python", sys.version.split()[0], "torch", torch.__version__)' | tee -a "$LOG/gpu_env.log"
+
+run() {  # name, seconds, command...
+    local name=$1 secs=$2; shift 2
+    echo "== $name (budget ${secs} s)"
+    local t0=$SECONDS
+    timeout "$secs" "$@" 2>&1 | tee "$LOG/$name.log"
+    echo "== $name: exit ${PIPESTATUS[0]} after $((SECONDS - t0)) s" | tee -a "$LOG/$name.log"
+}
+run gpu_adapter 100 bash benchmarks/gpu_adapter.sh --steps 30
+run gpu_crobim 130 bash benchmarks/gpu_crobim.sh --steps 10
+run gpu_refine 150 bash benchmarks/gpu_refine.sh --budget-s 120
