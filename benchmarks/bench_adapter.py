@@ -40,7 +40,7 @@ from risbench_builder.adapter.data import FeatureStore, crop_samples, make_batch
 from risbench_builder.adapter.io import LoadedAdapter  # noqa: E402
 from risbench_builder.adapter.model import GuideFeatures, build_adapter_decoder, guide_size  # noqa: E402
 from risbench_builder.adapter.recipe import load_recipe  # noqa: E402
-from risbench_builder.adapter.step import train_step  # noqa: E402
+from risbench_builder.adapter.step import make_optimizer, train_step  # noqa: E402
 from risbench_builder.segment.base import View  # noqa: E402
 from risbench_builder.segment.cache import EmbeddingCache  # noqa: E402
 from risbench_builder.segment.sam import SamSegmenter  # noqa: E402
@@ -72,7 +72,7 @@ def epoch_times(root: Path, scenes: int, epochs: int) -> tuple[list[float], list
     decoder = build_adapter_decoder(sam.mask_decoder, sam.prompt_encoder, trainable=recipe.adapter.trainable)
     decoder.train()
     decoder.generator = torch.Generator().manual_seed(0)
-    opt = torch.optim.Adam([p for p in decoder.parameters() if p.requires_grad], lr=recipe.optim.lr)
+    opt = make_optimizer([p for p in decoder.parameters() if p.requires_grad], recipe.optim.lr)  # the trainer's
     pe, weights, bs = sam.prompt_encoder.get_dense_pe(), recipe.losses.model_dump(), recipe.optim.batch_size
 
     def epoch(store: FeatureStore, seed: int) -> float:

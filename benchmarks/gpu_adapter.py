@@ -28,7 +28,7 @@ import time
 import torch
 
 from risbench_builder.adapter.model import PA_SAM_TRAINABLE, build_adapter_decoder, guide_size
-from risbench_builder.adapter.step import autocast, train_step
+from risbench_builder.adapter.step import autocast, make_optimizer, train_step
 from risbench_builder.segment.sam import _predict_masks_one_image, build_sam_decoder
 
 LOSSES = {"mask": 1.0, "coarse": 1.0, "refined": 1.0, "uncertainty": 1.0}  # pa_sam_vit_h.yaml
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace, device: torch.device) -> dict:
     adapter.train()
     adapter.mine_points = True
     adapter.generator = torch.Generator(device=device).manual_seed(0)
-    opt = torch.optim.Adam([p for p in adapter.parameters() if p.requires_grad], lr=1e-3)
+    opt = make_optimizer([p for p in adapter.parameters() if p.requires_grad], 1e-3)  # the trainer's (fused)
     g, c, s = prompt.image_embedding_size[0], prompt.embed_dim, prompt.input_image_size[0]
     gs, b = guide_size(prompt), args.batch
     gen = torch.Generator(device=device).manual_seed(0)

@@ -25,6 +25,7 @@ Imports torch and segment-anything only.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -109,7 +110,52 @@ def _gather(tokens: Tensor, idx: Tensor) -> Tensor:
     return tokens.gather(1, idx[..., None].expand(-1, -1, tokens.shape[-1]))
 
 
+def detail_attention(attn: Attention, q_in: Tensor, detail: Tensor, key_pe: Tensor,
+                     key_pe_proj: Tensor | None = None) -> Tensor:
+    """``attn(q=q_in, k=detail + key_pe, v=detail)`` without projecting the image-sized keys and values.
+
+    Same arithmetic, reassociated (equal up to float rounding): with per-head key weights
+    ``Wk_h`` a score is ``q_h . (Wk_h x + kpe_h) = (q_h Wk_h) . x + q_h . kpe_h``, and as each
+    softmax row sums to 1, ``P_h (x Wv_h^T + bv_h) = (P_h x) Wv_h^T + bv_h``. So the few
+    queries are mapped into the image's channel space (heads x queries rows) instead of all
+    h*w detail tokens into the attention's (twice per prompt); ``key_pe`` (the same for every
+    prompt and image) is projected once per call, or passed as ``key_pe_proj`` (``attn.k_proj(key_pe)``).
+    ``q_in`` (B, nq, C), ``detail`` (B or 1, hw, C), ``key_pe`` (1, hw, C).
+    """
+    b, nq, c = q_in.shape
+    hw = detail.shape[1]
+    heads = attn.num_heads
+    d = attn.internal_dim // heads
+    q = attn.q_proj(q_in).view(b, nq, heads, d).transpose(1, 2) * (1.0 / math.sqrt(d))  # (B, H, nq, d)
+    wk = attn.k_proj.weight.view(heads, d, c)
+    wv = attn.v_proj.weight.view(heads, d, c)
+    qw = torch.einsum("bhnd,hdc->bhnc", q, wk).reshape(b, heads * nq, c)
+    kpe = attn.k_proj(key_pe[:1]) if key_pe_proj is None else key_pe_proj
+    kpe = kpe.view(hw, heads, d).permute(1, 2, 0)  # (H, d, hw), bias included
+    bias = torch.matmul(q.transpose(0, 1).reshape(heads, b * nq, d), kpe).view(heads, b, nq, hw)
+    if detail.shape[0] == 1 and b > 1:  # one image for every prompt: one matmul over all rows
+        scores = torch.matmul(qw.reshape(1, b * heads * nq, c), detail.transpose(1, 2)).view(b, heads, nq, hw)
+    else:
+        scores = torch.matmul(qw, detail.transpose(1, 2)).view(b, heads, nq, hw)
+    p = torch.softmax(scores + bias.transpose(0, 1), dim=-1).view(b, heads * nq, hw)
+    if detail.shape[0] == 1 and b > 1:
+        pd = torch.matmul(p.reshape(1, b * heads * nq, hw), detail).view(b, heads, nq, c)
+    else:
+        pd = torch.matmul(p, detail).view(b, heads, nq, c)
+    out = torch.einsum("bhnc,hdc->bnhd", pd, wv) + attn.v_proj.bias.view(heads, d)
+    return attn.out_proj(out.reshape(b, nq, heads * d))
+
+
 # --------------------------------------------------------------------------- modules
+class _LayerNorm2d(LayerNorm2d):
+    """segment-anything's ``LayerNorm2d`` (same parameters, same formula: biased variance, eps
+    inside the root) as one fused ``layer_norm`` over the channels instead of nine tensor ops."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = F.layer_norm(x.permute(0, 2, 3, 1), (x.shape[1],), self.weight, self.bias, self.eps)
+        return y.permute(0, 3, 1, 2)
+
+
 class PromptAdapter(nn.Module):
     """Uncertainty and refined tokens, coarse/refined/uncertainty maps and hard-point tokens."""
 
@@ -123,35 +169,38 @@ class PromptAdapter(nn.Module):
 
     def forward(self, queries: Tensor, keys: Tensor, query_pe: Tensor, key_pe: Tensor, guiding: Tensor,
                 point_pe: tuple[Tensor, Tensor], grid: tuple[int, int], n_points: int, mine: bool,
-                gumbel: bool, tau: float, generator: torch.Generator | None
+                gumbel: bool, tau: float, generator: torch.Generator | None, key_pe_proj: Tensor | None = None
                 ) -> tuple[Tensor, Tensor, Tensor, dict[str, Tensor]]:
-        """Returns (token update, key update, query PE with the point PEs, maps at the grid)."""
+        """Returns (token update, keys + detail-enriched keys, query PE with the point PEs, maps at the grid)."""
         b = queries.shape[0]
         h, w = grid
         detail = guiding * keys  # dense-prompt compensation: detail-enriched image keys
-        attn = self.cross_attn_token_to_image(q=queries + query_pe, k=detail + key_pe, v=detail)
+        attn = detail_attention(self.cross_attn_token_to_image, queries + query_pe, detail, key_pe, key_pe_proj)
         mask_token = attn[:, 1]  # single-output mask token (query index 1)
         u_tok = self.uncertain_mlp(torch.cat([self.static_uncertain_token.weight.expand(b, -1), mask_token], -1))
         r_tok = self.refined_mlp(torch.cat([self.static_refined_token.weight.expand(b, -1), mask_token], -1))
-        dt = detail.transpose(1, 2)
-        uncertainty = (u_tok[:, None] @ dt).view(b, 1, h, w)
-        refined = (r_tok[:, None] @ dt).view(b, 1, h, w)
-        coarse = (mask_token[:, None] @ dt).view(b, 1, h, w)
-        gate = (torch.sigmoid(uncertainty) >= 0.5).detach()
+        # the three maps in one pass over the detail keys: uncertainty, refined, coarse
+        grids = (torch.stack([u_tok, r_tok, mask_token], dim=1) @ detail.transpose(1, 2)).view(b, 3, h, w)
+        uncertainty, refined, coarse = grids[:, 0:1], grids[:, 1:2], grids[:, 2:3]
+        probs = torch.sigmoid(grids)  # the three maps' probabilities in one op
+        gate = (probs[:, 0:1] >= 0.5).detach()
         maps = {"uncertainty": uncertainty, "refined": refined, "coarse": coarse,
                 "final": torch.where(gate, refined, coarse)}
         attn = torch.cat([attn[:, :1], r_tok[:, None], attn[:, 2:]], dim=1)  # refined token replaces mask token 0
+        new_keys = keys + detail
         if mine and n_points > 0:
-            score = (torch.sigmoid(uncertainty) * (torch.sigmoid(refined) - torch.sigmoid(coarse))).flatten(1)
-            new_pe, new_tok = [], []
-            for sign, emb in ((1.0, point_pe[1]), (-1.0, point_pe[0])):  # positive, then negative points
-                idx, wt = select_points(sign * score, n_points, gumbel=gumbel, tau=tau, generator=generator)
-                wt = wt[..., None].to(keys.dtype)
-                new_pe.append(_gather(key_pe, idx) * wt + emb)
-                new_tok.append((_gather(keys, idx) + _gather(detail, idx)) * wt)  # content: keys + detail there
-            query_pe = torch.cat([query_pe.expand(b, -1, -1), *new_pe], dim=1)
-            attn = torch.cat([attn, *new_tok], dim=1)
-        return attn, detail, query_pe, maps
+            score = (probs[:, 0] * (probs[:, 1] - probs[:, 2])).flatten(1)
+            # positive and negative points in one draw: rows 0..B-1 score, B..2B-1 -score (the
+            # Gumbel noise comes from the generator in the same order as two separate draws)
+            idx, wt = select_points(torch.cat([score, -score]), n_points, gumbel=gumbel, tau=tau, generator=generator)
+            idx = torch.cat([idx[:b], idx[b:]], dim=1)  # (B, 2k): positive, then negative points
+            wt = torch.cat([wt[:b], wt[b:]], dim=1)[..., None].to(keys.dtype)
+            emb = torch.cat([point_pe[1].expand(n_points, -1), point_pe[0].expand(n_points, -1)])
+            new_pe = _gather(key_pe, idx) * wt + emb
+            new_tok = _gather(new_keys, idx)  # keys + detail at the points (the sum is needed anyway)
+            query_pe = torch.cat([query_pe.expand(b, -1, -1), new_pe], dim=1)
+            attn = torch.cat([attn, new_tok * wt], dim=1)  # content: keys + detail there
+        return attn, new_keys, query_pe, maps
 
 
 @dataclass
@@ -182,10 +231,10 @@ class PromptAdapterDecoder(nn.Module):
         heads = self.decoder.transformer.num_heads
         self.guiding_conv = nn.Sequential(
             nn.Conv2d(_GUIDE_CHANNELS, dim // 4, kernel_size=2, stride=2),
-            LayerNorm2d(dim // 4),
+            _LayerNorm2d(dim // 4),
             nn.GELU(),
             nn.Conv2d(dim // 4, dim, kernel_size=2, stride=2),
-            LayerNorm2d(dim),
+            _LayerNorm2d(dim),
             nn.GELU(),
             nn.Conv2d(dim, dim, kernel_size=1),
         )
@@ -225,8 +274,22 @@ class PromptAdapterDecoder(nn.Module):
         reuse = not self.training and not torch.is_grad_enabled()
         if reuse and memo is not None and memo[0] is guide:  # the memo holds guide, so its id stays unique
             return memo[1]
-        out = self.guiding_conv(guide).flatten(2).transpose(1, 2)
+        out = self.guiding_conv(guide).flatten(2).transpose(1, 2).contiguous()  # (hw, C) rows: no copy per use
         self._guiding_memo = (guide, out) if reuse else None
+        return out
+
+    def _key_pe_proj(self, image_pe: Tensor, key_pe: Tensor) -> Tensor | None:
+        """The adapter attention's projected key PE. At inference it depends only on ``image_pe``
+        (the same tensor for every chunk of an image) and frozen weights: projected once."""
+        if self.training or torch.is_grad_enabled():
+            return None
+        k = self.prompt_adapter.cross_attn_token_to_image.k_proj
+        weights = (k.weight._version, k.bias._version)
+        memo = getattr(self, "_key_pe_memo", None)
+        if memo is not None and memo[0] is image_pe and memo[1] == weights:  # the memo holds image_pe
+            return memo[2]
+        out = k(key_pe[:1])
+        self._key_pe_memo = (image_pe, weights, out)
         return out
 
     def predict_masks(self, image_embeddings: Tensor, image_pe: Tensor, sparse_prompt_embeddings: Tensor,
@@ -236,8 +299,14 @@ class PromptAdapterDecoder(nn.Module):
         return out.masks, out.iou_pred
 
     def forward(self, image_embeddings: Tensor, image_pe: Tensor, sparse_prompt_embeddings: Tensor,
-                dense_prompt_embeddings: Tensor, guide: Tensor | None = None) -> AdapterOutput:
-        """All outputs for B prompts on 1 image (broadcast) or on B images (one each)."""
+                dense_prompt_embeddings: Tensor, guide: Tensor | None = None, multimask: bool = True) -> AdapterOutput:
+        """All outputs for B prompts on 1 image (broadcast) or on B images (one each).
+
+        ``multimask=False`` (the training step): only token 0's mask, and no IoU prediction
+        (``masks`` is (B, 1, 4h, 4w), ``iou_pred`` empty) -- the losses use nothing else, so
+        the hypernetwork MLPs of tokens 1-3 and the frozen IoU head are skipped, not run for
+        nothing (their gradients were exactly zero; with weight decay 0 Adam leaves them as is).
+        """
         if guide is None:
             raise ValueError("adapter: the decoder needs the guiding image (GuideFeatures); none was given")
         dec = self.decoder
@@ -261,28 +330,28 @@ class PromptAdapterDecoder(nn.Module):
         queries = layer.norm1(queries + layer.self_attn(q=q, k=q, v=queries))
         attn_out = layer.cross_attn_token_to_image(q=queries + query_pe, k=keys + key_pe, v=keys)
         gumbel = self.training and self.generator is not None
-        pa_out, key_update, query_pe, maps = self.prompt_adapter(
+        pa_out, new_keys, query_pe, maps = self.prompt_adapter(
             queries, keys, query_pe, key_pe, guiding, (self.point_neg, self.point_pos), (h, w), self.n_points,
-            self.mine_points, gumbel, self.gumbel_tau, self.generator)
+            self.mine_points, gumbel, self.gumbel_tau, self.generator, self._key_pe_proj(image_pe, key_pe))
         extra = pa_out.shape[1] - attn_out.shape[1]
         if extra:
             attn_out = F.pad(attn_out, (0, 0, 0, extra))
             queries = F.pad(queries, (0, 0, 0, extra))
         queries = layer.norm2(queries + attn_out + pa_out)
-        keys = keys + key_update
+        keys = new_keys  # keys + detail: the detail-enriched keys join the image tokens
         queries = layer.norm3(queries + layer.mlp(queries))
         q, k = queries + query_pe, keys + key_pe
         keys = layer.norm4(keys + layer.cross_attn_image_to_token(q=k, k=q, v=queries))
         q, k = queries + query_pe, keys + key_pe
         hs = t.norm_final_attn(queries + t.final_attn_token_to_image(q=q, k=k, v=keys))
 
-        n_masks = dec.num_mask_tokens
+        n_masks = dec.num_mask_tokens if multimask else 1
         src = keys.expand(bsz, -1, -1).transpose(1, 2).reshape(bsz, c, h, w)
         upscaled = dec.output_upscaling(src)
         hyper_in = torch.stack([dec.output_hypernetworks_mlps[i](hs[:, 1 + i]) for i in range(n_masks)], dim=1)
         b, cu, hu, wu = upscaled.shape
         masks = (hyper_in @ upscaled.view(b, cu, hu * wu)).view(b, n_masks, hu, wu)
-        iou_pred = dec.iou_prediction_head(hs[:, 0])
+        iou_pred = dec.iou_prediction_head(hs[:, 0]) if multimask else hs.new_zeros(b, 0)
         return AdapterOutput(masks, iou_pred, maps["coarse"], maps["refined"], maps["uncertainty"], maps["final"])
 
 

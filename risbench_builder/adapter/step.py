@@ -7,7 +7,7 @@ frozen prompt encoder on the box prompts, adapter decoder, the recipe's losses, 
 from __future__ import annotations
 
 import contextlib
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import torch
 from torch import Tensor
@@ -20,6 +20,16 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager:
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
 
 
+def make_optimizer(params: Iterable[torch.nn.Parameter], lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
+    """The trainer's Adam: the fused kernel (one op for all parameters; same update rule, equal
+    up to float rounding) where this torch has it for the parameters' device, else the default."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # an older torch or a device without a fused Adam
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+
+
 def train_step(model: torch.nn.Module, prompt_encoder: torch.nn.Module, image_pe: Tensor, embeddings: Tensor,
                guide: Tensor, boxes: Tensor, target: Tensor, weights: Mapping[str, float],
                opt: torch.optim.Optimizer, grad_clip: float | None = None) -> dict[str, Tensor]:
@@ -27,7 +37,7 @@ def train_step(model: torch.nn.Module, prompt_encoder: torch.nn.Module, image_pe
     with autocast(embeddings.device):
         with torch.no_grad():
             sparse, dense = prompt_encoder(points=None, boxes=boxes, masks=None)
-        res = model(embeddings, image_pe, sparse, dense, guide)
+        res = model(embeddings, image_pe, sparse, dense, guide, multimask=False)  # the losses use mask 0 only
     losses = adapter_losses(res.masks, res.coarse, res.refined, res.uncertainty, target, weights)
     opt.zero_grad(set_to_none=True)
     losses["total"].backward()

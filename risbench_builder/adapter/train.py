@@ -32,7 +32,7 @@ from ..workspace import Workspace
 from .data import FeatureStore, crop_samples, make_batch, noise_for, sam_for, split_by_scene, trusted_samples
 from .model import GuideFeatures, PromptAdapterDecoder, build_adapter_decoder, guide_size
 from .recipe import AdapterRecipe
-from .step import train_step
+from .step import make_optimizer, train_step
 
 LAST = "last"
 
@@ -174,7 +174,7 @@ def _train(ws: Workspace, recipe: AdapterRecipe, out: Path, checkpoint: str | Pa
     counts = decoder.parameter_counts()
     log(f"adapter {recipe.name}: {counts['trainable']:,} trainable parameters ({counts['new']:,} new, "
         f"{counts['unfrozen_sam']:,} unfrozen SAM decoder: {', '.join(a.trainable)})")
-    opt = torch.optim.Adam(params, lr=recipe.optim.lr, weight_decay=recipe.optim.weight_decay)
+    opt = make_optimizer(params, recipe.optim.lr, recipe.optim.weight_decay)
     model: torch.nn.Module = decoder
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel

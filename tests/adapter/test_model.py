@@ -92,3 +92,75 @@ def test_losses_train_all_new_parts() -> None:
     assert adapter.decoder.output_hypernetworks_mlps[0].layers[0].weight.grad is not None
     band = boundary_band(target[:, :, ::4, ::4])
     assert band.sum() > 0 and band.max() == 1
+
+
+def test_detail_attention_equals_sam_attention() -> None:
+    """The reassociated adapter attention is SAM's Attention on (detail + key_pe, detail), up to rounding."""
+    from segment_anything.modeling.transformer import Attention
+
+    from risbench_builder.adapter.model import detail_attention
+
+    torch.manual_seed(0)
+    attn = Attention(32, 2, downsample_rate=2)
+    key_pe = torch.randn(1, 64, 32)
+    for nd in (3, 1):  # one detail map per prompt, or one image broadcast over the prompts
+        q_in = torch.randn(3, 7, 32, requires_grad=True)
+        detail = torch.randn(nd, 64, 32, requires_grad=True)
+        ref = attn(q=q_in, k=detail + key_pe, v=detail)
+        out = detail_attention(attn, q_in, detail, key_pe)
+        assert torch.allclose(out, ref, atol=1e-5, rtol=1e-5)
+        g_ref = torch.autograd.grad(ref.square().sum(), (q_in, detail, attn.q_proj.weight, attn.v_proj.weight))
+        g_out = torch.autograd.grad(out.square().sum(), (q_in, detail, attn.q_proj.weight, attn.v_proj.weight))
+        for a, b in zip(g_out, g_ref):
+            assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("recipe", ["tiny", "pa_sam_vit_b"])
+def test_fast_paths_match_the_reference_decoder(recipe: str, monkeypatch) -> None:
+    """Outputs of the optimised decoder (reassociated adapter attention, fused guiding-conv layer
+    norm, both point signs mined in one draw, mask-0-only training output) against the plain
+    formulation: equal up to float rounding, in inference and in training (same Gumbel draws)."""
+    from segment_anything.modeling.common import LayerNorm2d
+
+    from risbench_builder.adapter import model as M
+
+    torch.manual_seed(0)
+    adapter, prompt = adapter_for(recipe)
+    g, c = prompt.image_embedding_size[0], prompt.embed_dim
+    boxes = torch.rand(3, 4).sort(-1).values * prompt.input_image_size[0]
+    with torch.no_grad():
+        sparse, dense = prompt(points=None, boxes=boxes, masks=None)
+    pe = prompt.get_dense_pe()
+
+    def reference_select(score, k, *, gumbel, tau=1.0, generator=None):  # one call per sign, as PA-SAM
+        b = score.shape[0] // 2
+        (i1, w1), (i2, w2) = (M._gumbel_topk(s, k, tau, generator) if gumbel else
+                              (torch.topk(s, k, dim=1).indices, torch.ones(b, k)) for s in (score[:b], score[b:]))
+        return torch.cat([i1, i2]), torch.cat([w1, w2])
+
+    def run(emb, guide, train, fast):
+        with monkeypatch.context() as m:
+            if not fast:
+                m.setattr(M, "detail_attention", lambda attn, q, detail, key_pe, _proj=None: attn(q=q, k=detail + key_pe, v=detail))
+                m.setattr(M._LayerNorm2d, "forward", LayerNorm2d.forward)
+                m.setattr(M, "select_points", reference_select)
+            adapter.train(train)
+            adapter.generator = torch.Generator().manual_seed(5) if train else None
+            with torch.set_grad_enabled(train):
+                out = adapter(emb, pe, sparse, dense, guide)
+                if train:
+                    adapter.generator = torch.Generator().manual_seed(5)  # the same draws again
+                one = adapter(emb, pe, sparse, dense, guide, multimask=False) if train else None
+            adapter._guiding_memo = None
+            return out, one
+
+    for nb in (1, 3):
+        emb, guide = torch.randn(nb, c, g, g), torch.randn(nb, 4, 4 * g, 4 * g)
+        for train in (False, True):
+            (fast, one), (ref, _) = run(emb, guide, train, True), run(emb, guide, train, False)
+            for f in ("masks", "iou_pred", "coarse", "refined", "uncertainty", "final"):
+                a, b = getattr(fast, f), getattr(ref, f)
+                assert torch.allclose(a, b, atol=1e-5 * (1 + b.abs().max().item()), rtol=1e-4), (recipe, nb, train, f)
+            if train:
+                assert one.masks.shape[1] == 1 and one.iou_pred.numel() == 0
+                assert torch.allclose(one.masks, fast.masks[:, :1], atol=1e-5 * (1 + fast.masks.abs().max().item()))
