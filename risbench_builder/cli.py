@@ -293,9 +293,9 @@ def _plain(text: str) -> None:
 @_friendly
 def train(data: Optional[Path] = typer.Option(None, "--data", help="export folder (hf, refer or native layout)"),
           config: Optional[str] = typer.Option(
-              None, "--config", "-c", help="CroBIM YAML, or shipped: crobim_swin_b, crobim_convnext_b, tiny"),
+              None, "--config", "-c", help="CroBIM YAML, or shipped: crobim_swin_b, crobim_convnext_b, smoke, tiny"),
           out: Optional[Path] = typer.Option(None, "--out", "-o", help="run folder (default runs/crobim-<name>)"),
-          smoke: bool = typer.Option(False, "--smoke", help="validate the export: tiny model (default config), "
+          smoke: bool = typer.Option(False, "--smoke", help="validate the export: small CPU model (config smoke), "
                                      "aligned vs shuffled-expression control"),
           dry_run: bool = typer.Option(False, "--dry-run", help="build the model, print its parameter count, exit"),
           resume: bool = typer.Option(False, help="continue from OUT/last"),
@@ -303,7 +303,7 @@ def train(data: Optional[Path] = typer.Option(None, "--data", help="export folde
     """Train the bundled CroBIM reference model on an export, or check an export with --smoke."""
     from .crobim.config import load_config
 
-    cfg = load_config(config or ("tiny" if smoke else "crobim_swin_b"))
+    cfg = load_config(config or ("smoke" if smoke else "crobim_swin_b"))
     if dry_run:
         from .crobim.train import dry_run as count_parameters
 

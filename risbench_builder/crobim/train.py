@@ -291,8 +291,8 @@ def fit_steps(cfg: CroBIMConfig, samples: Sequence[Sample], steps: int, batch_si
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model = build_model(cfg.model).to(device)
-    optimizer = torch.optim.AdamW(param_groups(model, cfg.train.weight_decay), lr=lr,
-                                  weight_decay=cfg.train.weight_decay)
+    groups = param_groups(model, cfg.train.weight_decay, cfg.train.text_trainable_layers, cfg.train.freeze_text)
+    optimizer = torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.train.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, poly_schedule(steps, cfg.train.poly_power))
     # a shared cache: same images and masks, texts from ``samples`` (the control swaps them)
     ds = _with_texts(dataset, samples) if dataset is not None else RefSegDataset(samples, cfg.model.img_size, cache=True)
@@ -320,8 +320,14 @@ def fit_steps(cfg: CroBIMConfig, samples: Sequence[Sample], steps: int, batch_si
 
 
 def smoke(data: str | Path, cfg: CroBIMConfig, device: str | None = None, samples: dict | None = None,
-          log: Log = print) -> dict:
-    """Aligned run vs shuffled-expression control; returns numbers and the verdict."""
+          log: Log = print, always_control: bool = False) -> dict:
+    """Aligned run vs shuffled-expression control; returns numbers and the verdict.
+
+    When the aligned run already decides a FAIL (it does not fit, or its own val mIoU on
+    multi-object images is below the required gap, so no control can make the gap large enough),
+    the control is skipped unless ``always_control``: ``gap`` is then that upper bound and
+    ``runs`` has no ``shuffled`` entry. A broken export is reported in half the time.
+    """
     sc = cfg.smoke
     dev = pick_device(device)
     t0 = time.time()
@@ -344,6 +350,10 @@ def smoke(data: str | Path, cfg: CroBIMConfig, device: str | None = None, sample
     val_ds = RefSegDataset(val_set, cfg.model.img_size, cache=True)
     runs: dict[str, dict] = {}
     for name, texts in (("aligned", train_set), ("shuffled", shuffle_expressions(train_set, sc.seed))):
+        if name == "shuffled" and not always_control and (
+                runs["aligned"]["train_mIoU"] < sc.min_train_miou or runs["aligned"]["val_multi_mIoU"] < sc.min_gap):
+            log("smoke shuffled: skipped, the aligned run already decides FAIL (no control can lift the gap)")
+            break
         t = time.time()
         model = fit_steps(cfg, texts, sc.steps, sc.batch_size, sc.lr, sc.seed, dev, train_ds, log)
         train_m = score(model, texts, cfg.model.img_size, cfg.eval.batch_size, device=dev,
@@ -354,13 +364,15 @@ def smoke(data: str | Path, cfg: CroBIMConfig, device: str | None = None, sample
         log(f"smoke {name:>8}: train mIoU {100 * runs[name]['train_mIoU']:.2f}, val mIoU "
             f"{100 * runs[name]['val_mIoU']:.2f}, val mIoU on multi-object images "
             f"{100 * runs[name]['val_multi_mIoU']:.2f} ({runs[name]['seconds']} s)")
-    gap = runs["aligned"]["val_multi_mIoU"] - runs["shuffled"]["val_multi_mIoU"]
+    control = runs["shuffled"]["val_multi_mIoU"] if "shuffled" in runs else None
+    gap = runs["aligned"]["val_multi_mIoU"] - (control or 0.0)   # without a control: an upper bound
     fits = runs["aligned"]["train_mIoU"] >= sc.min_train_miou
     aligned = gap >= sc.min_gap
     verdict = "PASS" if fits and aligned else "FAIL"
+    versus = (f"shuffled control {100 * control:.2f}, gap {100 * gap:.2f}" if control is not None
+              else f"shuffled control not run, gap <= {100 * gap:.2f}")
     note = (f"{verdict}: val mIoU on {sum(keep)} expressions of {len(multi)} multi-object images: aligned "
-            f"{100 * runs['aligned']['val_multi_mIoU']:.2f} vs shuffled control "
-            f"{100 * runs['shuffled']['val_multi_mIoU']:.2f}, gap {100 * gap:.2f} (need >= {100 * sc.min_gap:.0f}); "
+            f"{100 * runs['aligned']['val_multi_mIoU']:.2f} vs {versus} (need >= {100 * sc.min_gap:.0f}); "
             f"train fit mIoU {100 * runs['aligned']['train_mIoU']:.2f} (need >= {100 * sc.min_train_miou:.0f})")
     if not aligned:
         note += " -- expressions and masks do not look aligned (shifted or mismatched masks show no gap)"

