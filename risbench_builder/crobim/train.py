@@ -339,8 +339,11 @@ def smoke(data: str | Path, cfg: CroBIMConfig, device: str | None = None, sample
     visible = min_mask_fraction(sc.min_mask_fraction)
     train_set = subset_by_images(train_all, sc.train_samples, sc.seed, keep=visible)
     val_set = subset_by_images(val_all, sc.val_samples, sc.seed, prefer_multi=True, keep=visible)
-    multi = multi_object_images(val_set)
-    keep = [s.image_id in multi for s in val_set]
+    # images with two or more referred objects of any size: there the expression decides, also
+    # when only one of the objects is large enough to be scored
+    multi_all = multi_object_images(val_all)
+    keep = [s.image_id in multi_all for s in val_set]
+    multi = {s.image_id for s, k in zip(val_set, keep) if k}
     if not any(keep):
         raise ValueError(f"{data}: no val image with two or more referred objects; the smoke verdict needs some")
     log(f"smoke: {len(train_set)} train triplets on {len({s.image_id for s in train_set})} images, "

@@ -3,10 +3,11 @@ shipped ``smoke`` configuration: the model fits its train subset, the aligned-vs
 on multi-object images is large, and a copy of the export whose masks are rotated by one
 triplet shows no gap.
 
-The issue asks for a gap >= 0.15. On this export single CPU runs of the shipped config measured
-0.149 (2 threads) and 0.195 (1 thread) with train fit 0.840 both times: the mean clears 0.15 but
-one run on 15 held-out expressions scatters by about +-0.05, so the test asserts the verdict
-threshold of ``smoke.yaml`` (0.10), which a misaligned export (gap 0.00) is far below."""
+The issue asks for a gap >= 0.15. On this export the shipped config measured 0.168 on the 29
+scored expressions of multi-object images (2 threads; train fit 0.840), and 0.149 / 0.195 (2 / 1
+threads) when only the 15 on images with two *scored* referents counted: single runs scatter by
+several points, so the test asserts the verdict threshold of ``smoke.yaml`` (0.10), which a
+misaligned export (gap 0.00) is far below."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from risbench_builder.crobim.config import load_config
 from risbench_builder.crobim.train import smoke
 from tests.crobim.exports import make_hf_export, vrsbench_triplets, write_hf
 
-SCENES = 100         # x 2 patches; the smoke fits 48 train triplets and scores 37 val ones (15 on
+SCENES = 100         # x 2 patches; the smoke fits 48 train triplets and scores 37 val ones (29 on
                      # multi-object images) of those >= 0.6 % of the image
 
 
@@ -52,7 +53,7 @@ def test_smoke_passes_on_an_aligned_export(smoke_export: Path, smoke_cfg) -> Non
     print(result["note"])
     assert f"aligned {100 * aligned['val_multi_mIoU']:.2f} vs shuffled control " \
            f"{100 * control['val_multi_mIoU']:.2f}" in notes[-1]
-    assert result["val_multi_samples"] >= 12, result          # the gap is measured on enough expressions
+    assert result["val_multi_samples"] >= 20, result          # the gap is measured on enough expressions
     assert aligned["train_mIoU"] >= 0.8, result["note"]       # it fits its train subset
     assert result["gap"] >= smoke_cfg.smoke.min_gap >= 0.10, result["note"]   # language picks the object
     assert result["verdict"] == "PASS"

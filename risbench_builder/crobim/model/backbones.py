@@ -148,6 +148,21 @@ def resolve_text_path(spec: str | Path) -> Path:
     return path
 
 
+def _quiet_from_pretrained(cls: Any, folder: Path) -> Any:
+    """Load without transformers' load report and progress bar: a sentence-transformers folder
+    carries a pooler this model leaves out on purpose, which the report would list as unexpected."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        return cls.from_pretrained(str(folder), add_pooling_layer=False)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        hf_logging.enable_progress_bar()
+
+
 class TextEncoder(nn.Module):
     """BERT fed ``inputs_embeds`` (so prompts can be inserted); at most ``max_tokens`` text tokens."""
 
@@ -159,7 +174,7 @@ class TextEncoder(nn.Module):
         self.max_tokens = max_tokens
         if path:
             folder = resolve_text_path(path)
-            self.bert = BertModel.from_pretrained(str(folder), add_pooling_layer=False)
+            self.bert = _quiet_from_pretrained(BertModel, folder)
             self.tokenizer: Any = (_HFTokenizer(folder) if (folder / "vocab.txt").is_file()
                                    or (folder / "tokenizer.json").is_file()
                                    else HashTokenizer(self.bert.config.vocab_size))
