@@ -5,7 +5,8 @@
 #
 #   bash benchmarks/gpu_all.sh
 #
-# Packages the GPU image lacks (segment-anything, pydantic and its two helpers) can travel as
+# Packages the GPU image lacks (segment-anything, pydantic + pydantic-core, annotated-types,
+# typing-inspection, pycocotools, shapely; built for its Python 3.12) can travel as
 # wheels in .whl/ (see BENCHMARKS.md, "GPU checks"); they are installed into /tmp/site first.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
