@@ -7,7 +7,8 @@
 #
 # Packages the GPU image lacks (segment-anything, pydantic + pydantic-core, annotated-types,
 # typing-inspection, pycocotools, shapely; built for its Python 3.12) can travel as
-# wheels in .whl/ (see BENCHMARKS.md, "GPU checks"); they are installed into /tmp/site first.
+# wheels in .whl/ (`pip download --no-deps --only-binary=:all: --python-version 3.12 --platform
+# manylinux2014_x86_64 -d .whl NAME==VERSION`); they are installed into /tmp/site first.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 LOG="${OUT:-gpu-logs}"
