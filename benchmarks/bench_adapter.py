@@ -36,7 +36,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_refine import make_scene  # noqa: E402
 
-from risbench_builder.adapter.data import FeatureStore, crop_samples, make_batch, noise_for, split_by_scene, trusted_samples  # noqa: E402
+from risbench_builder.adapter.data import FeatureStore, make_batch, recipe_samples  # noqa: E402
 from risbench_builder.adapter.io import LoadedAdapter  # noqa: E402
 from risbench_builder.adapter.model import GuideFeatures, build_adapter_decoder, guide_size  # noqa: E402
 from risbench_builder.adapter.recipe import load_recipe  # noqa: E402
@@ -57,10 +57,7 @@ def epoch_times(root: Path, scenes: int, epochs: int) -> tuple[list[float], list
     ws = init_workspace(root / "ws", spec)
     run_ingest(ws, ws.load(), progress=False)
     recipe = load_recipe("tiny")
-    samples = crop_samples(trusted_samples(ws), recipe.data.crop)
-    train, _ = split_by_scene(samples, recipe.data.heldout_fraction, recipe.data.seed)
-    n = recipe.noise
-    noise = noise_for(train, n.shift, n.scale, n.aspect, n.profile)
+    train, _, noise = recipe_samples(ws, recipe)
     cached_seg = SamSegmenter("tiny", device="cpu", cache=EmbeddingCache(root / "cache"))
     plain_seg = SamSegmenter("tiny", device="cpu", cache=None)
     features = GuideFeatures(guide_size(cached_seg.model.prompt_encoder))

@@ -18,7 +18,7 @@ import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import cv2
 import numpy as np
@@ -34,6 +34,9 @@ from ..stages.refine import _load_rgb, context_window
 from ..workspace import Workspace
 from .model import GuideFeatures
 from .noise import BoxNoise
+
+if TYPE_CHECKING:
+    from .recipe import AdapterRecipe
 
 
 @dataclass(frozen=True)
@@ -239,3 +242,15 @@ def noise_for(samples: Sequence[Sample], shift: float, scale: float, aspect: flo
 
     measured = NoiseProfile.measure((s.prompt_box, s.truth_box) for s in samples)
     return BoxNoise(shift, scale, aspect, profile, measured)
+
+
+def recipe_samples(ws: Workspace, recipe: "AdapterRecipe", truth: Path | None = None
+                   ) -> tuple[list[Sample], list[Sample], BoxNoise]:
+    """The recipe's trusted samples (context crops when it sets them) split by scene, and the box
+    noise fitted on the train part: training, evaluation and the benchmark must see the same split."""
+    samples = trusted_samples(ws, truth)
+    if recipe.data.crop:
+        samples = crop_samples(samples, recipe.data.crop)
+    train, held = split_by_scene(samples, recipe.data.heldout_fraction, recipe.data.seed)
+    n = recipe.noise
+    return train, held, noise_for(train, n.shift, n.scale, n.aspect, n.profile)

@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from .. import masks
 from ..segment.sam import SamSegmenter
 from ..workspace import Workspace
-from .data import Sample, crop_samples, noise_for, sam_for, split_by_scene, trusted_samples
+from .data import Sample, recipe_samples, sam_for
 from .noise import BoxNoise
 
 
@@ -82,14 +82,9 @@ def evaluate_adapter(ws: Workspace, adapter_path: str | Path, *, truth: Path | N
 
     _, meta, path = read_adapter(adapter_path)
     recipe = parse_recipe(json.loads(meta["recipe"]), path)
-    samples = trusted_samples(ws, truth)
-    if recipe.data.crop:
-        samples = crop_samples(samples, recipe.data.crop)
-    train, held = split_by_scene(samples, recipe.data.heldout_fraction, recipe.data.seed)
+    _, held, noise = recipe_samples(ws, recipe, truth)
     if not held:
         raise ValueError(f"adapter eval: {ws.path} has a single scene with trusted masks; nothing is held out")
-    n = recipe.noise
-    noise = noise_for(train, n.shift, n.scale, n.aspect, n.profile)
     seg = sam_for(ws, recipe.sam.model, checkpoint, recipe.sam.checkpoint, device)
     loaded = load_adapter(path, seg)
     result = compare(seg, loaded, held, noise, recipe.data.eval_draws if draws is None else draws,

@@ -14,7 +14,7 @@ from typing import Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..config import ConfigError
+from ..config import ConfigError, _format_errors
 from .model import DECODER_PARTS, PA_SAM_TRAINABLE
 
 
@@ -115,8 +115,7 @@ def parse_recipe(data: object, origin: Path | str = "<recipe>") -> AdapterRecipe
     try:
         return AdapterRecipe.model_validate(data)
     except ValidationError as err:
-        raise ConfigError("; ".join(f"{origin}: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                                    for e in err.errors())) from None
+        raise ConfigError(_format_errors(Path(origin), err)) from None
 
 
 def load_recipe(spec: str | Path) -> AdapterRecipe:

@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from ..catalog import code_version
 from ..workspace import Workspace
-from .data import FeatureStore, crop_samples, make_batch, noise_for, sam_for, split_by_scene, trusted_samples
+from .data import FeatureStore, make_batch, recipe_samples, sam_for
 from .model import GuideFeatures, PromptAdapterDecoder, build_adapter_decoder, guide_size
 from .recipe import AdapterRecipe
 from .step import make_optimizer, train_step
@@ -147,14 +147,9 @@ def _train(ws: Workspace, recipe: AdapterRecipe, out: Path, checkpoint: str | Pa
            resume: bool, max_steps: int | None, device: str, evaluate: bool, progress: bool,
            log: Callable[[str], None], rank: int, world: int) -> TrainResult:
     started = time.perf_counter()
-    samples = trusted_samples(ws, truth)
-    if recipe.data.crop:
-        samples = crop_samples(samples, recipe.data.crop)
-    train, held = split_by_scene(samples, recipe.data.heldout_fraction, recipe.data.seed)
+    train, held, noise = recipe_samples(ws, recipe, truth)
     if not train:
         raise ValueError(f"adapter train: no training masks left after holding out scenes in {ws.path}")
-    n = recipe.noise
-    noise = noise_for(train, n.shift, n.scale, n.aspect, n.profile)
     seg = sam_for(ws, recipe.sam.model, checkpoint, recipe.sam.checkpoint, device)
     sam = seg.model
     log(f"adapter {recipe.name}: {len(train)} training masks, {len(held)} held out "
