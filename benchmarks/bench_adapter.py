@@ -50,7 +50,7 @@ from risbench_builder.workspace import init_workspace  # noqa: E402
 TARGET_EPOCH_RATIO, TARGET_OVERHEAD = 5.0, 1.3
 
 
-def epoch_times(root: Path, scenes: int, epochs: int) -> tuple[list[float], list[float], list[float], int, int]:
+def epoch_times(root: Path, scenes: int, epochs: int) -> tuple[list[float], list[float], list[float], int, int, int]:
     spec = root / "p.yaml"
     spec.write_text(yaml.safe_dump({"synthetic": {"out": "sources", "seed": 3, "scenes": scenes, "patches_per_scene": 2},
                                     "sources": [{"kind": "vrsbench", "root": "sources/vrsbench"}]}))
@@ -88,7 +88,7 @@ def epoch_times(root: Path, scenes: int, epochs: int) -> tuple[list[float], list
         c.append(epoch(cached, e))
         m.append(epoch(in_memory, e))
         r.append(epoch(recompute, e))
-    return c, m, r, len(train), plain_seg.encoder_calls
+    return c, m, r, len(train), plain_seg.encoder_calls, bs
 
 
 def overhead(name: str, images: int, reps: int) -> dict[str, float]:
@@ -162,10 +162,10 @@ def main() -> int:
           f"{torch.get_num_threads()} threads, Python {platform.python_version()}")
 
     with tempfile.TemporaryDirectory() as tmp:
-        c, m, r, n, calls = epoch_times(Path(tmp), args.scenes, args.epochs)
+        c, m, r, n, calls, bs = epoch_times(Path(tmp), args.scenes, args.epochs)
     ratio = statistics.median(r) / statistics.median(c)
     ratio_m = statistics.median(r) / statistics.median(m)
-    print(f"\n(1) epoch time, tiny SAM, {n} training masks, batch 8 (tiny recipe):")
+    print(f"\n(1) epoch time, tiny SAM, {n} training masks, batch {bs} (tiny recipe):")
     print(f"    cached     {', '.join(f'{v:.3f}' for v in c)} s/epoch  (median {statistics.median(c):.3f})")
     print(f"    in memory  {', '.join(f'{v:.3f}' for v in m)} s/epoch  (median {statistics.median(m):.3f}; cache "
           f"entries held in the trainer's LRU, its default)")

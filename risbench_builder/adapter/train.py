@@ -88,6 +88,22 @@ def _barrier(world: int) -> None:
         dist.barrier()
 
 
+def _ranks_agree(decoder: PromptAdapterDecoder, world: int) -> bool:
+    """Whether every rank ends with rank 0's trainable weights, bit for bit. DDP averages the
+    gradients so that they should; a rank that trained its own model (a forward that bypassed
+    the DDP wrapper, a rank-dependent optimizer) would save a different adapter on each GPU."""
+    if world == 1:
+        return True
+    import torch.distributed as dist
+
+    flat = torch.cat([p.detach().float().flatten() for p in decoder.parameters() if p.requires_grad])
+    ref = flat.clone()
+    dist.broadcast(ref, 0)
+    diff = (flat - ref).abs().max().reshape(1)
+    dist.all_reduce(diff, op=dist.ReduceOp.MAX)
+    return float(diff) == 0.0
+
+
 def _device(device: str | None, world: int) -> str:
     if device:
         return device
@@ -219,6 +235,11 @@ def _train(ws: Workspace, recipe: AdapterRecipe, out: Path, checkpoint: str | Pa
     decoder.eval()
     decoder.generator = None
     _barrier(world)
+    if not _ranks_agree(decoder, world):
+        raise RuntimeError(f"adapter: the {world} ranks ended with different weights; DDP did not synchronise "
+                           "them (report this with the recipe)")
+    if world > 1 and rank == 0:
+        log(f"adapter {recipe.name}: {world} ranks, trainable weights identical on every rank")
 
     from .io import load_adapter, save_adapter
 

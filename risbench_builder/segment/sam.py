@@ -33,6 +33,7 @@ from segment_anything.utils.amg import calculate_stability_score
 from segment_anything.utils.transforms import ResizeLongestSide
 from torch.nn import functional as F
 
+from risbench_builder.segment.attention import use_token_axis_attention
 from risbench_builder.segment.base import MaskOutput, View
 
 if TYPE_CHECKING:  # imported lazily: safetensors is only needed once a cache is used
@@ -136,6 +137,7 @@ def _build_sam(
             pixel_mean=PIXEL_MEAN,
             pixel_std=PIXEL_STD,
         )
+    use_token_axis_attention(sam.mask_decoder)  # same math, a CPU-friendly layout (segment/attention.py)
     sam.eval()
     if state is not None:
         _load_into(sam, name, Path(checkpoint), state)

@@ -78,7 +78,8 @@ def test_registry_matches_segment_anything(name: str) -> None:
     with torch.device("meta"):  # shapes only, no memory and no init cost
         ours, ref = sam_model_registry[name](), reference_registry[name]()
     assert {k: v.shape for k, v in ours.state_dict().items()} == {k: v.shape for k, v in ref.state_dict().items()}
-    assert str(ours) == str(ref)
+    # the same modules, but the image-to-token attention computed in another layout (segment/attention.py)
+    assert str(ours).replace("TokenAxisAttention", "Attention") == str(ref)
     assert [b.attn.num_heads for b in ours.image_encoder.blocks] == [b.attn.num_heads for b in ref.image_encoder.blocks]
     assert [b.window_size for b in ours.image_encoder.blocks] == [b.window_size for b in ref.image_encoder.blocks]
 
