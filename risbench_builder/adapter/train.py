@@ -28,6 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from safetensors.torch import load_file, save_file
 
 from ..catalog import code_version
+from ..ddp import ranks_agree
 from ..workspace import Workspace
 from .data import FeatureStore, make_batch, recipe_samples, sam_for
 from .model import GuideFeatures, PromptAdapterDecoder, build_adapter_decoder, guide_size
@@ -86,22 +87,6 @@ def _barrier(world: int) -> None:
         import torch.distributed as dist
 
         dist.barrier()
-
-
-def _ranks_agree(decoder: PromptAdapterDecoder, world: int) -> bool:
-    """Whether every rank ends with rank 0's trainable weights, bit for bit. DDP averages the
-    gradients so that they should; a rank that trained its own model (a forward that bypassed
-    the DDP wrapper, a rank-dependent optimizer) would save a different adapter on each GPU."""
-    if world == 1:
-        return True
-    import torch.distributed as dist
-
-    flat = torch.cat([p.detach().float().flatten() for p in decoder.parameters() if p.requires_grad])
-    ref = flat.clone()
-    dist.broadcast(ref, 0)
-    diff = (flat - ref).abs().max().reshape(1)
-    dist.all_reduce(diff, op=dist.ReduceOp.MAX)
-    return float(diff) == 0.0
 
 
 def _device(device: str | None, world: int) -> str:
@@ -235,7 +220,7 @@ def _train(ws: Workspace, recipe: AdapterRecipe, out: Path, checkpoint: str | Pa
     decoder.eval()
     decoder.generator = None
     _barrier(world)
-    if not _ranks_agree(decoder, world):
+    if not ranks_agree(decoder.parameters(), world):
         raise RuntimeError(f"adapter: the {world} ranks ended with different weights; DDP did not synchronise "
                            "them (report this with the recipe)")
     if world > 1 and rank == 0:

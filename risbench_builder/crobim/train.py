@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..ddp import ranks_agree
 from .config import CroBIMConfig
 from .data import RefSegDataset, Sample, available_splits, load_split, make_collate, min_mask_fraction, \
     multi_object_images, shuffle_expressions, subset_by_images
@@ -234,8 +235,9 @@ def train(data: str | Path, cfg: CroBIMConfig, out: str | Path, resume: bool = F
     collate = make_collate(model.tokenize)
     history = json.loads((out / "metrics.json").read_text()) if resume and (out / "metrics.json").is_file() else []
     record: dict = {}
-    log(f"train: {len(train_samples)} samples, {steps_per_epoch} steps/epoch x {tc.epochs} epochs "
-        f"(batch {tc.micro_batch} x {world} ranks x {accum} accumulation), device {dev}")
+    if main:
+        log(f"train: {len(train_samples)} samples, {steps_per_epoch} steps/epoch x {tc.epochs} epochs "
+            f"(batch {tc.micro_batch} x {world} ranks x {accum} accumulation), device {dev}")
     while state["epoch"] < tc.epochs and state["step"] < total:
         if until_epoch is not None and state["epoch"] >= until_epoch:
             break
@@ -280,6 +282,10 @@ def train(data: str | Path, cfg: CroBIMConfig, out: str | Path, resume: bool = F
                 + f" ({record['seconds']} s)")
         if world > 1:
             torch.distributed.barrier()
+    if not ranks_agree(model.parameters(), world):
+        raise RuntimeError(f"train: the {world} ranks ended with different weights; DDP did not synchronise them")
+    if world > 1 and main:
+        log(f"train: {world} ranks, weights identical on every rank")
     return record
 
 
