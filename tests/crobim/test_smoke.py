@@ -1,13 +1,11 @@
 """Baseline validation (``risbench train --smoke``) on a demo-like export, on the CPU, with the
 shipped ``smoke`` configuration: the model fits its train subset, the aligned-vs-shuffled val gap
-on multi-object images is large, and a copy of the export whose masks are rotated by one
+on multi-object images is at least 0.15, and a copy of the export whose masks are rotated by one
 triplet shows no gap.
 
-The issue asks for a gap >= 0.15. On this export the shipped config measured 0.168 on the 29
-scored expressions of multi-object images (2 threads; train fit 0.840), and 0.149 / 0.195 (2 / 1
-threads) when only the 15 on images with two *scored* referents counted: single runs scatter by
-several points, so the test asserts the verdict threshold of ``smoke.yaml`` (0.10), which a
-misaligned export (gap 0.00) is far below."""
+Measured on this export (250 scenes, seed 11; 89 train triplets and 44 scored val expressions on
+42 multi-object images, referents >= 1 % of the image): fit 0.857 / 0.870, aligned 0.584 / 0.573
+vs shuffled 0.386 / 0.379, gap 0.198 / 0.194 (seeds 0 / 1, one thread)."""
 
 from __future__ import annotations
 
@@ -19,8 +17,8 @@ from risbench_builder.crobim.config import load_config
 from risbench_builder.crobim.train import smoke
 from tests.crobim.exports import make_hf_export, vrsbench_triplets, write_hf
 
-SCENES = 100         # x 2 patches; the smoke fits 48 train triplets and scores 37 val ones (29 on
-                     # multi-object images) of those >= 0.6 % of the image
+SCENES = 250         # x 2 patches: enough referents >= 1 % of the image for ~90 train triplets and
+                     # ~40 scored val expressions on multi-object images
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +51,10 @@ def test_smoke_passes_on_an_aligned_export(smoke_export: Path, smoke_cfg) -> Non
     print(result["note"])
     assert f"aligned {100 * aligned['val_multi_mIoU']:.2f} vs shuffled control " \
            f"{100 * control['val_multi_mIoU']:.2f}" in notes[-1]
-    assert result["val_multi_samples"] >= 20, result          # the gap is measured on enough expressions
+    assert result["val_multi_samples"] >= 30, result          # the gap is measured on enough expressions
     assert aligned["train_mIoU"] >= 0.8, result["note"]       # it fits its train subset
-    assert result["gap"] >= smoke_cfg.smoke.min_gap >= 0.10, result["note"]   # language picks the object
+    assert result["gap"] >= 0.15, result["note"]              # language picks the object
+    assert smoke_cfg.smoke.min_gap == 0.15
     assert result["verdict"] == "PASS"
 
 
