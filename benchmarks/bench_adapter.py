@@ -15,7 +15,7 @@ the adapter's overhead inside sam-refine.
     the embedding already cached (no encoder), with the adapter / without. Also the decoder
     pass alone (predict_masks on one chunk). Target <= 1.3.
 
-    python benchmarks/bench_adapter.py [--scenes 12] [--epochs 2] [--models tiny vit_b] [--threads 1]
+    python benchmarks/bench_adapter.py [--scenes 12] [--epochs 2] [--models tiny vit_b] [--batch-size 8] [--threads 1]
 """
 
 from __future__ import annotations
@@ -50,13 +50,15 @@ from risbench_builder.workspace import init_workspace  # noqa: E402
 TARGET_EPOCH_RATIO, TARGET_OVERHEAD = 5.0, 1.3
 
 
-def epoch_times(root: Path, scenes: int, epochs: int) -> tuple[list[float], list[float], list[float], int, int, int]:
+def epoch_times(root: Path, scenes: int, epochs: int, batch_size: int | None = None) -> tuple[list[float], list[float], list[float], int, int, int]:
     spec = root / "p.yaml"
     spec.write_text(yaml.safe_dump({"synthetic": {"out": "sources", "seed": 3, "scenes": scenes, "patches_per_scene": 2},
                                     "sources": [{"kind": "vrsbench", "root": "sources/vrsbench"}]}))
     ws = init_workspace(root / "ws", spec)
     run_ingest(ws, ws.load(), progress=False)
     recipe = load_recipe("tiny")
+    if batch_size:
+        recipe.optim.batch_size = batch_size
     train, _, noise = recipe_samples(ws, recipe)
     cached_seg = SamSegmenter("tiny", device="cpu", cache=EmbeddingCache(root / "cache"))
     plain_seg = SamSegmenter("tiny", device="cpu", cache=None)
@@ -154,6 +156,7 @@ def main() -> int:
     ap.add_argument("--models", nargs="+", default=["tiny", "vit_b"])
     ap.add_argument("--images", type=int, default=2, help="images per overhead timing")
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--batch-size", type=int, default=None, help="override the tiny recipe's batch (16) in (1)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: tiny models on a shared machine)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -162,7 +165,7 @@ def main() -> int:
           f"{torch.get_num_threads()} threads, Python {platform.python_version()}")
 
     with tempfile.TemporaryDirectory() as tmp:
-        c, m, r, n, calls, bs = epoch_times(Path(tmp), args.scenes, args.epochs)
+        c, m, r, n, calls, bs = epoch_times(Path(tmp), args.scenes, args.epochs, args.batch_size)
     ratio = statistics.median(r) / statistics.median(c)
     ratio_m = statistics.median(r) / statistics.median(m)
     print(f"\n(1) epoch time, tiny SAM, {n} training masks, batch {bs} (tiny recipe):")
