@@ -351,7 +351,9 @@ def smoke(data: str | Path, cfg: CroBIMConfig, device: str | None = None, sample
     keep = [s.image_id in multi_all for s in val_set]
     multi = {s.image_id for s, k in zip(val_set, keep) if k}
     if not any(keep):
-        raise ValueError(f"{data}: no val image with two or more referred objects; the smoke verdict needs some")
+        raise ValueError(f"{data}: no val image with two or more referred objects (scored referents >= "
+                         f"{100 * sc.min_mask_fraction:g} % of the image); the smoke verdict needs a larger export "
+                         f"(a few hundred images)")
     log(f"smoke: {len(train_set)} train triplets on {len({s.image_id for s in train_set})} images, "
         f"{len(val_set)} held-out val triplets ({sum(keep)} on {len(multi)} multi-object images), "
         f"{sc.steps} steps x batch {sc.batch_size} per run, {cfg.model.img_size} px, device {dev}")

@@ -65,3 +65,13 @@ def test_smoke_fails_on_a_misaligned_export(misaligned_export: Path, smoke_cfg) 
     assert result["gap"] < 0.05, result["note"]
     assert result["verdict"] == "FAIL"
     assert "do not look aligned" in result["note"]
+
+
+def test_too_small_an_export_is_refused_in_one_line(small_export: Path, smoke_cfg) -> None:
+    from risbench_builder.crobim.data import load_split
+
+    val = load_split(small_export, "val")
+    one_per_image = list({s.image_id: s for s in val}.values())    # no image keeps two referred objects
+    with pytest.raises(ValueError, match=r"no val image with two or more referred objects .* needs a larger export"):
+        smoke(small_export, smoke_cfg, device="cpu", samples={"train": load_split(small_export, "train"),
+                                                              "val": one_per_image}, log=lambda s: None)
