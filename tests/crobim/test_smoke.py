@@ -5,7 +5,9 @@ triplet shows no gap.
 
 Measured on this export (250 scenes, seed 11; 89 train triplets and 44 scored val expressions on
 42 multi-object images, referents >= 1 % of the image): fit 0.857 / 0.870, aligned 0.584 / 0.573
-vs shuffled 0.386 / 0.379, gap 0.198 / 0.194 (seeds 0 / 1, one thread)."""
+vs shuffled 0.386 / 0.379, gap 0.198 / 0.194 (training seeds 0 / 1, one thread), 0.197 in pytest.
+The 0.15 asserted here holds for this export; other 250-scene exports of the same generator
+measured 0.097 (seed 12) and 0.144 (seed 13), so the shipped verdict threshold is 0.07."""
 
 from __future__ import annotations
 
@@ -53,8 +55,7 @@ def test_smoke_passes_on_an_aligned_export(smoke_export: Path, smoke_cfg) -> Non
            f"{100 * control['val_multi_mIoU']:.2f}" in notes[-1]
     assert result["val_multi_samples"] >= 30, result          # the gap is measured on enough expressions
     assert aligned["train_mIoU"] >= 0.8, result["note"]       # it fits its train subset
-    assert result["gap"] >= 0.15, result["note"]              # language picks the object
-    assert smoke_cfg.smoke.min_gap == 0.15
+    assert result["gap"] >= 0.15, result["note"]              # language picks the object (this export)
     assert result["verdict"] == "PASS"
 
 
