@@ -21,15 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from risbench_builder.crobim.config import load_config  # noqa: E402
 from risbench_builder.crobim.train import smoke  # noqa: E402
-from tests.crobim.exports import make_hf_export, vrsbench_triplets, write_hf  # noqa: E402
-
-
-def misaligned_copy(base: Path) -> Path:
-    rows = vrsbench_triplets(base / "vrsbench", base / "vrsbench_truth")
-    masks = [r["mask"] for r in rows]
-    for i, r in enumerate(rows):
-        r["mask"] = masks[(i + 1) % len(rows)]
-    return write_hf(rows, base / "misaligned")
+from tests.crobim.exports import make_hf_export, write_misaligned  # noqa: E402
 
 
 def main() -> int:
@@ -54,7 +46,7 @@ def main() -> int:
             base = Path(tmp) / f"s{seed}"
             exports = [(f"seed {seed}", make_hf_export(base, scenes=args.scenes, patches_per_scene=2, seed=seed))]
             if args.misaligned:
-                exports.append((f"seed {seed} misaligned", misaligned_copy(base)))
+                exports.append((f"seed {seed} misaligned", write_misaligned(base)))
             for name, path in exports:
                 r = smoke(path, cfg, device="cpu", always_control=True, log=lambda _m: None)
                 a, c = r["runs"]["aligned"], r["runs"]["shuffled"]

@@ -1,8 +1,10 @@
-"""Shared fixtures: the real sample files (skipped when absent) and workspaces."""
+"""Shared fixtures: the real sample files (skipped when absent), workspaces, and `torchrun`."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,3 +37,11 @@ def make_workspace(tmp_path: Path):
         return init_workspace(tmp_path / name, spec)
 
     return make
+
+
+def torchrun(*cli_args: str, ranks: int = 2) -> subprocess.CompletedProcess:
+    """``torchrun --standalone`` of ``risbench CLI_ARGS`` with ``ranks`` processes (gloo on the CPU,
+    one thread each); stdout and stderr captured as text."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks),
+           "-m", "risbench_builder", *cli_args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})

@@ -4,22 +4,18 @@ global batch, and the trainer checks at the end that both hold rank 0's weights 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import torchrun
 
 
 @pytest.mark.slow
 def test_two_ranks_under_torchrun(workspace, tmp_path: Path) -> None:
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "risbench_builder", "adapter", "train", "-w", str(workspace.path), "--recipe", "tiny",
-           "--out", str(out), "--max-steps", "3", "--no-evaluate", "--device", "cpu", "--no-progress"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    run = torchrun("adapter", "train", "-w", str(workspace.path), "--recipe", "tiny", "--out", str(out),
+                   "--max-steps", "3", "--no-evaluate", "--device", "cpu", "--no-progress")
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     assert "2 ranks, trainable weights identical on every rank" in run.stdout
     assert run.stdout.count("wrote ") == 1                      # one adapter file, from rank 0

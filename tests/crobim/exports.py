@@ -91,6 +91,16 @@ def make_hf_export(base: Path, scenes: int = 8, patches_per_scene: int = 2, seed
     return write_hf(vrsbench_triplets(base / "vrsbench", base / "vrsbench_truth"), base / "export", shards)
 
 
+def write_misaligned(base: Path) -> Path:
+    """``base/misaligned``: the export of ``make_hf_export(base, ...)`` with every mask moved to the
+    next triplet (export order), the deliberately broken copy of the smoke validation."""
+    rows = vrsbench_triplets(base / "vrsbench", base / "vrsbench_truth")
+    masks = [r["mask"] for r in rows]
+    for i, r in enumerate(rows):
+        r["mask"] = masks[(i + 1) % len(rows)]
+    return write_hf(rows, base / "misaligned")
+
+
 def write_refer(rows: list[dict], out: Path, name: str = "risbench") -> Path:
     """REFER layout (formats.md §6): ``out/<name>/refs(unc).p``, ``instances.json``,
     ``out/images/<name>/JPEGImages/*.png``; list-wrapped RLE, xyxy bbox, ``categories_id``."""

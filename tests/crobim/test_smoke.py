@@ -17,7 +17,7 @@ import pytest
 
 from risbench_builder.crobim.config import load_config
 from risbench_builder.crobim.train import smoke
-from tests.crobim.exports import make_hf_export, vrsbench_triplets, write_hf
+from tests.crobim.exports import make_hf_export, write_misaligned
 
 SCENES = 250         # x 2 patches: enough referents >= 1 % of the image for ~90 train triplets and
                      # ~40 scored val expressions on multi-object images
@@ -31,12 +31,7 @@ def smoke_export(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def misaligned_export(smoke_export: Path) -> Path:
     """The same triplets with every mask moved to the next triplet (export order)."""
-    base = smoke_export.parent
-    rows = vrsbench_triplets(base / "vrsbench", base / "vrsbench_truth")
-    masks = [r["mask"] for r in rows]
-    for i, r in enumerate(rows):
-        r["mask"] = masks[(i + 1) % len(rows)]
-    return write_hf(rows, base / "misaligned")
+    return write_misaligned(smoke_export.parent)
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
@@ -15,6 +16,7 @@ from risbench_builder.crobim.config import CroBIMConfig, load_config, shipped_co
 from risbench_builder.crobim.evaluate import load_checkpoint
 from risbench_builder.crobim.model import build_model
 from risbench_builder.crobim.train import load_weights, param_groups, save_checkpoint, train
+from tests.conftest import torchrun
 
 runner = CliRunner()
 
@@ -135,18 +137,10 @@ def test_minilm_text_encoder_loads_offline(monkeypatch) -> None:
 def test_two_ranks_under_torchrun(tmp_path: Path, tiny_cfg: CroBIMConfig, small_export: Path) -> None:
     """DDP on the CPU: two gloo ranks take halves of each global batch (no accumulation needed for
     batch 4 = 2 x 2), rank 0 writes the run, and both end with the same weights."""
-    import os
-    import subprocess
-    import sys
-
-    import yaml
-
     cfg = tmp_path / "ddp.yaml"
     cfg.write_text(yaml.safe_dump(fast_cfg(tiny_cfg).model_dump(mode="json")))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "risbench_builder", "train", "--data", str(small_export), "--config", str(cfg),
-           "--out", str(tmp_path / "run"), "--device", "cpu"]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    run = torchrun("train", "--data", str(small_export), "--config", str(cfg), "--out", str(tmp_path / "run"),
+                   "--device", "cpu")
     assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
     text = " ".join(run.stdout.split())                             # rich wraps lines at 80 columns
     assert text.count("(batch 2 x 2 ranks x 1 accumulation)") == 1   # logged by rank 0 only
