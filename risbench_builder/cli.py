@@ -299,7 +299,11 @@ def train(data: Optional[Path] = typer.Option(None, "--data", help="export folde
                                      "aligned vs shuffled-expression control"),
           dry_run: bool = typer.Option(False, "--dry-run", help="build the model, print its parameter count, exit"),
           resume: bool = typer.Option(False, help="continue from OUT/last"),
-          device: Optional[str] = typer.Option(None, help="cpu | cuda | cuda:N (default: cuda when available)")) -> None:
+          device: Optional[str] = typer.Option(None, help="cpu | cuda | cuda:N (default: cuda when available)"),
+          side_by_side: Optional[bool] = typer.Option(
+              None, "--side-by-side/--one-at-a-time",
+              help="--smoke: train both arms at once in two processes (default on a CPU with 2+ threads), "
+                   "or one after the other (skips the control when the aligned run already fails)")) -> None:
     """Train the bundled CroBIM reference model on an export, or check an export with --smoke."""
     from .crobim.config import load_config
 
@@ -314,7 +318,7 @@ def train(data: Optional[Path] = typer.Option(None, "--data", help="export folde
     if smoke:
         from .crobim.train import smoke as run_smoke
 
-        if run_smoke(data, cfg, device=device, log=_plain)["verdict"] != "PASS":
+        if run_smoke(data, cfg, device=device, log=_plain, side_by_side=side_by_side)["verdict"] != "PASS":
             raise typer.Exit(EXIT_ERROR)
         return
     from .crobim.train import train as run_train

@@ -347,9 +347,9 @@ class PromptAdapterDecoder(nn.Module):
 
         n_masks = dec.num_mask_tokens if multimask else 1
         src = keys.expand(bsz, -1, -1).transpose(1, 2).reshape(bsz, c, h, w)
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() and src.is_cpu:
             # a channels-last view; the upscaling's GELU backward then mixes layouts, ~10x slower
-            # on the CPU than on plain NCHW (the stock decoder's layout is kept at inference)
+            # on the CPU than on plain NCHW (the stock decoder's layout is kept at inference and on GPUs)
             src = src.contiguous()
         upscaled = dec.output_upscaling(src)
         hyper_in = torch.stack([dec.output_hypernetworks_mlps[i](hs[:, 1 + i]) for i in range(n_masks)], dim=1)

@@ -8,6 +8,7 @@ same softmax laid out (B, heads, tokens, image) and taken over the token axis, a
 largest single cost of a tiny adapter training step. :class:`TokenAxisAttention` computes
 exactly the stock formula in that layout; the result equals the stock module up to float
 rounding. It is swapped in by class, so state dicts, checkpoints and parameter names are unchanged.
+On a GPU the stock layout is kept: there the token-axis one was slower (BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ class TokenAxisAttention(Attention):
     """``Attention`` for many queries over few keys: scores kept as keys x queries."""
 
     def forward(self, q: Tensor, k: Tensor, v: Tensor) -> Tensor:
+        if not q.is_cpu:
+            return super().forward(q, k, v)
         q = self._separate_heads(self.q_proj(q), self.num_heads)
         k = self._separate_heads(self.k_proj(k), self.num_heads)
         v = self._separate_heads(self.v_proj(v), self.num_heads)

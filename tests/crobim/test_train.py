@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -120,6 +121,47 @@ def test_cli_smoke_wiring(tmp_path: Path, small_export: Path) -> None:
     assert result.exit_code in (0, 1), result.output
     assert "smoke  aligned" in result.output and "shuffled control" in result.output
     assert ("PASS" in result.output) == (result.exit_code == 0)
+
+
+def quick_smoke_cfg(steps: int = 6) -> CroBIMConfig:
+    cfg = load_config("tiny").model_dump()
+    cfg["model"]["img_size"] = 64
+    cfg["eval"]["size"] = 64
+    cfg["smoke"].update(steps=steps, train_samples=8, val_samples=16, min_mask_fraction=0.0)
+    return CroBIMConfig.model_validate(cfg)
+
+
+def test_side_by_side_arms_equal_one_at_a_time(small_export: Path, monkeypatch) -> None:
+    """The two worker processes (1 thread each here) give the numbers of the in-process runs at 1 thread."""
+    from risbench_builder.crobim.train import smoke
+
+    cfg = quick_smoke_cfg()
+    lines: list[str] = []
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)       # -> 1 thread per worker
+    both = smoke(small_export, cfg, device="cpu", log=lines.append, side_by_side=True)
+    monkeypatch.undo()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        alone = smoke(small_export, cfg, device="cpu", log=lambda s: None, side_by_side=False, always_control=True)
+    finally:
+        torch.set_num_threads(threads)
+    for arm in ("aligned", "shuffled"):
+        for key in ("train_mIoU", "val_mIoU", "val_multi_mIoU"):
+            assert both["runs"][arm][key] == alone["runs"][arm][key], (arm, key)
+    assert "both runs side by side" in lines[0]
+    assert any(line.startswith("  shuffled: step 6/6") for line in lines)      # worker lines passed on
+
+
+def test_a_failing_side_by_side_arm_is_reported_in_one_line(small_export: Path) -> None:
+    from risbench_builder.crobim.data import load_split
+    from risbench_builder.crobim.train import smoke
+
+    train = load_split(small_export, "train")
+    train = [dataclasses.replace(s, image_src=b"not a png") for s in train]     # the workers decode images
+    with pytest.raises(RuntimeError, match=r"smoke: the aligned run stopped with exit code 1: .*side_by_side=False"):
+        smoke(small_export, quick_smoke_cfg(), device="cpu", log=lambda s: None, side_by_side=True,
+              samples={"train": train, "val": load_split(small_export, "val")})
 
 
 def test_minilm_text_encoder_loads_offline(monkeypatch) -> None:

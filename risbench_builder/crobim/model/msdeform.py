@@ -29,20 +29,26 @@ Shapes = Sequence[tuple[int, int]]
 
 def ms_deform_attn_core_pytorch(value: Tensor, spatial_shapes: Shapes, sampling_locations: Tensor,
                                 attention_weights: Tensor) -> Tensor:
-    """Bilinear sampling with ``grid_sample`` (zero padding, align_corners=False) -> (B, Q, M*Dh)."""
+    """Bilinear sampling with ``grid_sample`` (zero padding, align_corners=False) -> (B, Q, M*Dh).
+
+    Each level is sampled into a (B*M, Dh, P, Q) map and weighted in place: points on the
+    reduced axis, queries innermost. Deformable DETR's version samples (B*M, Dh, Q, P), stacks
+    the levels and multiplies by a weight broadcast over Dh; on the CPU that stack, the strided
+    broadcast multiply and their backward took half of the operator's time: this layout is 1.8x
+    faster forward + backward at the smoke configuration's sizes and as fast at the paper's.
+    """
     b, _, m, dh = value.shape
-    _, q, _, n_levels, n_points, _ = sampling_locations.shape
-    sizes = [h * w for h, w in spatial_shapes]
-    values = value.split(sizes, dim=1)
-    grids = 2 * sampling_locations - 1
-    sampled = []
+    _, q, _, _, n_points, _ = sampling_locations.shape
+    values = value.split([h * w for h, w in spatial_shapes], dim=1)
+    grids = (2 * sampling_locations - 1).permute(0, 2, 3, 4, 1, 5)            # (B, M, L, P, Q, 2)
+    weights = attention_weights.permute(0, 2, 3, 4, 1).to(value.dtype)        # (B, M, L, P, Q)
+    out = None
     for lvl, (h, w) in enumerate(spatial_shapes):
-        v = values[lvl].flatten(2).transpose(1, 2).reshape(b * m, dh, h, w)
-        g = grids[:, :, :, lvl].transpose(1, 2).flatten(0, 1)                     # (B*M, Q, P, 2)
-        sampled.append(F.grid_sample(v, g.to(v.dtype), mode="bilinear", padding_mode="zeros",
-                                     align_corners=False))                     # (B*M, Dh, Q, P)
-    weights = attention_weights.transpose(1, 2).reshape(b * m, 1, q, n_levels * n_points)
-    out = (torch.stack(sampled, dim=-2).flatten(-2) * weights.to(value.dtype)).sum(-1)
+        v = values[lvl].permute(0, 2, 3, 1).reshape(b * m, dh, h, w)
+        g = grids[:, :, lvl].reshape(b * m, n_points, q, 2).to(v.dtype)
+        sampled = F.grid_sample(v, g, mode="bilinear", padding_mode="zeros", align_corners=False)  # (B*M, Dh, P, Q)
+        part = (sampled * weights[:, :, lvl].reshape(b * m, 1, n_points, q)).sum(2)                # (B*M, Dh, Q)
+        out = part if out is None else out + part
     return out.view(b, m * dh, q).transpose(1, 2).contiguous()
 
 
