@@ -1,8 +1,8 @@
 """The CroBIM smoke validation (``risbench train --smoke``, shipped ``smoke`` config) on several
 synthetic demo-like exports: how much the aligned-vs-shuffled gap depends on the export, and
 what a misaligned copy (masks rotated by one triplet) gives. One row per export; both arms always
-run. Results go to BENCHMARKS.md (CroBIM, smoke validation). About 8 minutes per export and arm
-pair on 2 CPU cores at the default sizes.
+run. Results go to BENCHMARKS.md (CroBIM, smoke validation). About 11 minutes per export and arm
+pair on one CPU core at the shipped 500 steps (run two invocations side by side on 2 cores).
 
     python benchmarks/bench_smoke_exports.py [--seeds 11 12 13] [--scenes 250] [--misaligned] [--threads 1]
 """

@@ -2,8 +2,8 @@
 
 CroBIM's mutual-interaction decoder uses it in the vision-to-language branch (paper eq. 16).
 The official op ships a compiled CUDA kernel; this file holds only the ``grid_sample`` path
-(Deformable DETR's ``ms_deform_attn_core_pytorch``), so the same code runs on CPU and GPU,
-plus :func:`ms_deform_attn_dense`, an independent dense reference used by the tests.
+(Deformable DETR's ``ms_deform_attn_core_pytorch``, laid out for speed), so the same code runs
+on CPU and GPU, plus :func:`ms_deform_attn_dense`, an independent dense reference for the tests.
 
 Shapes: ``value`` (B, S, M, Dh) with S = sum(H_l * W_l) tokens of L levels, M heads of Dh
 channels; ``sampling_locations`` (B, Q, M, L, P, 2) as (x, y) in [0, 1] of each level's
