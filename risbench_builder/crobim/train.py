@@ -471,7 +471,7 @@ def _arms_side_by_side(job: _SmokeJob, arms: dict[str, Sequence[Sample]], thread
         if name not in results:
             tail = (errors.get(name) or ["(no output)"])[-1]
             raise RuntimeError(f"smoke: the {name} run stopped with exit code {proc.returncode}: {tail} "
-                               f"(rerun with side_by_side=False to see it in this process)")
+                               f"(rerun with --one-at-a-time, side_by_side=False, to see it in this process)")
     return {name: results[name] for name in arms}
 
 
