@@ -434,7 +434,7 @@ def _arms_side_by_side(job: _SmokeJob, arms: dict[str, Sequence[Sample]], thread
 
     lines: queue_mod.Queue = queue_mod.Queue()
     results: dict[str, dict] = {}
-    errors: dict[str, list[str]] = {}
+    last_line: dict[str, str] = {}                  # for the one-line error when a run dies
 
     def pump(name: str, proc: subprocess.Popen) -> None:
         for line in proc.stdout:                                           # type: ignore[union-attr]
@@ -442,7 +442,7 @@ def _arms_side_by_side(job: _SmokeJob, arms: dict[str, Sequence[Sample]], thread
             if line.startswith(RESULT_PREFIX):
                 results[name] = json.loads(line[len(RESULT_PREFIX):])
             else:
-                errors.setdefault(name, []).append(line)
+                last_line[name] = line
                 lines.put(line if line.startswith("smoke") else f"  {name}: {line.strip()}")
         proc.wait()
 
@@ -469,8 +469,8 @@ def _arms_side_by_side(job: _SmokeJob, arms: dict[str, Sequence[Sample]], thread
                     proc.kill()
     for name, proc in procs.items():
         if name not in results:
-            tail = (errors.get(name) or ["(no output)"])[-1]
-            raise RuntimeError(f"smoke: the {name} run stopped with exit code {proc.returncode}: {tail} "
+            raise RuntimeError(f"smoke: the {name} run stopped with exit code {proc.returncode}: "
+                               f"{last_line.get(name, '(no output)')} "
                                f"(rerun with --one-at-a-time, side_by_side=False, to see it in this process)")
     return {name: results[name] for name in arms}
 

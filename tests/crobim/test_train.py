@@ -109,14 +109,19 @@ def test_paper_dry_run_parameter_count() -> None:
     assert "218,615,801 parameters" in result.output
 
 
-def test_cli_smoke_wiring(tmp_path: Path, small_export: Path) -> None:
-    """The command runs both arms and prints both numbers (2 steps: the verdict itself is tested in test_smoke)."""
+def quick_smoke_cfg(steps: int = 6) -> CroBIMConfig:
+    """The tiny model at 64 px on a handful of triplets: wiring, not the verdict."""
     cfg = load_config("tiny").model_dump()
     cfg["model"]["img_size"] = 64
     cfg["eval"]["size"] = 64
-    cfg["smoke"].update(steps=2, train_samples=8, val_samples=16, min_mask_fraction=0.0)
+    cfg["smoke"].update(steps=steps, train_samples=8, val_samples=16, min_mask_fraction=0.0)
+    return CroBIMConfig.model_validate(cfg)
+
+
+def test_cli_smoke_wiring(tmp_path: Path, small_export: Path) -> None:
+    """The command runs both arms and prints both numbers (2 steps: the verdict itself is tested in test_smoke)."""
     path = tmp_path / "smoke.yaml"
-    path.write_text(json.dumps(cfg))
+    path.write_text(json.dumps(quick_smoke_cfg(steps=2).model_dump(mode="json")))
     result = runner.invoke(app, ["train", "--smoke", "--config", str(path), "--data", str(small_export)])
     assert result.exit_code in (0, 1), result.output
     assert "smoke  aligned" in result.output and "shuffled control" in result.output
@@ -125,14 +130,6 @@ def test_cli_smoke_wiring(tmp_path: Path, small_export: Path) -> None:
     one = runner.invoke(app, ["train", "--smoke", "--one-at-a-time", "--config", str(path), "--data", str(small_export)])
     assert one.exit_code in (0, 1) and "smoke  aligned" in one.output, one.output
     assert "side by side" not in " ".join(one.output.split())
-
-
-def quick_smoke_cfg(steps: int = 6) -> CroBIMConfig:
-    cfg = load_config("tiny").model_dump()
-    cfg["model"]["img_size"] = 64
-    cfg["eval"]["size"] = 64
-    cfg["smoke"].update(steps=steps, train_samples=8, val_samples=16, min_mask_fraction=0.0)
-    return CroBIMConfig.model_validate(cfg)
 
 
 def test_side_by_side_arms_equal_one_at_a_time(small_export: Path, monkeypatch) -> None:
