@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 SourceKind = Literal["vrsbench", "dota", "dior", "dior_r", "dior_rsvg"]
 
@@ -28,7 +28,7 @@ class SourceConfig(_Strict):
     split: Optional[str] = Field(None, description="override the origin split of every record")
     eval_json: Optional[str] = Field(
         None, description="VRSBench: cross-check file (default: VRSBench_EVAL_referring.json in root when present)")
-    patch_size: int = Field(512, description="VRSBench: size the normalised corners refer to")
+    patch_size: int = Field(512, gt=0, le=100_000, description="VRSBench: size the normalised corners refer to")
     images: Optional[str] = Field(None, description="image folder below root (per-kind default)")
     labels: Optional[str] = Field(None, description="label folder below root (per-kind default)")
 
@@ -40,17 +40,17 @@ class SourceConfig(_Strict):
 class BoxNoiseConfig(_Strict):
     """Loose-box model for synthetic sources, after VRSBench's loose boxes."""
 
-    shift: float = Field(0.08, description="std of the centre shift, as a fraction of box size")
-    scale: float = Field(0.10, description="std of the log scale error")
-    aspect: float = Field(0.08, description="std of the log aspect error")
+    shift: float = Field(0.08, ge=0.0, le=1.0, description="std of the centre shift, as a fraction of box size")
+    scale: float = Field(0.10, ge=0.0, le=1.0, description="std of the log scale error")
+    aspect: float = Field(0.08, ge=0.0, le=1.0, description="std of the log aspect error")
 
 
 class SyntheticConfig(_Strict):
     out: str = "sources"
-    seed: int = 0
-    scenes: int = 12
-    patches_per_scene: int = 2
-    val_fraction: float = 0.35
+    seed: int = Field(0, ge=0)
+    scenes: int = Field(12, ge=1, le=100_000)
+    patches_per_scene: int = Field(2, ge=1, le=64)
+    val_fraction: float = Field(0.35, ge=0.0, le=1.0)
     box_noise: BoxNoiseConfig = BoxNoiseConfig()
 
 
@@ -59,6 +59,15 @@ class IngestConfig(_Strict):
     max_reject_rate: Optional[float] = Field(
         None, ge=0.0, le=1.0, description="fail the stage when rejects / (rejects + triplets) exceed it")
     hash_images: bool = Field(True, description="sha256 of each image file (keys the embedding cache)")
+    max_expression_chars: int = Field(
+        1000, ge=1, description="longer referring expressions are rejected (expression_too_long); VRSBench's "
+                                "longest is a few hundred characters")
+    max_annotation_bytes: int = Field(
+        64 * 2**20, ge=1, description="annotation files larger than this are rejected unread (file_too_large)")
+    max_json_depth: int = Field(64, ge=2, le=10_000, description="JSON nesting refused before parsing (VRSBench: 3)")
+    json5_max_bytes: int = Field(
+        2**20, ge=0, description="files that are not strict JSON are retried with the slow json5 parser "
+                                 "only up to this size")
 
 
 class RouteConfig(_Strict):
@@ -68,15 +77,15 @@ class RouteConfig(_Strict):
     auto-accept precision from trusted masks.
     """
 
-    min_iou_pred: Optional[float] = 0.85
-    min_stability: Optional[float] = 0.90
-    min_box_iou: Optional[float] = 0.70
-    min_jitter_agreement: Optional[float] = 0.80
-    max_multimask_disagreement: Optional[float] = 0.35
-    max_components: Optional[float] = 1
-    min_area_ratio: Optional[float] = 0.15
-    max_area_ratio: Optional[float] = 1.05
-    min_polygon_iou: Optional[float] = None
+    min_iou_pred: Optional[float] = Field(0.85, ge=0.0, le=1.0)
+    min_stability: Optional[float] = Field(0.90, ge=0.0, le=1.0)
+    min_box_iou: Optional[float] = Field(0.70, ge=0.0, le=1.0)
+    min_jitter_agreement: Optional[float] = Field(0.80, ge=0.0, le=1.0)
+    max_multimask_disagreement: Optional[float] = Field(0.35, ge=0.0, le=1.0)
+    max_components: Optional[float] = Field(1, ge=0)
+    min_area_ratio: Optional[float] = Field(0.15, ge=0.0)
+    max_area_ratio: Optional[float] = Field(1.05, ge=0.0)
+    min_polygon_iou: Optional[float] = Field(None, ge=0.0, le=1.0)
 
 
 class RefineConfig(_Strict):
@@ -87,25 +96,39 @@ class RefineConfig(_Strict):
     device: Optional[str] = Field(None, description="cpu, cuda, cuda:1 ... (default: cuda when available)")
     chunk_size: int = Field(64, ge=1, description="sam: box prompts per decoder call")
     jitter_k: int = Field(4, ge=0, description="jittered copies of each box prompt (agreement signal)")
-    jitter_scale: float = Field(0.1, ge=0.0, description="HQ-SAM style box noise: fraction of box size")
+    jitter_scale: float = Field(0.1, ge=0.0, le=1.0, description="HQ-SAM style box noise: fraction of box size")
     tiny_box: int = Field(24, ge=0, description="boxes whose longer side is below this (px) are prompted on a crop")
     context_min: int = Field(256, ge=16, description="side of the zoomed context crop for tiny boxes (px)")
     batch_images: int = Field(8, ge=1, description="images per committed transaction")
     cache_embeddings: bool = True
-    grabcut_iterations: int = Field(4, ge=1)
-    seed: int = 0
+    grabcut_iterations: int = Field(4, ge=1, le=100)
+    seed: int = Field(0, ge=0)
     route: RouteConfig = RouteConfig()
 
 
 class SplitConfig(_Strict):
     """How kept triplets are split; always grouped by scene, so no source scene spans two splits."""
 
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     protocol: Literal["grouped", "risbench"] = Field(
         "grouped", description="grouped: ratios over all scenes, stratified by category; risbench: test = "
                                "the VRSBench eval refers (origin split val), train/val from VRSBench train")
     ratios: dict[str, float] = Field(default_factory=lambda: {"train": 0.7, "val": 0.1, "test": 0.2})
     train_val: tuple[int, int] = Field((26300, 10013), description="risbench protocol: the paper's train : val")
+
+    @field_validator("ratios")
+    @classmethod
+    def _ratios(cls, ratios: dict[str, float]) -> dict[str, float]:
+        if not ratios or any(not 0.0 <= v <= 1.0 for v in ratios.values()) or sum(ratios.values()) <= 0:
+            raise ValueError("ratios must be fractions in 0..1 with a positive sum, e.g. {train: 0.7, val: 0.1, test: 0.2}")
+        return ratios
+
+    @field_validator("train_val")
+    @classmethod
+    def _train_val(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if min(value) < 0 or sum(value) <= 0:
+            raise ValueError("train_val must be two counts >= 0 with a positive sum")
+        return value
 
 
 class FinalizeConfig(_Strict):
@@ -124,7 +147,8 @@ class FinalizeConfig(_Strict):
 class ExportConfig(_Strict):
     targets: list[Literal["hf", "refer", "native", "coco"]] = Field(
         default_factory=lambda: ["hf", "refer", "native", "coco"])
-    dataset_name: str = Field("risbench", description="name inside the exports (REFER dataset folder, card title)")
+    dataset_name: str = Field("risbench", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+                              description="name inside the exports (REFER dataset folder, card title)")
     rows_per_shard: int = Field(5000, ge=1, description="hf: rows per parquet file")
     license: str = "cc-by-4.0"
 

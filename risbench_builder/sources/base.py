@@ -8,12 +8,18 @@ stay about parsing.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Protocol, Union
+from typing import Any, Iterable, Iterator, Protocol, Union
 
+import numpy as np
+
+from ..config import IngestConfig
 from ..masks import Box, Point
 
 # Reject reasons (one vocabulary for the catalog, the report and the tests).
@@ -30,12 +36,21 @@ MALFORMED_RECORD = "malformed_record"
 INVALID_POLYGON = "invalid_polygon"
 PATH_ESCAPE = "path_escape"
 IMAGE_NAME_MISMATCH = "image_name_mismatch"
+NON_FINITE_COORDINATE = "non_finite_coordinate"
+INVERTED_BOX = "inverted_box"
+EXPRESSION_TOO_LONG = "expression_too_long"
+FILE_TOO_LARGE = "file_too_large"
 
 REJECT_REASONS = (
     MISSING_IMAGE, UNREADABLE_IMAGE, IMAGE_SIZE_MISMATCH, ZERO_AREA_BOX, BOX_OUTSIDE_IMAGE,
     EMPTY_EXPRESSION, UNKNOWN_CLASS, DUPLICATE, MALFORMED_FILE, MALFORMED_RECORD,
-    INVALID_POLYGON, PATH_ESCAPE, IMAGE_NAME_MISMATCH,
+    INVALID_POLYGON, PATH_ESCAPE, IMAGE_NAME_MISMATCH, NON_FINITE_COORDINATE, INVERTED_BOX,
+    EXPRESSION_TOO_LONG, FILE_TOO_LARGE,
 )
+
+# No real source image is a million pixels wide (DOTA's largest is ~20,000): a coordinate beyond
+# this is junk, and letting it through would overflow integer rasterisation later.
+MAX_COORDINATE_PX = 1e6
 
 
 @dataclass
@@ -74,6 +89,141 @@ class Rejected:
     ref: str
     reason: str
     detail: str
+
+
+class BadInput(ValueError):
+    """One file or record that cannot be used, with the reject reason it earns."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+def shown(value: Any, limit: int = 40) -> str:
+    """``repr(value)`` cut to ``limit`` characters: untrusted values go into one-line details."""
+    text = repr(value) if not isinstance(value, (list, dict, tuple)) or len(value) < 64 else f"<{type(value).__name__} of {len(value)}>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def unexpected(exc: BaseException) -> str:
+    """A one-line detail for an exception nobody planned for (the type says most)."""
+    message = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {message[:200]}" if message else type(exc).__name__
+
+
+def to_float(value: Any, what: str) -> float:
+    """A source number as a float: :class:`BadInput` for text, bools and values no float holds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str, bytes)):
+        raise BadInput(MALFORMED_RECORD, f"{what} {shown(value)} is not a number")
+    try:
+        return float(value)
+    except OverflowError:                     # a 400-digit JSON integer
+        raise BadInput(NON_FINITE_COORDINATE, f"{what} {shown(value)} does not fit a float") from None
+    except ValueError:
+        raise BadInput(MALFORMED_RECORD, f"{what} {shown(value)} is not a finite number") from None
+
+
+def check_coordinates(values: Iterable[float], what: str) -> list[float]:
+    """Pixel coordinates (after any scaling): finite and within ±:data:`MAX_COORDINATE_PX`.
+
+    >>> check_coordinates([1.0, 2.5], "box")
+    [1.0, 2.5]
+    >>> check_coordinates([-1e308 * 512], "corner")
+    Traceback (most recent call last):
+    ...
+    risbench_builder.sources.base.BadInput: corner -inf is not a finite pixel coordinate within ±1e+06
+    """
+    out = list(values)
+    for v in out:
+        if not (math.isfinite(v) and abs(v) <= MAX_COORDINATE_PX):
+            raise BadInput(NON_FINITE_COORDINATE, f"{what} {v:g} is not a finite pixel coordinate within ±{MAX_COORDINATE_PX:g}")
+    return out
+
+
+def check_box_order(box: Box, what: str) -> Box:
+    """An xyxy box as written: ``x2 < x1`` or ``y2 < y1`` is refused, never silently swapped."""
+    x1, y1, x2, y2 = box
+    if x2 < x1 or y2 < y1:
+        raise BadInput(INVERTED_BOX, f"{what} [{x1:g}, {y1:g}, {x2:g}, {y2:g}] has x2 < x1 or y2 < y1")
+    return box
+
+
+# ------------------------------------------------------------------ bounded reading
+def read_unit(root: Path, unit: str, limits: IngestConfig) -> bytes:
+    """The bytes of an annotation file, refused (:class:`BadInput`) when it resolves outside
+    ``root`` (a symlink out), is not a regular file (a FIFO would block) or is over the size limit."""
+    path = root / unit
+    try:
+        resolved = path.resolve()
+        if not resolved.is_relative_to(root.resolve()):
+            raise BadInput(PATH_ESCAPE, f"{unit} is a link to {resolved}, outside the source root {root}")
+        info = resolved.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise BadInput(MALFORMED_FILE, f"{unit} is not a regular file")
+        if info.st_size > limits.max_annotation_bytes:
+            raise BadInput(FILE_TOO_LARGE, f"{unit} is {info.st_size:,} bytes, over ingest.max_annotation_bytes "
+                                           f"({limits.max_annotation_bytes:,})")
+        with resolved.open("rb") as fh:
+            data = fh.read(limits.max_annotation_bytes + 1)
+    except OSError as exc:
+        raise BadInput(MALFORMED_FILE, f"{unit}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > limits.max_annotation_bytes:          # grew while we read it
+        raise BadInput(FILE_TOO_LARGE, f"{unit} is over ingest.max_annotation_bytes ({limits.max_annotation_bytes:,})")
+    return data
+
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+def json_depth(raw: bytes) -> int:
+    """How deeply brackets nest in JSON text (brackets inside double-quoted strings ignored),
+    counted without recursion so that a file of 100,000 ``[`` cannot blow the stack.
+
+    >>> json_depth(b'{"a": [[1], {"b": "[[["}]}')
+    3
+    """
+    codes = np.frombuffer(_JSON_STRING.sub(b'""', raw), dtype=np.uint8)
+    step = np.isin(codes, (ord("["), ord("{"))).astype(np.int64) - np.isin(codes, (ord("]"), ord("}")))
+    return int(np.cumsum(step).max(initial=0))
+
+
+def load_json_bounded(raw: bytes, limits: IngestConfig, what: str) -> Any:
+    """Strict JSON first (fast), json5 only for files under ``json5_max_bytes`` (VRSBench reads
+    json5, and json5 is a slow pure-Python parser); nesting bounded before either parser runs.
+    Raises :class:`BadInput` (``malformed_file``) with a one-line reason."""
+    depth = json_depth(raw)
+    if depth > limits.max_json_depth:
+        raise BadInput(MALFORMED_FILE, f"{what}: JSON nested {depth} deep, over ingest.max_json_depth "
+                                       f"({limits.max_json_depth})")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BadInput(MALFORMED_FILE, f"{what}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        strict_error = unexpected(exc)
+    if len(raw) > limits.json5_max_bytes:
+        raise BadInput(MALFORMED_FILE, f"{what}: not strict JSON ({strict_error}) and too large for the "
+                                       f"json5 fallback ({len(raw):,} > {limits.json5_max_bytes:,} bytes)")
+    import json5
+
+    try:
+        return json5.loads(text)
+    except Exception as exc:        # json5 raises ValueError, but also others on odd input
+        raise BadInput(MALFORMED_FILE, f"{what}: not readable as JSON/JSON5: {unexpected(exc)}") from None
+
+
+def read_text_bounded(path: Path, limits: IngestConfig) -> str | None:
+    """An optional side file (split list, meta file) as text, or None when absent, not a regular
+    file or over the annotation size limit: side files never stop a source."""
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode) or info.st_size > limits.max_annotation_bytes:
+            return None
+        return path.read_bytes().decode("utf-8-sig", errors="replace")
+    except OSError:
+        return None
 
 
 Item = Union[SourceRecord, Rejected]

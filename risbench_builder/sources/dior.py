@@ -20,11 +20,12 @@ from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterator
 
-from ..config import SourceConfig
+from ..config import IngestConfig, SourceConfig
 from ..masks import Box, Point, polygon_box, repair_polygon
 from .base import (
-    INVALID_POLYGON, MALFORMED_FILE, MALFORMED_RECORD, PATH_ESCAPE, ImageIndex, Item,
-    PathEscapeError, Rejected, SourceRecord, walk_files,
+    INVALID_POLYGON, MALFORMED_FILE, MALFORMED_RECORD, PATH_ESCAPE, BadInput, ImageIndex, Item,
+    PathEscapeError, Rejected, SourceRecord, check_box_order, check_coordinates, read_text_bounded,
+    read_unit, shown, unexpected, walk_files,
 )
 
 SPLITS = ("train", "val", "test")
@@ -32,14 +33,6 @@ _DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 _BOX_TAGS = ("xmin", "ymin", "xmax", "ymax")
 _ROBNDBOX_TAGS = ("x_left_top", "y_left_top", "x_right_top", "y_right_top",
                   "x_right_bottom", "y_right_bottom", "x_left_bottom", "y_left_bottom")
-
-
-class BadObject(Exception):
-    """One ``<object>`` that cannot become a record; carries the reject reason."""
-
-    def __init__(self, reason: str, detail: str):
-        super().__init__(detail)
-        self.reason, self.detail = reason, detail
 
 
 def parse_xml(data: bytes) -> ET.Element:
@@ -58,14 +51,13 @@ def parse_xml(data: bytes) -> ET.Element:
 
 
 def number(text: str | None, what: str) -> float:
-    """A finite float from element text, else :class:`BadObject` (malformed record)."""
+    """A pixel coordinate from element text: :class:`BadInput` with ``malformed_record`` for text
+    that is not a number, ``non_finite_coordinate`` for nan, inf or an absurd magnitude."""
     try:
         value = float((text or "").strip())
     except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise BadObject(MALFORMED_RECORD, f"{what} {text!r} is not a finite number")
-    return value
+        raise BadInput(MALFORMED_RECORD, f"{what} {shown(text)} is not a finite number") from None
+    return check_coordinates([value], what)[0]
 
 
 def optional_int(text: str | None) -> int | None:
@@ -76,23 +68,26 @@ def optional_int(text: str | None) -> int | None:
 
 
 def parse_bndbox(obj: ET.Element) -> Box:
-    """``<bndbox>`` as xyxy: either ``<xmin>…</ymax>`` children or flat ``x1 y1 x2 y2`` text.
+    """``<bndbox>`` as xyxy: either ``<xmin>…</ymax>`` children or flat ``x1 y1 x2 y2`` text;
+    ``xmax < xmin`` is an ``inverted_box`` reject, never a silent swap.
 
     >>> parse_bndbox(ET.fromstring("<object><bndbox>133 237 684 672</bndbox></object>"))
     (133.0, 237.0, 684.0, 672.0)
     """
     box = obj.find("bndbox")
     if box is None:
-        raise BadObject(MALFORMED_RECORD, "object has no <bndbox>")
+        raise BadInput(MALFORMED_RECORD, "object has no <bndbox>")
     if len(box) == 0:
         tokens = re.split(r"[\s,]+", (box.text or "").strip())
         if len(tokens) != 4:
-            raise BadObject(MALFORMED_RECORD, f"<bndbox> text {box.text!r} is not 4 numbers (xmin ymin xmax ymax)")
-        return tuple(number(t, "bndbox value") for t in tokens)  # type: ignore[return-value]
-    missing = [t for t in _BOX_TAGS if box.find(t) is None]
-    if missing:
-        raise BadObject(MALFORMED_RECORD, f"<bndbox> lacks <{'>, <'.join(missing)}>")
-    return tuple(number(box.findtext(t), f"<{t}>") for t in _BOX_TAGS)  # type: ignore[return-value]
+            raise BadInput(MALFORMED_RECORD, f"<bndbox> text {shown(box.text)} is not 4 numbers (xmin ymin xmax ymax)")
+        values = tuple(number(t, "bndbox value") for t in tokens)
+    else:
+        missing = [t for t in _BOX_TAGS if box.find(t) is None]
+        if missing:
+            raise BadInput(MALFORMED_RECORD, f"<bndbox> lacks <{'>, <'.join(missing)}>")
+        values = tuple(number(box.findtext(t), f"<{t}>") for t in _BOX_TAGS)
+    return check_box_order(values, "<bndbox>")  # type: ignore[arg-type]
 
 
 def image_size(root: ET.Element) -> tuple[int, int] | None:
@@ -101,18 +96,15 @@ def image_size(root: ET.Element) -> tuple[int, int] | None:
     return (width, height) if width and height and width > 0 and height > 0 else None
 
 
-def read_split_lists(base: Path) -> dict[str, str]:
+def read_split_lists(base: Path, limits: IngestConfig) -> dict[str, str]:
     """``{train,val,test}.txt`` under ``base``: entry (one per line) -> split; first file wins.
 
     Split lists are optional side files, so an unreadable one counts as absent.
     """
     split_of: dict[str, str] = {}
     for split in SPLITS:
-        try:
-            text = (base / f"{split}.txt").read_text(encoding="utf-8-sig", errors="replace")
-        except OSError:
-            continue
-        for entry in text.split():
+        text = read_text_bounded(base / f"{split}.txt", limits)
+        for entry in (text or "").split():
             split_of.setdefault(entry, split)
     return split_of
 
@@ -124,9 +116,10 @@ class XmlReader:
     default_labels = ""
     default_images: tuple[str, ...] = ()
 
-    def __init__(self, cfg: SourceConfig, root: Path):
+    def __init__(self, cfg: SourceConfig, root: Path, limits: IngestConfig | None = None):
         self.cfg = cfg
         self.root = Path(root)
+        self.limits = limits or IngestConfig()
         self.source = cfg.label
         self.labels = cfg.labels or self.default_labels
         self.images = [cfg.images] if cfg.images else list(self.default_images)
@@ -139,15 +132,17 @@ class XmlReader:
         return ImageIndex(self.root, self.images)
 
     def load(self, unit: str) -> ET.Element:
-        """The parsed file; ``ValueError`` with a one-line reason when it is unusable."""
+        """The parsed file; :class:`BadInput` with the reason and a one-line detail when unusable."""
+        data = read_unit(self.root, unit, self.limits)
         try:
-            data = (self.root / unit).read_bytes()
-        except OSError as exc:
-            raise ValueError(f"cannot read annotation file: {exc}") from None
-        return parse_xml(data)
+            return parse_xml(data)
+        except ValueError as exc:
+            raise BadInput(MALFORMED_FILE, str(exc)) from None
+        except Exception as exc:        # expat on hostile input (e.g. nesting past its limits)
+            raise BadInput(MALFORMED_FILE, f"not usable XML: {unexpected(exc)}") from None
 
     def parse_object(self, obj: ET.Element) -> tuple[Box, list[Point] | None, str | None, dict[str, Any]]:
-        """(box, polygon, expression, attributes) of one object; raises :class:`BadObject`."""
+        """(box, polygon, expression, attributes) of one object; raises :class:`BadInput`."""
         raise NotImplementedError
 
     def split_of(self, unit: str, index: int) -> str | None:
@@ -160,10 +155,10 @@ class XmlReader:
         file_ref = f"{self.source}:{unit}"
         try:
             tree = self.load(unit)
-        except ValueError as exc:
-            yield Rejected(self.source, file_ref, MALFORMED_FILE, str(exc))
+        except BadInput as bad:
+            yield Rejected(self.source, file_ref, bad.reason, bad.detail)
             return
-        image_name = (tree.findtext("filename") or "").strip() or PurePosixPath(unit).stem + ".jpg"
+        image_name = (tree.findtext("filename") or "").strip()[:255] or PurePosixPath(unit).stem + ".jpg"
         if not PurePosixPath(image_name.replace("\\", "/")).suffix:
             image_name += ".jpg"         # DIOR images are all JPEG
         escape: str | None = None
@@ -181,10 +176,15 @@ class XmlReader:
             try:
                 name = (obj.findtext("name") or "").strip()
                 if not name:
-                    raise BadObject(MALFORMED_RECORD, "object has no <name>")
+                    raise BadInput(MALFORMED_RECORD, "object has no <name>")
+                if len(name) > 64:
+                    raise BadInput(MALFORMED_RECORD, f"<name> {shown(name)} is not a class name")
                 box, polygon, expression, attributes = self.parse_object(obj)
-            except BadObject as bad:
+            except BadInput as bad:
                 yield Rejected(self.source, ref, bad.reason, f"object {i}: {bad.detail}")
+                continue
+            except Exception as exc:      # one odd object never stops the file (nor the stage)
+                yield Rejected(self.source, ref, MALFORMED_RECORD, f"object {i}: {unexpected(exc)}")
                 continue
             attributes.update(self.extra_attributes(unit, i))
             yield SourceRecord(
@@ -200,7 +200,7 @@ class _DiorSplits(XmlReader):
 
     @cached_property
     def _splits(self) -> dict[str, str]:
-        return read_split_lists(self.root / "ImageSets" / "Main")
+        return read_split_lists(self.root / "ImageSets" / "Main", self.limits)
 
     def split_of(self, unit: str, index: int) -> str | None:
         return self._splits.get(PurePosixPath(unit).stem)
@@ -225,14 +225,14 @@ class DiorRReader(_DiorSplits):
     def parse_object(self, obj: ET.Element) -> tuple[Box, list[Point], None, dict[str, Any]]:
         rob = obj.find("robndbox")
         if rob is None:
-            raise BadObject(MALFORMED_RECORD, "object has no <robndbox>")
+            raise BadInput(MALFORMED_RECORD, "object has no <robndbox>")
         missing = [t for t in _ROBNDBOX_TAGS if rob.find(t) is None]
         if missing:
-            raise BadObject(MALFORMED_RECORD, f"<robndbox> lacks <{'>, <'.join(missing)}>")
+            raise BadInput(MALFORMED_RECORD, f"<robndbox> lacks <{'>, <'.join(missing)}>")
         coords = [number(rob.findtext(t), f"<{t}>") for t in _ROBNDBOX_TAGS]
         polygon, reason = repair_polygon(list(zip(coords[0::2], coords[1::2])))
         if polygon is None:
-            raise BadObject(INVALID_POLYGON, reason or "invalid polygon")
+            raise BadInput(INVALID_POLYGON, reason or "invalid polygon")
         attributes: dict[str, Any] = {}
         angle_text = obj.findtext("angle") if obj.find("angle") is not None else rob.findtext("angle")
         try:

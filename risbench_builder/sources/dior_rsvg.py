@@ -19,8 +19,8 @@ from functools import cached_property
 from typing import Any
 
 from ..masks import Box
-from .base import MALFORMED_RECORD
-from .dior import BadObject, XmlReader, parse_bndbox, read_split_lists
+from .base import MALFORMED_RECORD, BadInput
+from .dior import XmlReader, parse_bndbox, read_split_lists
 
 
 class DiorRsvgReader(XmlReader):
@@ -39,13 +39,13 @@ class DiorRsvgReader(XmlReader):
             offsets[unit] = total
             try:
                 total += len(self.load(unit).findall("object"))
-            except ValueError:
+            except BadInput:
                 pass        # read() rejects the file; it holds no indices
         return offsets
 
     @cached_property
     def _splits(self) -> dict[int, str]:
-        return {int(k): v for k, v in read_split_lists(self.root).items() if k.isdigit()}
+        return {int(k): v for k, v in read_split_lists(self.root, self.limits).items() if k.isdigit()}
 
     def _global_index(self, unit: str, index: int) -> int | None:
         offset = self.offsets.get(unit)
@@ -63,7 +63,7 @@ class DiorRsvgReader(XmlReader):
         box = parse_bndbox(obj)
         description = obj.find("description")
         if description is None:
-            raise BadObject(MALFORMED_RECORD, "object has no <description>")
+            raise BadInput(MALFORMED_RECORD, "object has no <description>")
         return box, None, description.text or "", {}
 
 

@@ -20,11 +20,12 @@ from functools import cached_property
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
-from ..config import SourceConfig
+from ..config import IngestConfig, SourceConfig
 from ..masks import polygon_box, repair_polygon
 from .base import (
-    INVALID_POLYGON, MALFORMED_FILE, MALFORMED_RECORD, PATH_ESCAPE, ImageIndex, Item,
-    PathEscapeError, Rejected, SourceRecord, walk_files,
+    INVALID_POLYGON, MALFORMED_FILE, MALFORMED_RECORD, PATH_ESCAPE, BadInput, ImageIndex, Item,
+    PathEscapeError, Rejected, SourceRecord, check_coordinates, read_text_bounded, read_unit, shown,
+    to_float, unexpected, walk_files,
 )
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -76,20 +77,15 @@ def split_from_path(unit: str) -> str | None:
     return None
 
 
-class _BadRow(Exception):
-    def __init__(self, reason: str, detail: str):
-        super().__init__(detail)
-        self.reason, self.detail = reason, detail
-
-
 class DotaReader:
     """Reads ``root/<labels>/**/*.txt`` (default ``labelTxt``) with images below ``root/<images>``."""
 
     kind = "dota"
 
-    def __init__(self, cfg: SourceConfig, root: Path):
+    def __init__(self, cfg: SourceConfig, root: Path, limits: IngestConfig | None = None):
         self.cfg = cfg
         self.root = Path(root)
+        self.limits = limits or IngestConfig()
         self.source = cfg.label
         self.labels = cfg.labels or "labelTxt"
         self.images = cfg.images or "images"
@@ -112,12 +108,9 @@ class DotaReader:
 
     def _meta(self, stem: str) -> dict[str, str]:
         path = self._meta_files.get(stem)
-        if path is None:
-            return {}
-        try:
-            return parse_header(path.read_text(encoding="utf-8-sig", errors="replace").splitlines())
-        except OSError:
-            return {}          # metadata is optional; the labels still stand
+        text = read_text_bounded(path, self.limits) if path is not None else None
+        # metadata is optional: an unreadable meta file counts as absent, the labels still stand
+        return parse_header(text.splitlines()) if text else {}
 
     def _find_image(self, stem: str) -> tuple[str, Path | None]:
         """Image by label stem with any image extension (DOTA images are PNG)."""
@@ -131,9 +124,12 @@ class DotaReader:
     def read(self, unit: str) -> Iterator[Item]:
         file_ref = f"{self.source}:{unit}"
         try:
-            text = (self.root / unit).read_bytes().decode("utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
-            yield Rejected(self.source, file_ref, MALFORMED_FILE, f"cannot read label file: {exc}")
+            text = read_unit(self.root, unit, self.limits).decode("utf-8-sig")
+        except BadInput as bad:
+            yield Rejected(self.source, file_ref, bad.reason, bad.detail)
+            return
+        except UnicodeDecodeError as exc:
+            yield Rejected(self.source, file_ref, MALFORMED_FILE, f"not UTF-8 text ({exc.reason} at byte {exc.start})")
             return
         lines = text.splitlines()
         stem = PurePosixPath(unit).stem
@@ -158,8 +154,11 @@ class DotaReader:
                 continue
             try:
                 polygon, category, attributes = self._parse_row(line, lineno)
-            except _BadRow as bad:
-                yield Rejected(self.source, ref, bad.reason, bad.detail)
+            except BadInput as bad:
+                yield Rejected(self.source, ref, bad.reason, f"line {lineno}: {bad.detail}")
+                continue
+            except Exception as exc:      # one odd line never stops the file (nor the stage)
+                yield Rejected(self.source, ref, MALFORMED_RECORD, f"line {lineno}: {unexpected(exc)}")
                 continue
             attributes.update(meta)
             yield SourceRecord(
@@ -173,27 +172,19 @@ class DotaReader:
     def _parse_row(line: str, lineno: int) -> tuple[list[tuple[float, float]], str, dict]:
         tokens = line.split()
         if len(tokens) not in (9, 10):
-            raise _BadRow(MALFORMED_RECORD, f"line {lineno}: {len(tokens)} tokens, expected 10 ({_ROW})")
-        coords: list[float] = []
-        for tok in tokens[:8]:
-            try:
-                value = float(tok)
-            except ValueError:
-                value = math.nan
-            if not math.isfinite(value):
-                raise _BadRow(MALFORMED_RECORD, f"line {lineno}: coordinate {tok!r} is not a finite number")
-            coords.append(value)
+            raise BadInput(MALFORMED_RECORD, f"{len(tokens)} tokens, expected 10 ({_ROW})")
+        coords = check_coordinates([to_float(tok, "coordinate") for tok in tokens[:8]], "coordinate")
+        if len(tokens[8]) > 64:
+            raise BadInput(MALFORMED_RECORD, f"class {shown(tokens[8])} is not a class name")
         attributes: dict = {"difficult": 0}
         if len(tokens) == 10:
-            try:
-                attributes["difficult"] = int(tokens[9])
-            except ValueError:
-                raise _BadRow(MALFORMED_RECORD,
-                              f"line {lineno}: difficult flag {tokens[9]!r} is not an integer") from None
+            if not re.fullmatch(r"[+-]?\d{1,9}", tokens[9]):
+                raise BadInput(MALFORMED_RECORD, f"difficult flag {shown(tokens[9])} is not an integer")
+            attributes["difficult"] = int(tokens[9])
         quad = list(zip(coords[0::2], coords[1::2]))
         polygon, reason = repair_polygon(quad)
         if polygon is None:
-            raise _BadRow(INVALID_POLYGON, f"line {lineno}: {reason}")
+            raise BadInput(INVALID_POLYGON, reason or "invalid polygon")
         if reason:
             attributes["polygon_repaired"] = reason
         return polygon, tokens[8], attributes

@@ -8,19 +8,17 @@ against its floor-truncated grid.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
 from typing import Any, Iterator
 
-import json5
-
-from ..config import SourceConfig
+from ..config import IngestConfig, SourceConfig
 from ..masks import box_area, polygon_box, repair_polygon
 from .base import (
-    IMAGE_NAME_MISMATCH, INVALID_POLYGON, MALFORMED_FILE, MALFORMED_RECORD, PATH_ESCAPE,
-    ImageIndex, Item, PathEscapeError, Rejected, SourceRecord, walk_files,
+    IMAGE_NAME_MISMATCH, INVALID_POLYGON, MALFORMED_FILE, MALFORMED_RECORD, PATH_ESCAPE, BadInput,
+    ImageIndex, Item, PathEscapeError, Rejected, SourceRecord, check_box_order, check_coordinates,
+    load_json_bounded, read_unit, shown, to_float, unexpected, walk_files,
 )
 
 _GRID = re.compile(r"\{<(\d+)><(\d+)><(\d+)><(\d+)>(?:\|<-?[\d.]+>)?\}")
@@ -48,15 +46,6 @@ def grid_box(norm_box: tuple[float, float, float, float], clamp: bool = False) -
     return tuple(int(v * 100) for v in vals)
 
 
-def load_json_lenient(raw: bytes) -> Any:
-    """Strict JSON first (fast), json5 when a file is not strict JSON (VRSBench reads json5)."""
-    text = raw.decode("utf-8-sig")
-    try:
-        return json.loads(text)
-    except ValueError:
-        return json5.loads(text)
-
-
 def _split_of(folder: str) -> str | None:
     m = re.match(r"Annotations_(\w+)", folder)
     return m.group(1).lower() if m else None
@@ -66,8 +55,9 @@ class VrsbenchReader:
     kind = "vrsbench"
     has_expressions = True
 
-    def __init__(self, cfg: SourceConfig, root: Path):
+    def __init__(self, cfg: SourceConfig, root: Path, limits: IngestConfig | None = None):
         self.cfg, self.root, self.label = cfg, root, cfg.label
+        self.limits = limits or IngestConfig()
         if not root.is_dir():
             raise SourceLayoutError(f"vrsbench: source root {root} does not exist")
         self.folders = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name.startswith("Annotations"))
@@ -91,11 +81,11 @@ class VrsbenchReader:
         """(image, sentence) -> eval record, for the optional grid cross-check."""
         if self._eval is None:
             self._eval = {}
-            path = self.root / (self.cfg.eval_json or EVAL_FILE)
-            if path.is_file():
-                try:
-                    records = load_json_lenient(path.read_bytes())
-                except (OSError, ValueError, UnicodeDecodeError):
+            name = self.cfg.eval_json or EVAL_FILE
+            if (self.root / name).is_file():
+                try:     # the cross-check is optional: an unusable eval file counts as absent
+                    records = load_json_bounded(read_unit(self.root, name, self.limits), self.limits, name)
+                except BadInput:
                     records = []
                 for rec in records if isinstance(records, list) else []:
                     if isinstance(rec, dict) and isinstance(rec.get("question"), str):
@@ -110,9 +100,9 @@ class VrsbenchReader:
     def read(self, unit: str) -> Iterator[Item]:
         file_ref = f"{self.label}:{unit}"
         try:
-            data = load_json_lenient((self.root / unit).read_bytes())
-        except (OSError, ValueError, UnicodeDecodeError) as exc:
-            yield Rejected(self.label, file_ref, MALFORMED_FILE, f"{unit}: not readable as JSON/JSON5: {exc}"[:300])
+            data = load_json_bounded(read_unit(self.root, unit, self.limits), self.limits, unit)
+        except BadInput as bad:
+            yield Rejected(self.label, file_ref, bad.reason, bad.detail)
             return
         objects = data.get("objects") if isinstance(data, dict) else None
         if not isinstance(objects, list):
@@ -133,13 +123,21 @@ class VrsbenchReader:
         seen: set[str] = set()
         for index, obj in enumerate(objects):
             obj_id = obj.get("obj_id") if isinstance(obj, dict) else None
-            object_ref = f"obj{obj_id}" if isinstance(obj_id, (int, str)) and str(obj_id) not in seen else f"idx{index}"
-            seen.add(str(obj_id))
+            usable_id = (isinstance(obj_id, int) and not isinstance(obj_id, bool) and abs(obj_id) < 10**9) or (
+                isinstance(obj_id, str) and 0 < len(obj_id) <= 64)
+            object_ref = f"obj{obj_id}" if usable_id and str(obj_id) not in seen else f"idx{index}"
+            if usable_id:
+                seen.add(str(obj_id))
             ref = f"{file_ref}#{object_ref}"
             if problem:
                 yield Rejected(self.label, ref, *problem)
                 continue
-            yield self._record(unit, object_ref, ref, image_name, image_path, split, obj)
+            try:
+                yield self._record(unit, object_ref, ref, image_name, image_path, split, obj)
+            except BadInput as bad:
+                yield Rejected(self.label, ref, bad.reason, bad.detail)
+            except Exception as exc:      # one odd object never stops the file (nor the stage)
+                yield Rejected(self.label, ref, MALFORMED_RECORD, f"object {index}: {unexpected(exc)}")
 
     # ------------------------------------------------------------ one object
     def _record(self, unit: str, object_ref: str, ref: str, image_name: str, image_path: Path | None,
@@ -147,17 +145,20 @@ class VrsbenchReader:
         if not isinstance(obj, dict):
             return Rejected(self.label, ref, MALFORMED_RECORD, f"object is a {type(obj).__name__}, not a mapping")
         size = self.cfg.patch_size
-        attrs: dict[str, Any] = {k: obj.get(k) for k in (
+        attrs: dict[str, Any] = {k: _attribute(obj[k], k) for k in (
             "obj_id", "is_unique", "obj_position", "obj_rel_position", "obj_size", "obj_rel_size", "flag")
             if k in obj}
-        norm = _numbers(obj.get("obj_corner"), 8)
+        norm = _numbers(obj.get("obj_corner"), 8, "obj_corner")
         if norm is not None:
-            polygon = [(norm[i] * size, norm[i + 1] * size) for i in range(0, 8, 2)]
+            scaled = check_coordinates((v * size for v in norm), "obj_corner")
+            polygon = list(zip(scaled[0::2], scaled[1::2]))
             attrs["corner_out_of_range"] = any(v < 0 or v > 1 for v in norm)
         else:
-            coord = _numbers(obj.get("obj_coord"), 4)
+            coord = _numbers(obj.get("obj_coord"), 4, "obj_coord")
             if coord is None:
                 return Rejected(self.label, ref, MALFORMED_RECORD, "neither obj_corner (8 numbers) nor obj_coord (4 numbers)")
+            check_coordinates(coord, "obj_coord")
+            check_box_order(tuple(coord), "obj_coord")  # type: ignore[arg-type]
             attrs["box_from"] = "obj_coord"
             attrs["obj_coord_over_1"] = any(v > 1 for v in coord)
             x1, y1, x2, y2 = (min(max(v, 0.0), 1.0) for v in coord)  # values > 1 are a clamping quirk
@@ -169,11 +170,14 @@ class VrsbenchReader:
         if why and fixed is not None:
             attrs["polygon_repaired"] = why
         sentence = obj.get("referring_sentence")
-        if isinstance(sentence, str) and split == "val":
+        category = obj.get("obj_cls", "")
+        if not isinstance(category, str) or len(category) > 64:
+            return Rejected(self.label, ref, MALFORMED_RECORD, f"obj_cls {shown(category)} is not a class name")
+        if isinstance(sentence, str) and split == "val" and len(sentence) <= self.limits.max_expression_chars:
             self._cross_check(image_name, sentence, box, attrs)
         return SourceRecord(
             source=self.label, unit=unit, object_ref=object_ref, image_name=Path(image_name).name,
-            image_path=image_path, category_raw=str(obj.get("obj_cls", "")), expression=sentence,
+            image_path=image_path, category_raw=category, expression=sentence,
             box_xyxy=box, polygon=fixed, attributes=attrs, origin_split=split,
             expected_size=(size, size),
         )
@@ -191,15 +195,27 @@ class VrsbenchReader:
         attrs["eval_grid_agrees"] = truth in (grid_box(norm), grid_box(norm, clamp=True))  # type: ignore[arg-type]
 
 
-def _numbers(value: Any, n: int) -> list[float] | None:
-    """``value`` as exactly ``n`` finite floats, or None."""
+def _numbers(value: Any, n: int, what: str) -> list[float] | None:
+    """``value`` as exactly ``n`` floats, or None when it is not a list of ``n`` numbers (the
+    caller falls back or rejects); :class:`BadInput` (``non_finite_coordinate``) for a number no
+    float holds, such as a 400-digit integer. Finiteness is checked after scaling, by the caller."""
     if not isinstance(value, (list, tuple)) or len(value) != n:
         return None
-    try:
-        out = [float(v) for v in value]
-    except (TypeError, ValueError):
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
         return None
-    return out if all(math.isfinite(v) for v in out) and not any(isinstance(v, bool) for v in value) else None
+    return [to_float(v, what) for v in value]
+
+
+_ATTRIBUTE_CHARS = 200
+
+
+def _attribute(value: Any, key: str) -> Any:
+    """A VRSBench attribute as the format defines it (a bool or a short word), else malformed."""
+    if value is None or isinstance(value, bool) or (isinstance(value, str) and len(value) <= _ATTRIBUTE_CHARS):
+        return value
+    if isinstance(value, int) and abs(value) < 10**9 or isinstance(value, float) and math.isfinite(value):
+        return value
+    raise BadInput(MALFORMED_RECORD, f"attribute {key} {shown(value)} is not a bool, a number or a short word")
 
 
 READERS = {"vrsbench": VrsbenchReader}

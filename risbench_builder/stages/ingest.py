@@ -22,13 +22,13 @@ from PIL import Image
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..catalog import Catalog, stable_id
-from ..config import PipelineConfig, SourceConfig
+from ..config import IngestConfig, PipelineConfig, SourceConfig
 from ..masks import clip_box
 from ..sources import make_reader
 from ..sources.base import (
-    BOX_OUTSIDE_IMAGE, DUPLICATE, EMPTY_EXPRESSION, IMAGE_SIZE_MISMATCH, MISSING_IMAGE,
-    UNKNOWN_CLASS, UNREADABLE_IMAGE, ZERO_AREA_BOX, Rejected, SourceRecord, normalize_class,
-    scene_id_from_name,
+    BOX_OUTSIDE_IMAGE, DUPLICATE, EMPTY_EXPRESSION, EXPRESSION_TOO_LONG, IMAGE_SIZE_MISMATCH,
+    MALFORMED_FILE, MALFORMED_RECORD, MISSING_IMAGE, UNKNOWN_CLASS, UNREADABLE_IMAGE, ZERO_AREA_BOX,
+    BadInput, Rejected, SourceRecord, check_coordinates, normalize_class, scene_id_from_name, unexpected,
 )
 from ..workspace import Workspace
 
@@ -36,6 +36,7 @@ STAGE = "ingest"
 EXPRESSION_KINDS = {"vrsbench", "dior_rsvg"}
 _TABLES_FROM_HERE = ("final", "consensus", "reviews", "proposals", "triplets", "images")
 _IMAGE_COLS = ("image_id", "path", "source", "scene_id", "width", "height", "gsd", "sha256")
+MAX_DETAIL_CHARS = 500             # a reject's detail is one line, whatever the input held
 _TRIPLET_COLS = ("triplet_id", "image_id", "source", "source_ref", "category", "expression",
                  "box_xyxy", "polygon", "attributes_json", "origin_split")
 
@@ -120,8 +121,9 @@ def _json(value: Any) -> str:
 class _Batch:
     """Rows of some units, validated against the catalog and written in one transaction."""
 
-    def __init__(self, catalog: Catalog, src: SourceConfig, hash_images: bool, report: IngestReport):
-        self.catalog, self.src, self.hash_images, self.report = catalog, src, hash_images, report
+    def __init__(self, catalog: Catalog, src: SourceConfig, limits: IngestConfig, report: IngestReport):
+        self.catalog, self.src, self.report = catalog, src, report
+        self.hash_images, self.max_expression_chars = limits.hash_images, limits.max_expression_chars
         self.images: dict[str, tuple] = {}
         self.triplets: list[tuple] = []
         self.rejects: list[tuple[str, str, str]] = []
@@ -130,6 +132,7 @@ class _Batch:
         self._stats = report.per_source.setdefault(src.label, Counter())
 
     def reject(self, ref: str, reason: str, detail: str) -> None:
+        detail = detail if len(detail) <= MAX_DETAIL_CHARS else detail[: MAX_DETAIL_CHARS - 3] + "..."
         self.rejects.append((ref, reason, detail))
         self.report.rejected[reason] += 1
         self._stats["rejects"] += 1
@@ -138,9 +141,23 @@ class _Batch:
         if isinstance(item, Rejected):
             self.reject(item.ref, item.reason, item.detail)
             return
-        problem = self._validate(item)
+        try:
+            problem = self._validate(item)
+        except BadInput as bad:
+            problem = bad.reason, bad.detail
+        except Exception as exc:          # the last line of defence: one record, never the stage
+            problem = MALFORMED_RECORD, unexpected(exc)
         if problem:
             self.reject(item.ref, *problem)
+
+    def add_unit(self, reader: Any, unit: str) -> None:
+        """Every item of one annotation file; a reader that fails outright costs that file alone
+        (a ``malformed_file`` reject), never the stage."""
+        try:
+            for item in reader.read(unit):
+                self.add(item)
+        except Exception as exc:
+            self.reject(f"{self.src.label}:{unit}", MALFORMED_FILE, f"{unit}: {unexpected(exc)}")
 
     def _validate(self, rec: SourceRecord) -> tuple[str, str] | None:
         category = normalize_class(rec.category_raw)
@@ -151,7 +168,12 @@ class _Batch:
             if not isinstance(expression, str) or not expression.strip():
                 kind = "empty" if isinstance(expression, str) or expression is None else type(expression).__name__
                 return EMPTY_EXPRESSION, f"referring expression is {kind}, not text"
+            if len(expression) > self.max_expression_chars:
+                return EXPRESSION_TOO_LONG, (f"referring expression of {len(expression):,} characters, over "
+                                             f"ingest.max_expression_chars ({self.max_expression_chars:,})")
             expression = " ".join(expression.split())
+        check_coordinates(rec.box_xyxy, "box")
+        check_coordinates((v for point in rec.polygon or () for v in point), "polygon")
         if rec.image_path not in self._image_info:
             self._image_info[rec.image_path] = inspect_image(rec.image_path, self.hash_images)
         info = self._image_info[rec.image_path]
@@ -238,7 +260,7 @@ def run_ingest(ws: Workspace, cfg: PipelineConfig, *, force: bool = False,
         from ..synthetic import generate_sources
 
         generate_sources(ws.resolve(cfg.synthetic.out), cfg.synthetic)
-    readers = [(src, make_reader(src, ws.resolve(src.root))) for src in cfg.sources]
+    readers = [(src, make_reader(src, ws.resolve(src.root), cfg.ingest)) for src in cfg.sources]
     started = time.perf_counter()
     with Catalog(ws.catalog_path) as catalog:
         if force:
@@ -251,14 +273,13 @@ def run_ingest(ws: Workspace, cfg: PipelineConfig, *, force: bool = False,
             for src, reader in readers:
                 units = reader.units()
                 task = bar.add_task(src.label, total=len(units))
-                batch = _Batch(catalog, src, cfg.ingest.hash_images, report)
+                batch = _Batch(catalog, src, cfg.ingest, report)
                 for i, unit in enumerate(units, 1):
-                    for item in reader.read(unit):
-                        batch.add(item)
+                    batch.add_unit(reader, unit)
                     report.units += 1
                     if i % cfg.ingest.batch_size == 0:
                         batch.commit(run_id)
-                        batch = _Batch(catalog, src, cfg.ingest.hash_images, report)
+                        batch = _Batch(catalog, src, cfg.ingest, report)
                         bar.update(task, completed=i)
                 batch.commit(run_id)
                 bar.update(task, completed=len(units))

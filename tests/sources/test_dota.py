@@ -128,7 +128,7 @@ def test_empty_header_only_and_undecodable_files(tmp_path: Path) -> None:
     assert read(r, "labelTxt/header.txt") == []
     (bad,) = read(r, "labelTxt/binary.txt")
     assert (bad.ref, bad.reason) == ("dota:labelTxt/binary.txt", MALFORMED_FILE)
-    assert bad.detail.startswith("cannot read label file:")
+    assert bad.detail == "not UTF-8 text (invalid start byte at byte 0)"
     (gone,) = read(r, "labelTxt/missing.txt")
     assert gone.reason == MALFORMED_FILE
 

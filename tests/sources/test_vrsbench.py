@@ -10,11 +10,9 @@ import pytest
 from PIL import Image
 
 from risbench_builder.catalog import Catalog
-from risbench_builder.config import SourceConfig
-from risbench_builder.sources.base import Rejected, SourceRecord
-from risbench_builder.sources.vrsbench import (
-    SourceLayoutError, VrsbenchReader, grid_box, load_json_lenient, parse_grid_box,
-)
+from risbench_builder.config import IngestConfig, SourceConfig
+from risbench_builder.sources.base import BadInput, Rejected, SourceRecord, load_json_bounded
+from risbench_builder.sources.vrsbench import SourceLayoutError, VrsbenchReader, grid_box, parse_grid_box
 from risbench_builder.stages.ingest import run_ingest
 
 # formats.md §2.3: the first record of VRSBench_EVAL_referring.json, as published.
@@ -56,10 +54,17 @@ def test_grid_helpers_follow_the_notebook() -> None:
 
 
 def test_json5_fallback() -> None:
-    assert load_json_lenient(b'{"a": 1}') == {"a": 1}
-    assert load_json_lenient(b"{a: 1, // comment\n b: [1, 2,],}") == {"a": 1, "b": [1, 2]}
-    with pytest.raises(ValueError):
-        load_json_lenient(b'{"objects": [')
+    limits = IngestConfig()
+    assert load_json_bounded(b'{"a": 1}', limits, "f") == {"a": 1}
+    assert load_json_bounded(b"{a: 1, // comment\n b: [1, 2,],}", limits, "f") == {"a": 1, "b": [1, 2]}
+    with pytest.raises(BadInput, match="not readable as JSON/JSON5"):
+        load_json_bounded(b'{"objects": [', limits, "f")
+    # json5 only below its size limit; nesting refused before any parser runs
+    with pytest.raises(BadInput, match="too large for the json5 fallback"):
+        load_json_bounded(b"{a: 1}", IngestConfig(json5_max_bytes=4), "f")
+    with pytest.raises(BadInput, match="nested 100000 deep"):
+        load_json_bounded(b"[" * 100_000, limits, "f")
+    assert load_json_bounded(b'["[[[[[[[[[["]', IngestConfig(max_json_depth=2), "f") == ["[[[[[[[[[["]
 
 
 def test_first_eval_record_ingests_to_its_pixel_box(make_workspace, tmp_path: Path) -> None:
