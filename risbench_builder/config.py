@@ -199,11 +199,14 @@ class ConfigError(ValueError):
 
 
 def _format_errors(path: Path, err: ValidationError) -> str:
+    """One line per bad key: ``file: key: what is wrong (got value)``."""
     lines = []
     for e in err.errors():
         key = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        lines.append(f"{path}: {key}: {e['msg']}")
-    return "; ".join(lines)
+        got = e.get("input")
+        shown = "" if e["type"] in ("missing", "extra_forbidden") or isinstance(got, (dict, list)) else f" (got {got!r:.40})"
+        lines.append(f"{path}: {key}: {e['msg']}{shown}")
+    return "\n".join(lines)
 
 
 def parse_pipeline(data: object, origin: Path | str = "<pipeline>") -> PipelineConfig:

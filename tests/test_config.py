@@ -26,10 +26,42 @@ def test_shipped_recipes_load(name: str) -> None:
     ({"sources": [], "ingest": {"batch_size": 0}}, "ingest.batch_size"),
     ({"sources": [], "ingets": {}}, "ingets"),
     ({}, "sources"),
+    # sizes, counts and thresholds have ranges
+    ({"sources": [{"kind": "vrsbench", "root": "x", "patch_size": 0}]}, "sources.0.patch_size"),
+    ({"sources": [{"kind": "vrsbench", "root": "x", "patch_size": -512}]}, "sources.0.patch_size"),
+    ({"sources": [], "ingest": {"max_expression_chars": 0}}, "ingest.max_expression_chars"),
+    ({"sources": [], "ingest": {"max_json_depth": 1}}, "ingest.max_json_depth"),
+    ({"sources": [], "refine": {"route": {"min_iou_pred": 1.5}}}, "refine.route.min_iou_pred"),
+    ({"sources": [], "refine": {"jitter_scale": 2}}, "refine.jitter_scale"),
+    ({"sources": [], "synthetic": {"scenes": 0}}, "synthetic.scenes"),
+    ({"sources": [], "finalize": {"split": {"ratios": {"train": -1}}}}, "finalize.split.ratios"),
+    ({"sources": [], "export": {"dataset_name": "../escape"}}, "export.dataset_name"),
+    ({"sources": [], "review": {"min_agreement": 1.01}}, "review.min_agreement"),
 ])
 def test_errors_name_the_bad_key(data: dict, key: str) -> None:
     with pytest.raises(ConfigError, match=rf"<pipeline>: {key}: "):
         parse_pipeline(data)
+
+
+def test_each_bad_key_is_one_line_with_its_value() -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_pipeline({"sources": [{"kind": "vrsbench", "root": "x", "patch_size": 0}],
+                        "ingest": {"batch_size": -3}, "refine": {"route": {"min_box_iou": 7}}})
+    lines = str(info.value).splitlines()
+    assert lines == [
+        "<pipeline>: sources.0.patch_size: Input should be greater than 0 (got 0)",
+        "<pipeline>: ingest.batch_size: Input should be greater than or equal to 1 (got -3)",
+        "<pipeline>: refine.route.min_box_iou: Input should be less than or equal to 1 (got 7)",
+    ]
+
+
+def test_crobim_config_ranges() -> None:
+    from risbench_builder.crobim.config import parse_config
+
+    with pytest.raises(ConfigError, match=r"<config>: model.img_size: Input should be greater than or equal to 32"):
+        parse_config({"model": {"img_size": 0}})
+    with pytest.raises(ConfigError, match=r"<config>: train.lr: Input should be greater than 0"):
+        parse_config({"train": {"lr": 0}})
 
 
 def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
