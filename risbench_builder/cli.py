@@ -4,45 +4,22 @@ from __future__ import annotations
 
 import json
 import sys
-from functools import wraps
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from .catalog import Catalog, CatalogError
-from .config import ConfigError
+from .catalog import Catalog
+from .console import EXIT_ERROR, WorkspaceOpt, console
+from .console import friendly as _friendly
+from .console import plain as _plain
 from .stages import PIPELINE, run_plan
-from .stages.ingest import RejectRateExceeded
 from .segment.calibrate import calibrate_workspace
 from .workspace import Workspace, init_workspace
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Build referring remote-sensing segmentation datasets the RISBench way.")
-console = Console()
-err = Console(stderr=True, soft_wrap=True)
-
-EXIT_ERROR, EXIT_REJECTS = 1, 3
-WorkspaceOpt = typer.Option(..., "--workspace", "-w", help="workspace folder (made by `risbench init`)")
-
-
-def _friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Known failures become one red line that says what to do, and a non-zero exit."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except RejectRateExceeded as exc:
-            err.print(f"[red]error:[/] {exc}")
-            raise typer.Exit(EXIT_REJECTS) from None
-        except (ConfigError, CatalogError, FileNotFoundError, ValueError) as exc:
-            err.print(f"[red]error:[/] {exc}")
-            raise typer.Exit(EXIT_ERROR) from None
-
-    return wrapper
 
 
 @app.command()
@@ -283,10 +260,6 @@ def review_status_cmd(workspace: Path = WorkspaceOpt,
         flag = " [red](low)[/]" if name in info["annotators_below_threshold"] else ""
         table.add_row(name, str(a["reviews"]), json.dumps(a["verdicts"]), iou + flag, str(a["compared"]))
     console.print(table)
-
-
-def _plain(text: str) -> None:
-    console.print(text, markup=False, highlight=False)
 
 
 @app.command()

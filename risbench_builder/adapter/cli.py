@@ -8,22 +8,13 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
+
+from ..console import WorkspaceOpt, console
+from ..console import friendly as _friendly
+from ..console import plain as _plain
 
 adapter_app = typer.Typer(help="PA-SAM prompt adapter for sam-refine: train on trusted masks, evaluate.",
                           no_args_is_help=True)
-console = Console()
-WorkspaceOpt = typer.Option(..., "--workspace", "-w", help="workspace folder (made by `risbench init`)")
-
-
-def _plain(text: str) -> None:
-    console.print(text, markup=False, highlight=False, soft_wrap=True)
-
-
-def _friendly(fn):  # the main CLI's error handling: one red line, exit 1
-    from ..cli import _friendly as main_friendly
-
-    return main_friendly(fn)
 
 
 @adapter_app.command("train")

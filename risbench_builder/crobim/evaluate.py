@@ -15,7 +15,6 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -77,7 +76,7 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tup
     from safetensors import safe_open
 
     from .model import build_model
-    from .train import load_weights, model_file
+    from .checkpoint import load_weights, model_file
 
     file = model_file(path)
     with safe_open(str(file), framework="pt") as f:

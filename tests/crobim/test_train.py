@@ -16,7 +16,8 @@ from risbench_builder.cli import app
 from risbench_builder.crobim.config import CroBIMConfig, load_config, shipped_configs
 from risbench_builder.crobim.evaluate import load_checkpoint
 from risbench_builder.crobim.model import build_model
-from risbench_builder.crobim.train import load_weights, param_groups, save_checkpoint, train
+from risbench_builder.crobim.checkpoint import load_weights, save_checkpoint
+from risbench_builder.crobim.train import param_groups, train
 from tests.conftest import torchrun
 
 runner = CliRunner()
