@@ -60,3 +60,13 @@ def test_no_import_circles() -> None:
     graph = import_graph()
     assert len(graph) > 80 and "risbench_builder.console" in graph["risbench_builder.adapter.cli"]
     assert cycles(graph) == []
+
+
+def test_only_the_cli_imports_stages() -> None:
+    """Stages sit on top (under the CLI and the demo): what lower layers need lives in ``sources/``,
+    ``segment/`` and the like."""
+    top = {"risbench_builder.cli", "risbench_builder.console", "risbench_builder.__main__", "risbench_builder.demo"}
+    leaks = {mod: sorted(d for d in deps if d.startswith("risbench_builder.stages"))
+             for mod, deps in import_graph().items()
+             if mod not in top and not mod.startswith("risbench_builder.stages")}
+    assert {mod: deps for mod, deps in leaks.items() if deps} == {}

@@ -23,7 +23,8 @@ from risbench_builder.segment.base import View
 from risbench_builder.segment.box import BoxSegmenter
 from risbench_builder.segment.calibrate import calibrate_workspace
 from risbench_builder.stages.ingest import run_ingest
-from risbench_builder.stages.refine import _Prompt, make_segmenter, run_refine, segment_image
+from risbench_builder.segment.registry import make_segmenter
+from risbench_builder.stages.refine import _Prompt, run_refine, segment_image
 from risbench_builder.workspace import Workspace
 
 torch = pytest.importorskip("torch")

@@ -30,7 +30,7 @@ from ..catalog import Catalog
 from ..segment.base import View
 from ..segment.calibrate import trusted_masks
 from ..segment.sam import SamSegmenter, _fits
-from ..stages.refine import _load_rgb, context_window
+from ..segment.views import context_window, load_rgb
 from ..workspace import Workspace
 from .model import GuideFeatures
 from .noise import BoxNoise
@@ -60,7 +60,7 @@ class Sample:
 
     def view(self) -> View:
         """The image (or its crop) under the embedding-cache key sam-refine would use."""
-        image = _load_rgb(self.image_path)
+        image = load_rgb(self.image_path)
         if self.window is None:
             return View(image, self.image_key)
         x0, y0, x1, y1 = self.window

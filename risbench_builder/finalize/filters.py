@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import masks
 from ..config import FinalizeConfig
-from ..stages.ingest import normalize_expression
+from ..sources.base import normalize_expression
 from .geometry import Parsed, parse
 
 EMPTY_MASK = "empty_mask"

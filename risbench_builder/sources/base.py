@@ -284,6 +284,15 @@ def normalize_class(raw: str) -> str | None:
     return key if key in RISBENCH_CLASSES else None
 
 
+def normalize_expression(text: str) -> str:
+    """What two expressions must share to count as duplicates (case, spacing, end punctuation).
+
+    >>> normalize_expression("  The Ship  on the left. ")
+    'the ship on the left'
+    """
+    return " ".join(text.lower().split()).rstrip(".!?;, ")
+
+
 # ------------------------------------------------------------------ names
 _DEVKIT_TILE = re.compile(r"^(?P<scene>.+?)__\d")           # P0004__1__0___0
 _WINDOW = re.compile(r"^(?P<scene>.+)_\d{4}$")               # P0003_0002, 00001_0003

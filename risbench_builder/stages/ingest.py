@@ -28,7 +28,8 @@ from ..sources import make_reader
 from ..sources.base import (
     BOX_OUTSIDE_IMAGE, DUPLICATE, EMPTY_EXPRESSION, EXPRESSION_TOO_LONG, IMAGE_SIZE_MISMATCH,
     MALFORMED_FILE, MALFORMED_RECORD, MISSING_IMAGE, UNKNOWN_CLASS, UNREADABLE_IMAGE, ZERO_AREA_BOX,
-    BadInput, Rejected, SourceRecord, check_coordinates, normalize_class, scene_id_from_name, unexpected,
+    BadInput, Rejected, SourceRecord, check_coordinates, normalize_class, normalize_expression,
+    scene_id_from_name, unexpected,
 )
 from ..workspace import Workspace
 
@@ -107,11 +108,6 @@ def inspect_image(path: Path | None, hash_images: bool) -> ImageInfo:
     if _truncated(data):
         return ImageInfo(problem=(UNREADABLE_IMAGE, f"{path.name}: truncated image file ({len(data)} bytes)"))
     return ImageInfo(width, height, hashlib.sha256(data).hexdigest() if hash_images else None)
-
-
-def normalize_expression(text: str) -> str:
-    """What two expressions must share to count as duplicates."""
-    return " ".join(text.lower().split()).rstrip(".!?;, ")
 
 
 def _json(value: Any) -> str:

@@ -21,15 +21,16 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-from PIL import Image
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from .. import masks
 from ..catalog import Catalog
-from ..config import ConfigError, PipelineConfig, RefineConfig
+from ..config import PipelineConfig, RefineConfig
 from ..segment.base import MaskOutput, Segmenter, View
+from ..segment.registry import make_segmenter
 from ..segment.routing import route
 from ..segment.signals import compute_signals
+from ..segment.views import context_window, jitter_boxes, load_rgb
 from ..workspace import Workspace
 
 STAGE = "sam-refine"
@@ -83,60 +84,7 @@ def distributed(part: Shard) -> Iterator[None]:
         dist.destroy_process_group()
 
 
-# ----------------------------------------------------------------------------- segmenters
-def make_segmenter(cfg: RefineConfig, ws: Workspace, device: str | None = None) -> Segmenter:
-    """The configured backend (the one place that knows the registry of backends)."""
-    if cfg.segmenter == "box":
-        from ..segment.box import BoxSegmenter
-
-        return BoxSegmenter()
-    if cfg.segmenter == "grabcut":
-        from ..segment.grabcut import GrabCutSegmenter
-
-        return GrabCutSegmenter(iterations=cfg.grabcut_iterations, seed=cfg.seed)
-    try:
-        from ..segment.cache import EmbeddingCache
-        from ..segment.sam import SamSegmenter
-    except ImportError as exc:
-        raise ConfigError(f"the sam segmenter needs the sam extra: pip install 'risbench-builder[sam]' ({exc})") from None
-    cache = EmbeddingCache(ws.cache / "embeddings") if cfg.cache_embeddings else None
-    checkpoint = ws.resolve(cfg.checkpoint) if cfg.checkpoint else None
-    seg = SamSegmenter(cfg.model, checkpoint=checkpoint, device=device or cfg.device, cache=cache,
-                       chunk_size=cfg.chunk_size, seed=cfg.seed)
-    if cfg.adapter:  # refuses an adapter trained on another SAM (one-line AdapterError)
-        from ..adapter.io import load_adapter
-
-        seg.set_adapter(load_adapter(ws.resolve(cfg.adapter), seg))
-    return seg
-
-
 # ----------------------------------------------------------------------------- prompts
-def jitter_boxes(box: np.ndarray, k: int, scale: float, rng: np.random.Generator, width: int, height: int) -> np.ndarray:
-    """K perturbed copies of a box, HQ-SAM ``box_noise`` style (centre and size ± scale·size)."""
-    if k == 0:
-        return np.zeros((0, 4))
-    w, h = box[2] - box[0], box[3] - box[1]
-    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    d = rng.uniform(-1, 1, size=(k, 4)) * scale
-    ncx, ncy = cx + d[:, 0] * w / 2, cy + d[:, 1] * h / 2
-    nw, nh = np.maximum(w * (1 + d[:, 2]), 1.0), np.maximum(h * (1 + d[:, 3]), 1.0)
-    out = np.stack([ncx - nw / 2, ncy - nh / 2, ncx + nw / 2, ncy + nh / 2], axis=1)
-    out[:, [0, 2]] = out[:, [0, 2]].clip(0, width)
-    out[:, [1, 3]] = out[:, [1, 3]].clip(0, height)
-    out[:, 2] = np.maximum(out[:, 2], np.minimum(out[:, 0] + 1, width))
-    out[:, 3] = np.maximum(out[:, 3], np.minimum(out[:, 1] + 1, height))
-    return out
-
-
-def context_window(box: np.ndarray, side: int, width: int, height: int) -> tuple[int, int, int, int]:
-    """A ``side``-px window centred on the box, shifted to stay inside the image."""
-    cw, ch = min(side, width), min(side, height)
-    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    x0 = int(np.clip(round(cx - cw / 2), 0, width - cw))
-    y0 = int(np.clip(round(cy - ch / 2), 0, height - ch))
-    return x0, y0, x0 + cw, y0 + ch
-
-
 def _paste(out: MaskOutput, window: tuple[int, int, int, int], height: int, width: int) -> MaskOutput:
     x0, y0, x1, y1 = window
 
@@ -205,11 +153,6 @@ def segment_image(seg: Segmenter, image: np.ndarray, image_key: str, prompts: li
         (out,) = seg.segment(view, (p.box - offset)[None], (p.jitter - offset)[None])
         outputs[i] = _paste(out, window, h, w)
     return outputs, len(tiny)  # type: ignore[return-value]
-
-
-def _load_rgb(path: str) -> np.ndarray:
-    with Image.open(path) as img:
-        return np.asarray(img.convert("RGB"))
 
 
 def reroute(catalog: Catalog, seg_name: str, model_sha: str, cfg: RefineConfig) -> int:
@@ -315,7 +258,7 @@ def _refine_image(catalog: Catalog, seg: Segmenter, cfg: RefineConfig, image_id:
         "ORDER BY triplet_id", (image_id, seg.name, seg.model_sha256)).fetchall()
     rejects: list[tuple[str, str, str]] = []
     try:
-        image = _load_rgb(path)
+        image = load_rgb(path)
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a reject, not a crash
         report.rejected[UNREADABLE_IMAGE] += len(triplets)
         return [], [(tid, UNREADABLE_IMAGE, f"{path}: {type(exc).__name__}: {exc}"[:300]) for tid, _, _ in triplets]

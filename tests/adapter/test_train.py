@@ -24,7 +24,8 @@ from risbench_builder.adapter.train import train_adapter
 from risbench_builder.catalog import Catalog
 from risbench_builder.cli import app
 from risbench_builder.segment.sam import SamSegmenter
-from risbench_builder.stages.refine import make_segmenter, run_refine
+from risbench_builder.segment.registry import make_segmenter
+from risbench_builder.stages.refine import run_refine
 
 runner = CliRunner()
 
