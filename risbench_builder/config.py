@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal, Optional, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -209,36 +209,56 @@ def _format_errors(path: Path, err: ValidationError) -> str:
     return "\n".join(lines)
 
 
-def parse_pipeline(data: object, origin: Path | str = "<pipeline>") -> PipelineConfig:
-    origin = Path(origin)
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse_model(model: type[M], data: object, origin: Path | str, hint: str = "") -> M:
+    """``data`` (parsed YAML) validated as ``model``; :class:`ConfigError` with one line per bad
+    key. The one way every YAML of the project (pipelines, adapter recipes, CroBIM configs) is checked."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{origin}: expected a mapping with a 'sources:' key, got {type(data).__name__}")
+        raise ConfigError(f"{origin}: expected a mapping{hint}, got {type(data).__name__}")
     try:
-        return PipelineConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_errors(origin, err)) from None
+        raise ConfigError(_format_errors(Path(origin), err)) from None
+
+
+def read_yaml(path: Path, missing: str = "no such file") -> object:
+    """A YAML file's data (safe loader); :class:`ConfigError` when absent or not YAML."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: {missing}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+
+
+def parse_pipeline(data: object, origin: Path | str = "<pipeline>") -> PipelineConfig:
+    return parse_model(PipelineConfig, data, origin, " with a 'sources:' key")
 
 
 def load_pipeline(path: Path | str) -> PipelineConfig:
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such pipeline file (create one with `risbench init`)") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_pipeline(data, path)
+    return parse_pipeline(read_yaml(path, "no such pipeline file (create one with `risbench init`)"), path)
+
+
+def shipped_file(folder: str, name: str) -> Path | None:
+    """``NAME`` or ``NAME.yaml`` shipped in ``folder`` (pipelines, adapters): inside the wheel
+    (``_recipes/``) or in a clone; None when there is none."""
+    from importlib import resources
+
+    filename = Path(name).name
+    filename = filename if filename.endswith((".yaml", ".yml")) else f"{filename}.yaml"
+    packaged = resources.files("risbench_builder") / "_recipes" / folder / filename
+    if packaged.is_file():
+        return Path(str(packaged))
+    clone = Path(__file__).resolve().parent.parent / folder / filename
+    return clone if clone.is_file() else None
 
 
 def recipe_path(name: str) -> Path:
     """A pipeline recipe shipped with the package (``demo``, ``risbench``), clone or wheel."""
-    from importlib import resources
-
-    filename = name if name.endswith(".yaml") else f"{name}.yaml"
-    packaged = resources.files("risbench_builder") / "_recipes" / "pipelines" / filename
-    if packaged.is_file():
-        return Path(str(packaged))
-    clone = Path(__file__).resolve().parent.parent / "pipelines" / filename
-    if clone.is_file():
-        return clone
-    raise ConfigError(f"no shipped pipeline named {name!r}")
+    path = shipped_file("pipelines", name)
+    if path is None:
+        raise ConfigError(f"no shipped pipeline named {name!r}")
+    return path

@@ -11,10 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..config import ConfigError, _format_errors
+from ..config import ConfigError, parse_model, read_yaml, shipped_file
 from .model import DECODER_PARTS, PA_SAM_TRAINABLE
 
 
@@ -95,27 +94,15 @@ class AdapterRecipe(_Strict):
 
 def shipped_recipe(name: str) -> Path:
     """A recipe shipped with the package (``pa_sam_vit_h``, ``pa_sam_vit_b``, ``tiny``), clone or wheel."""
-    from importlib import resources
-
-    filename = Path(name).name
-    filename = filename if filename.endswith((".yaml", ".yml")) else f"{filename}.yaml"
-    packaged = resources.files("risbench_builder") / "_recipes" / "adapters" / filename
-    if packaged.is_file():
-        return Path(str(packaged))
-    clone = Path(__file__).resolve().parents[2] / "adapters" / filename
-    if clone.is_file():
-        return clone
-    raise ConfigError(f"no adapter recipe {name!r}: give a YAML path or a shipped name (pa_sam_vit_h, "
-                      "pa_sam_vit_b, tiny)")
+    path = shipped_file("adapters", name)
+    if path is None:
+        raise ConfigError(f"no adapter recipe {name!r}: give a YAML path or a shipped name (pa_sam_vit_h, "
+                          "pa_sam_vit_b, tiny)")
+    return path
 
 
 def parse_recipe(data: object, origin: Path | str = "<recipe>") -> AdapterRecipe:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{origin}: an adapter recipe is a mapping with a 'name:' key")
-    try:
-        return AdapterRecipe.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(_format_errors(Path(origin), err)) from None
+    return parse_model(AdapterRecipe, data, origin, " (an adapter recipe) with a 'name:' key")
 
 
 def load_recipe(spec: str | Path) -> AdapterRecipe:
@@ -123,8 +110,4 @@ def load_recipe(spec: str | Path) -> AdapterRecipe:
     path = Path(spec)
     if not path.is_file():
         path = shipped_recipe(str(spec))
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_recipe(data, path)
+    return parse_recipe(read_yaml(path), path)

@@ -13,10 +13,9 @@ import json
 from pathlib import Path
 from typing import Literal, Optional, Union
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from ..config import ConfigError, _format_errors
+from ..config import ConfigError, parse_model, read_yaml
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
@@ -130,18 +129,9 @@ def config_path(name: str | Path) -> Path:
 
 
 def parse_config(data: object, origin: str | Path = "<config>") -> CroBIMConfig:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{origin}: expected a mapping, got {type(data).__name__}")
-    try:
-        return CroBIMConfig.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(_format_errors(Path(origin), err)) from None
+    return parse_model(CroBIMConfig, data, origin)
 
 
 def load_config(name: str | Path) -> CroBIMConfig:
     path = config_path(name)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-    return parse_config(data, path)
+    return parse_config(read_yaml(path), path)
