@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import multiprocessing
 import os
 import shutil
@@ -35,6 +36,17 @@ class ExportError(ValueError):
 
 
 # ----------------------------------------------------------------------------- masks
+def compact_json(obj: Any) -> str:
+    """JSON without spaces, UTF-8 kept as is: the COCO and REFER annotation files."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+
+def round_coordinate(v: float) -> float | int:
+    """A coordinate at 0.01 px, as an int when whole (``12.0`` -> ``12``), for compact files."""
+    r = round(float(v), 2)
+    return int(r) if r == int(r) else r
+
+
 def mask_png_bytes(mask: np.ndarray) -> bytes:
     """Single-channel 0/255 PNG bytes, identical to what :func:`masks.write_png_mask` writes.
 

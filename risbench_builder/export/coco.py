@@ -13,26 +13,16 @@ part. Image and annotation ids equal those of the REFER export; category ids sta
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from ..sources.base import RISBENCH_CLASSES
-from .base import AS_IS, Context, Counts, Item, Ledger
+from .base import AS_IS, Context, Counts, Item, Ledger, compact_json, round_coordinate
 
 CATEGORY_IDS = {name: i + 1 for i, name in enumerate(RISBENCH_CLASSES)}
 
 
 def annotation_file(split: str) -> str:
     return f"annotations/instances_{split}.json"
-
-
-def _json(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-
-
-def _r(v: float) -> float | int:
-    r = round(float(v), 2)
-    return int(r) if r == int(r) else r
 
 
 class CocoWriter:
@@ -53,16 +43,16 @@ class CocoWriter:
         name = self.ctx.file_name(rec)
         if rec.image_id not in self._images:
             self.ctx.images.place(self.ledger, f"images/{name}", rec, AS_IS)
-            self._images[rec.image_id] = _json({
+            self._images[rec.image_id] = compact_json({
                 "id": ref.number, "file_name": name, "height": rec.height, "width": rec.width,
                 "scene_id": rec.scene_id, "source_image_id": rec.image_id, "license": 1})
         x1, y1, x2, y2 = item.mask_box
-        self._annotations.append(_json({
+        self._annotations.append(compact_json({
             "id": self._next, "image_id": ref.number, "category_id": CATEGORY_IDS[rec.category],
             "segmentation": {"size": [int(v) for v in rec.rle["size"]], "counts": str(rec.rle["counts"])},
-            "area": item.area, "bbox": [_r(x1), _r(y1), _r(x2 - x1), _r(y2 - y1)], "iscrowd": 0,
+            "area": item.area, "bbox": [round_coordinate(x1), round_coordinate(y1), round_coordinate(x2 - x1), round_coordinate(y2 - y1)], "iscrowd": 0,
             "expression": rec.expression, "triplet_id": rec.triplet_id, "mask_origin": rec.mask_origin,
-            "ref_box_xyxy": [_r(v) for v in item.box]}))
+            "ref_box_xyxy": [round_coordinate(v) for v in item.box]}))
         self._next += 1
         self.counts.add(rec.split, rec.image_id)
 
@@ -73,8 +63,8 @@ class CocoWriter:
                      "url": "see README.md: images keep their upstream terms (DOTA academic use, DIOR terms)"}]
         categories = [{"id": i, "name": n, "supercategory": "object"} for n, i in CATEGORY_IDS.items()]
         images = [self._images[k] for k in sorted(self._images, key=lambda k: self.ctx.image_refs[k].number)]
-        text = ('{"info":' + _json(info) + ',"licenses":' + _json(licenses) + ',"images":[' + ",".join(images)
-                + '],"annotations":[' + ",".join(self._annotations) + '],"categories":' + _json(categories) + "}\n")
+        text = ('{"info":' + compact_json(info) + ',"licenses":' + compact_json(licenses) + ',"images":[' + ",".join(images)
+                + '],"annotations":[' + ",".join(self._annotations) + '],"categories":' + compact_json(categories) + "}\n")
         self.ledger.write_text(annotation_file(split), text)
 
     def finish(self) -> dict[str, Any]:

@@ -18,13 +18,12 @@ the memo off so the same refs give the same bytes.
 from __future__ import annotations
 
 import io
-import json
 import pickle
 import re
 from typing import Any
 
 from ..sources.base import RISBENCH_CLASSES
-from .base import AS_IS, Context, Counts, Item, Ledger
+from .base import AS_IS, Context, Counts, Item, Ledger, compact_json, round_coordinate
 
 REFER_SPLITS = ("train", "val", "test")
 PICKLE_PROTOCOL = 4
@@ -48,15 +47,6 @@ def dump_pickle(obj: Any) -> bytes:
     pickler.fast = True   # the memo depends on object identity; refs hold no cycles
     pickler.dump(obj)
     return buf.getvalue()
-
-
-def _json(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
-
-
-def _round(v: float) -> float | int:
-    r = round(float(v), 2)
-    return int(r) if r == int(r) else r
 
 
 class ReferWriter:
@@ -91,8 +81,8 @@ class ReferWriter:
         cat = CATEGORY_IDS[rec.category]
         n = self._next
         self._next += 1
-        x1, y1, x2, y2 = (_round(v) for v in item.box)
-        self.annotations.append(_json({
+        x1, y1, x2, y2 = (round_coordinate(v) for v in item.box)
+        self.annotations.append(compact_json({
             "id": n, "image_id": ref.number, "category_id": cat, "categories_id": cat,
             "bbox": [x1, y1, x2, y2], "area": item.area, "iscrowd": 0,
             "segmentation": [{"size": [int(v) for v in rec.rle["size"]], "counts": str(rec.rle["counts"])}],
@@ -111,8 +101,8 @@ class ReferWriter:
     def finish(self) -> dict[str, Any]:
         images = sorted(self.images.values(), key=lambda im: im["id"])
         categories = [{"id": i, "name": name, "supercategory": "object"} for name, i in CATEGORY_IDS.items()]
-        text = ('{"images":[' + ",".join(_json(im) for im in images) + '],"annotations":['
-                + ",".join(self.annotations) + '],"categories":' + _json(categories) + "}\n")
+        text = ('{"images":[' + ",".join(compact_json(im) for im in images) + '],"annotations":['
+                + ",".join(self.annotations) + '],"categories":' + compact_json(categories) + "}\n")
         self.ledger.write_text(f"{self.dataset}/instances.json", text)
         self.ledger.write_bytes(f"{self.dataset}/refs(unc).p", dump_pickle(self.refs))
         self.ledger.write_text("README.md", readme(self.dataset))
