@@ -282,7 +282,7 @@ def main() -> None:
             except ImportError:
                 run_stats = None
             if run_stats is not None:
-                run_stats(ws, cfg, progress=False)
+                run_stats(ws, cfg, force=True)
                 steps["stats (tables + figures)"] = time.perf_counter() - t
                 cpu_at["stats (tables + figures)"] = tree.sample()
             t = time.perf_counter()

@@ -255,5 +255,9 @@ def test_stats_stage_counts_and_figures(hand: Hand) -> None:
     table = (hand.ws.reports / "STATS.md").read_text()
     assert "| triplets |" in table and "![wordcloud](figures/wordcloud.png)" in table
     before = {f.name: f.read_bytes() for f in figures}
-    run_stats(hand.ws, hand.ws.load())
-    assert {f.name: f.read_bytes() for f in figures} == before        # same catalog, same bytes
+    mtimes = {f.name: f.stat().st_mtime_ns for f in figures}
+    assert run_stats(hand.ws, hand.ws.load()) == first                 # unchanged final: nothing rewritten
+    assert {f.name: f.stat().st_mtime_ns for f in figures} == mtimes
+    assert run_stats(hand.ws, hand.ws.load(), force=True) == first     # --force: rewritten, same bytes
+    assert {f.name: f.read_bytes() for f in figures} == before
+    assert {f.name: f.stat().st_mtime_ns for f in figures} != mtimes

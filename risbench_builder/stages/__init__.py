@@ -9,18 +9,17 @@ from ..workspace import Workspace
 
 StageFn = Callable[..., Any]
 
-# The whole pipeline, in order; a stage without an implementation yet is listed with None so
-# `--until` and the help text already speak of the full design.
-PIPELINE: tuple[str, ...] = ("ingest", "sam-refine", "review", "finalize", "stats", "export", "train")
+# What `risbench build` runs, in order. Review (`risbench review push/pull`) and training
+# (`risbench train`) are commands of their own: they wait on people or on a GPU.
+PIPELINE: tuple[str, ...] = ("ingest", "sam-refine", "finalize", "stats", "export")
 
 
 def implementations() -> dict[str, StageFn]:
+    from .export import run_export
     from .finalize import run_finalize
     from .ingest import run_ingest
     from .refine import run_refine
     from .stats import run_stats
-
-    from .export import run_export
 
     return {"ingest": run_ingest, "sam-refine": run_refine, "finalize": run_finalize, "stats": run_stats,
             "export": run_export}
@@ -28,20 +27,18 @@ def implementations() -> dict[str, StageFn]:
 
 def plan(stage: str, until: str | None) -> list[str]:
     """Stage names to run for ``--stage`` / ``--until``, in pipeline order."""
-    known = set(PIPELINE) | {"all"}
     for name in (stage, until):
-        if name is not None and name not in known:
-            raise ValueError(f"unknown stage {name!r}: choose from {', '.join(PIPELINE)} or all")
-    available = implementations()
-    if stage == "all":
-        names = list(PIPELINE[: PIPELINE.index(until) + 1] if until else PIPELINE)
-        return [n for n in names if n in available]
-    if stage not in available:
-        raise ValueError(f"stage {stage!r} is not implemented in this version (available: {', '.join(available)})")
-    if until is not None:
-        names = PIPELINE[PIPELINE.index(stage): PIPELINE.index(until) + 1]
-        return [n for n in names if n in available]
-    return [stage]
+        if name is not None and name not in PIPELINE and name != "all":
+            hint = {"review": "risbench review push / pull", "train": "risbench train"}.get(name)
+            raise ValueError(f"unknown stage {name!r}: choose from {', '.join(PIPELINE)} or all"
+                             + (f" ({name} is its own command: {hint})" if hint else ""))
+    first = 0 if stage == "all" else PIPELINE.index(stage)
+    if until is None:
+        return list(PIPELINE) if stage == "all" else [stage]
+    last = PIPELINE.index(until)
+    if last < first:
+        raise ValueError(f"--until {until} comes before --stage {stage}")
+    return list(PIPELINE[first:last + 1])
 
 
 def run_stage(name: str, ws: Workspace, cfg: PipelineConfig, **options: Any) -> Any:
