@@ -2,7 +2,9 @@
 
 Only the calls the review loop needs: projects, local-files storage, batched task import,
 paged task listing with annotations, users and annotations. Every failure becomes one
-:class:`ReviewError` line that says what to do; the token is never part of a message.
+:class:`ReviewError` line that says what to do; the token is never part of a message: it is
+checked before use (no whitespace or control characters inside, printable ASCII), and any text
+that comes from a library or the server is passed through :func:`scrub` first.
 
 >>> check_url("http://127.0.0.1:8080/", allow_insecure_http=False)
 'http://127.0.0.1:8080'
@@ -10,12 +12,15 @@ paged task listing with annotations, users and annotations. Every failure become
 Traceback (most recent call last):
 ...
 risbench_builder.review.client.ReviewError: review.url http://10.0.0.5:8080 sends the token over plain http ...
+>>> scrub("Invalid header value b'Token 0123abcd'", "0123abcd")
+"Invalid header value b'***'"
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import time
 from typing import Any, Iterator, Sequence
 from urllib.parse import urlsplit
@@ -57,6 +62,40 @@ def _looks_like_jwt(token: str) -> bool:
     return token.startswith("eyJ") and token.count(".") == 2
 
 
+# what a library or a proxy may echo: an Authorization header or value, a JWT anywhere
+_SECRET_PATTERNS = re.compile(r"(?i:authorization)['\"]?\s*[:=]\s*['\"]?[^'\",;}]+"
+                              r"|\b(?:Token|Bearer)\s+[^\s'\",;]+"
+                              r"|eyJ[\w-]*\.[\w-]*\.[\w-]*")
+_MESSAGE_CHARS = 300
+
+
+def scrub(text: str, *secrets: str | None) -> str:
+    """``text`` on one line and cut short, with each secret and anything shaped like an
+    Authorization value or a JWT replaced by ``***``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    text = _SECRET_PATTERNS.sub("***", text)
+    text = " ".join(text.split())
+    return text if len(text) <= _MESSAGE_CHARS else text[:_MESSAGE_CHARS - 3] + "..."
+
+
+def check_token(token: str, token_env: str) -> str:
+    """The token without surrounding whitespace; one line that names ``token_env`` (never the
+    token) when it is empty or holds characters no HTTP header carries."""
+    token = token.strip() if isinstance(token, str) else ""
+    if not token:
+        raise ReviewError(f"no Label Studio token: set the environment variable {token_env} "
+                          "(Label Studio: Account & Settings > Access Token)")
+    if any(c.isspace() or not c.isprintable() for c in token):      # control characters included
+        raise ReviewError(f"the token in {token_env} holds whitespace: copy it again "
+                          "(Label Studio: Account & Settings > Access Token)")
+    if not token.isascii():
+        raise ReviewError(f"the token in {token_env} holds characters that are not ASCII: copy it again "
+                          "(Label Studio: Account & Settings > Access Token)")
+    return token
+
+
 class LabelStudio:
     """One server, one token. ``LabelStudio.from_config(cfg.review)`` reads the token from the
     environment; the object never shows the token in ``repr`` or errors."""
@@ -70,7 +109,7 @@ class LabelStudio:
         self.url = check_url(url, allow_insecure_http)
         self.token_env = token_env
         self.timeout = timeout
-        self._token = token
+        self._token = check_token(token, token_env)
         self._access: str | None = None
         self._session = requests.Session()
         self._session.trust_env = False          # no proxies or .netrc credentials for this server
@@ -78,10 +117,7 @@ class LabelStudio:
 
     @classmethod
     def from_config(cls, cfg: ReviewConfig) -> "LabelStudio":
-        token = os.environ.get(cfg.token_env, "").strip()
-        if not token:
-            raise ReviewError(f"no Label Studio token: set the environment variable {cfg.token_env} "
-                              "(Label Studio: Account & Settings > Access Token)")
+        token = check_token(os.environ.get(cfg.token_env, ""), cfg.token_env)
         return cls(cfg.url, token, token_env=cfg.token_env, timeout=cfg.timeout_s,
                    allow_insecure_http=cfg.allow_insecure_http)
 
@@ -92,12 +128,26 @@ class LabelStudio:
         self._session.close()
 
     # ------------------------------------------------------------------ transport
+    def _scrub(self, text: Any) -> str:
+        return scrub(str(text), self._token, self._access)
+
+    def _failed(self, exc: BaseException, what: str) -> ReviewError:
+        """A library error as one line, the token scrubbed from its text."""
+        detail = self._scrub(exc)
+        return ReviewError(f"{what} failed ({type(exc).__name__}{': ' + detail if detail else ''})")
+
     def _auth(self) -> str:
         if not _looks_like_jwt(self._token):
             return f"Token {self._token}"
         if self._access is None:           # a personal access token is a JWT refresh token
             data = self._send("POST", "/api/token/refresh/", json={"refresh": self._token}, auth=False)
-            self._access = data["access"]
+            access = data.get("access") if isinstance(data, dict) else None
+            if not isinstance(access, str) or not access.strip():
+                raise ReviewError(f"Label Studio at {self.url} did not give an access token for the token in "
+                                  f"${self.token_env}: set {self.token_env} to a valid access token")
+            if not access.isascii() or not access.isprintable() or any(c.isspace() for c in access):
+                raise ReviewError(f"Label Studio at {self.url} gave an access token no HTTP header can carry")
+            self._access = access
         return f"Bearer {self._access}"
 
     def _send(self, method: str, path: str, *, params: dict | None = None, json: Any = None,
@@ -118,18 +168,31 @@ class LabelStudio:
             except self._requests.Timeout:
                 raise ReviewError(f"Label Studio at {self.url} did not answer {method} {path} within "
                                   f"{self.timeout:.0f} s (raise review.timeout_s)") from None
+            except self._requests.RequestException as exc:  # bad header, redirects, broken stream...
+                raise self._failed(exc, f"Label Studio {method} {path}") from None
         if resp.status_code in (401, 403):
             if auth and refresh and self._access is not None and resp.status_code == 401:
                 self._access = None                      # expired access token: refresh once
                 return self._send(method, path, params=params, json=json, retries=retries, refresh=False)
             raise ReviewError(f"Label Studio at {self.url} rejected the token in ${self.token_env} "
                               f"(HTTP {resp.status_code}): set {self.token_env} to a valid access token")
-        if resp.status_code >= 400:
-            detail = resp.text.replace("\n", " ")[:300]
-            raise ReviewError(f"Label Studio {method} {path} failed with HTTP {resp.status_code}: {detail}")
-        if resp.status_code == 204 or not resp.content:
-            return None
-        return resp.json()
+        try:
+            if resp.status_code >= 400:
+                detail = self._scrub(resp.text)
+                raise ReviewError(f"Label Studio {method} {path} failed with HTTP {resp.status_code}: {detail}")
+            if resp.status_code == 204 or not resp.content:
+                return None
+            return resp.json()
+        except ReviewError:
+            raise
+        except RecursionError:
+            raise ReviewError(f"Label Studio {method} {path} answered JSON nested deeper than Python parses: "
+                              "find the annotation or task with such a value in Label Studio and fix it") from None
+        except ValueError as exc:                                         # not JSON (requests' own included)
+            raise ReviewError(f"Label Studio {method} {path} answered HTTP {resp.status_code} with a body that "
+                              f"is not JSON ({self._scrub(exc)}): is review.url the Label Studio server?") from None
+        except self._requests.RequestException as exc:                  # the body broke off
+            raise self._failed(exc, f"Label Studio {method} {path}") from None
 
     def get(self, path: str, **params: Any) -> Any:
         return self._send("GET", path, params=params or None)
@@ -147,6 +210,8 @@ class LabelStudio:
                                      timeout=self.timeout, stream=True)
         except self._requests.ConnectionError:
             raise ReviewError(f"cannot reach Label Studio at {self.url}: is the server running?") from None
+        except self._requests.RequestException as exc:
+            raise self._failed(exc, f"Label Studio GET {path}") from None
         resp.close()
         return resp.status_code
 
@@ -158,7 +223,13 @@ class LabelStudio:
         """User id -> e-mail."""
         data = self.get("/api/users/")
         rows = data.get("results", data) if isinstance(data, dict) else data
-        return {int(u["id"]): u.get("email") or u.get("username") or f"user-{u['id']}" for u in rows}
+        out: dict[int, str] = {}
+        for u in rows if isinstance(rows, list) else []:
+            uid = u.get("id") if isinstance(u, dict) else None
+            if isinstance(uid, int) and not isinstance(uid, bool):        # names are cleaned where used
+                name = u.get("email") or u.get("username")
+                out[uid] = name if isinstance(name, str) and name.strip() else f"user-{uid}"
+        return out
 
     def create_user(self, email: str, username: str | None = None) -> int:
         return int(self.post("/api/users/", {"email": email, "username": username or email.split("@")[0]})["id"])

@@ -1,7 +1,8 @@
 """``risbench review status``: where the review stands, from the catalog alone (no server).
 
 Tasks pushed, annotations per task, decisions, the agreement distribution, what waits for an
-expert, and each annotator's IoU against the consensus masks, so a careless annotator shows.
+expert, each annotator's IoU against the consensus masks, so a careless annotator shows, and
+the invalid answers (``rejects`` rows with reason ``invalid_review``) per annotator.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from .. import masks
 from ..catalog import Catalog
 from ..config import PipelineConfig
 from ..workspace import Workspace
+from .answers import INVALID_REVIEW
 from .consensus import ADJUDICATE
 from .sync import load_state
 from .tasks import review_queue
@@ -45,12 +47,24 @@ def review_status(ws: Workspace, cfg: PipelineConfig | None = None) -> dict[str,
             a["verdicts"][verdict] += 1
             if rle and c_rle and not adj:
                 a["ious"].append(masks.iou(masks.loads(rle), masks.loads(c_rle)))
-        rejected = dict(catalog.conn.execute("SELECT reason, COUNT(*) FROM rejects WHERE stage='review' "
-                                             "GROUP BY reason ORDER BY reason").fetchall())
+        rejected = dict(catalog.conn.execute("SELECT reason, COUNT(*) FROM rejects WHERE stage='review' AND "
+                                             "reason != ? GROUP BY reason ORDER BY reason",
+                                             (INVALID_REVIEW,)).fetchall())
+        invalid: Counter = Counter()
+        invalid_examples: list[str] = []
+        for ref, detail in catalog.conn.execute("SELECT ref, detail FROM rejects WHERE stage='review' AND reason=? "
+                                                "ORDER BY run_id DESC, ref", (INVALID_REVIEW,)):
+            invalid[ref.split("/", 1)[1] if "/" in ref else "unknown"] += 1
+            if len(invalid_examples) < 10:
+                invalid_examples.append(detail)
     per_annotator = {}
-    for name, a in annotators.items():
+    for name in sorted(set(annotators) | set(invalid)):
+        a = annotators[name]
         ious = a["ious"]
-        per_annotator[name] = {"reviews": a["reviews"], "verdicts": dict(sorted(a["verdicts"].items())),
+        verdicts = dict(sorted(a["verdicts"].items()))
+        if invalid[name]:
+            verdicts["invalid"] = invalid[name]
+        per_annotator[name] = {"reviews": a["reviews"], "invalid": invalid[name], "verdicts": verdicts,
                                "compared": len(ious),
                                "mean_iou_vs_consensus": round(float(np.mean(ious)), 4) if ious else None}
     low = sorted(n for n, a in per_annotator.items()
@@ -65,6 +79,8 @@ def review_status(ws: Workspace, cfg: PipelineConfig | None = None) -> dict[str,
         "decisions": decisions, "rejected": rejected,
         "agreement": _distribution(agreements, rc.min_agreement),
         "awaiting_adjudication": len(awaiting), "awaiting_examples": awaiting[:10],
+        "invalid_reviews": sum(invalid.values()), "invalid_by_annotator": dict(sorted(invalid.items())),
+        "invalid_examples": invalid_examples,
         "annotators": per_annotator, "annotators_below_threshold": low,
     }
 

@@ -12,6 +12,12 @@ Both are idempotent, with the server as the source of truth for what exists ther
   (or are flagged in the same one); an expert's answer turns ``adjudicate`` into
   ``adjudicated`` with the expert's mask. ``finalize`` then takes consensus and adjudicated
   masks into ``final``.
+- An answer that cannot be used (malformed brush RLE, a verdict the labeling config does not
+  have, a brush of another size, an over-long corrected expression: see ``answers``) is an
+  *invalid review*: a ``rejects`` row at stage ``review`` with reason ``invalid_review``, ref
+  ``<task id>/<annotator>`` and a one-line detail. It is not a review, so it does not count
+  toward ``annotators_per_task`` and the task stays open; if the annotator later fixes the
+  answer, the next pull takes it and drops the row.
 
 The project ids live in ``W/review/state.json`` (no secrets in it).
 """
@@ -33,18 +39,22 @@ from .. import masks
 from ..catalog import Catalog, stable_id
 from ..config import PipelineConfig
 from ..workspace import Workspace
+from .answers import (
+    DECODE_ERRORS, DEFAULT_MAX_EXPRESSION_CHARS, INVALID_REVIEW, Answer, annotator_name, read_annotation, reason,
+)
 from .client import LabelStudio, ReviewError
 from .consensus import (
-    ADJUDICATE, ADJUDICATED, MASK_VERDICTS, REJECT_VERDICTS, VERDICTS, Vote, decide,
+    ADJUDICATE, ADJUDICATED, MASK_VERDICTS, REJECT_VERDICTS, Vote, decide,
 )
 from .tasks import (
-    FROM_FIX, FROM_MASK, FROM_VERDICT, GUIDELINES, LABEL_CONFIG, Roots, adjudication_title, brush_result,
+    GUIDELINES, LABEL_CONFIG, Roots, adjudication_title, brush_result,
     catalog_image_paths, model_version, project_title, resolve_roots, resource_text, review_queue, task_payload,
 )
 
 T = TypeVar("T")
 STAGE = "review"
 ADJ_PREFIX = "adj:"
+MAX_INVALID_DETAILS = 1000          # lines listed in the pull report (all are counted)
 _REVIEW_COLS = ("triplet_id", "task_id", "annotator", "rle", "verdict", "corrected_expression", "run_id")
 _TRIPLET_COLS = ("triplet_id", "image_id", "source", "source_ref", "category", "expression", "box_xyxy", "polygon",
                  "attributes_json", "origin_split")
@@ -198,45 +208,27 @@ class PullReport:
     adjudication_tasks_new: int = 0
     adjudicated: Counter = field(default_factory=Counter)
     candidates_new: int = 0
+    invalid: int = 0                      # invalid answers read by this pull
+    invalid_new: int = 0                  # of which recorded for the first time
+    invalid_details: list[str] = field(default_factory=list)
+
+    def add_invalid(self, line: str) -> None:
+        self.invalid += 1
+        if len(self.invalid_details) < MAX_INVALID_DETAILS:
+            self.invalid_details.append(line)
 
     def as_dict(self) -> dict[str, Any]:
+        details = self.invalid_details
+        if self.invalid > len(details):
+            details = details + [f"... and {self.invalid - len(details)} more (all in the catalog: rejects at stage "
+                                 f"review, reason {INVALID_REVIEW})"]
         return {"run_id": self.run_id, "url": self.url, "seconds": round(self.seconds, 3),
                 "tasks_seen": self.tasks_seen, "annotations_seen": self.annotations_seen,
                 "tasks_per_s": round(self.tasks_seen / self.seconds, 1) if self.seconds else None,
                 "reviews_new": self.reviews_new, "skipped": dict(self.skipped), "decisions": dict(self.decisions),
                 "adjudication_tasks_new": self.adjudication_tasks_new, "adjudicated": dict(self.adjudicated),
-                "candidates_new": self.candidates_new}
-
-
-@dataclass
-class _Answer:
-    verdict: Optional[str]
-    mask: Optional[np.ndarray]
-    corrected: Optional[str]
-    size_mismatch: bool = False
-
-
-def read_annotation(result: list[dict], height: int, width: int) -> _Answer:
-    """Verdict, brush mask (union of all brush regions; None when none was drawn) and
-    corrected expression of one annotation's ``result``."""
-    verdict = corrected = None
-    mask: Optional[np.ndarray] = None
-    mismatch = False
-    for r in result:
-        value = r.get("value") or {}
-        if r.get("from_name") == FROM_VERDICT and value.get("choices"):
-            verdict = str(value["choices"][0])
-        elif r.get("from_name") == FROM_FIX and value.get("text"):
-            text = " ".join(str(t) for t in value["text"]).strip()
-            corrected = text or None
-        elif r.get("type") == "brushlabels" and r.get("from_name") == FROM_MASK and "rle" in value:
-            h, w = int(r.get("original_height") or height), int(r.get("original_width") or width)
-            if (h, w) != (height, width):
-                mismatch = True
-                continue
-            m = masks.brush_decode(value["rle"], h, w)
-            mask = m if mask is None else np.maximum(mask, m)
-    return _Answer(verdict if verdict in VERDICTS else None, mask, corrected, mismatch)
+                "candidates_new": self.candidates_new, "invalid_reviews": self.invalid,
+                "invalid_reviews_new": self.invalid_new, "invalid_review_details": details}
 
 
 class _Triplets:
@@ -254,8 +246,10 @@ class _Triplets:
             self._size[tid] = None if row is None else (int(row[0]), int(row[1]))
         return self._size[tid]
 
-    def proposal(self, tid: str, proposal: dict | None) -> Optional[str]:
-        if proposal:
+    def proposal(self, tid: str, proposal: Any) -> Optional[str]:
+        """The proposal the task showed (its ``data.proposal``, untrusted), else the latest."""
+        if isinstance(proposal, dict) and all(isinstance(proposal.get(k, ""), str)
+                                              for k in ("segmenter", "model_sha256")):
             row = self.catalog.conn.execute("SELECT rle FROM proposals WHERE triplet_id=? AND segmenter=? AND "
                                             "model_sha256=?", (tid, proposal.get("segmenter", ""),
                                                                proposal.get("model_sha256", ""))).fetchone()
@@ -291,35 +285,74 @@ class _Masks:
         return None if rle is None else masks.decode(masks.loads(rle)).reshape(shape)
 
 
+@dataclass
+class _Invalid:
+    """An answer that cannot be used, as the ``rejects`` row that records it."""
+
+    triplet_id: str
+    task_id: str
+    annotator: str
+    why: str
+
+    @property
+    def ref(self) -> str:
+        return invalid_ref(self.task_id, self.annotator)
+
+    @property
+    def line(self) -> str:
+        return f"task {self.task_id} (triplet {self.triplet_id}) by {self.annotator}: {self.why}"
+
+
+def invalid_ref(task_id: str, annotator: str) -> str:
+    """``rejects.ref`` of an invalid review: task ids hold no ``/``, so the annotator is what
+    follows the first one."""
+    return f"{task_id}/{annotator}"
+
+
+def _task_id(value: Any) -> Optional[int]:
+    return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63 else None
+
+
 def _review_rows(tasks: list[dict], users: dict[int, str], triplets: _Triplets, run_id: str, report: PullReport,
-                 task_prefix: str, experts: set[str], decoded: _Masks) -> list[tuple]:
-    rows = []
+                 task_prefix: str, experts: set[str], decoded: _Masks,
+                 max_expression_chars: int = DEFAULT_MAX_EXPRESSION_CHARS) -> tuple[list[tuple], list[_Invalid]]:
+    """``reviews`` rows of the usable answers, and the answers that cannot be used."""
+    rows: list[tuple] = []
+    invalid: list[_Invalid] = []
     for task in tasks:
-        data = task.get("data") or {}
-        tid = str(data.get("triplet_id") or "")
-        size = triplets.size(tid) if tid else None
         report.tasks_seen += 1
-        if size is None:
-            report.skipped["task of an unknown triplet"] += len(task.get("annotations") or [])
+        number = _task_id(task.get("id")) if isinstance(task, dict) else None
+        if number is None:
+            report.skipped["malformed task"] += 1
             continue
-        for ann in task.get("annotations") or []:
+        data = task.get("data")
+        data = data if isinstance(data, dict) else {}
+        anns = task.get("annotations")
+        anns = anns if isinstance(anns, list) else []
+        tid = data.get("triplet_id")
+        size = triplets.size(tid) if isinstance(tid, str) and tid else None
+        if size is None:
+            if anns:
+                report.skipped["task of an unknown triplet"] += len(anns)
+            continue
+        for ann in anns:
             report.annotations_seen += 1
+            if not isinstance(ann, dict):
+                report.skipped["malformed annotation"] += 1
+                continue
             if ann.get("was_cancelled"):
                 report.skipped["skipped by the annotator"] += 1
                 continue
-            who = ann.get("completed_by")
-            if isinstance(who, dict):
-                annotator = who.get("email") or f"user-{who.get('id')}"
-            else:
-                annotator = users.get(int(who), f"user-{who}") if who is not None else "unknown"
-            answer = read_annotation(ann.get("result") or [], *size)
-            if answer.verdict is None:
-                report.skipped["no verdict"] += 1
-                continue
-            if answer.size_mismatch:
-                report.skipped["brush size differs from the image"] += 1
+            annotator = annotator_name(ann.get("completed_by"), users)
             prefix = ADJ_PREFIX if task_prefix or annotator in experts else ""
-            task_id = f"{prefix}{task['id']}"
+            task_id = f"{prefix}{number}"
+            try:
+                answer: Answer = read_annotation(ann.get("result"), *size, max_expression_chars=max_expression_chars)
+            except DECODE_ERRORS as exc:
+                bad = _Invalid(tid, task_id, annotator, reason(exc))
+                invalid.append(bad)
+                report.add_invalid(bad.line)
+                continue
             rle: Optional[str] = None
             if answer.mask is not None:
                 coco = masks.encode_sparse(answer.mask)
@@ -328,7 +361,25 @@ def _review_rows(tasks: list[dict], users: dict[int, str], triplets: _Triplets, 
             elif answer.verdict == "accept":                 # accepted as shown: the proposal
                 rle = triplets.proposal(tid, data.get("proposal"))
             rows.append((tid, task_id, annotator, rle, answer.verdict, answer.corrected, run_id))
-    return rows
+    return rows, invalid
+
+
+_INVALID_SQL = ("INSERT OR IGNORE INTO rejects (stage, ref, reason, detail, run_id) SELECT ?, ?, ?, ?, ? "
+                "WHERE NOT EXISTS (SELECT 1 FROM reviews WHERE task_id=? AND annotator=?)")
+
+
+def _store(catalog: Catalog, rows: list[tuple], invalid: list[_Invalid], run_id: str, report: PullReport) -> None:
+    """One page's reviews and invalid answers, in one transaction. A usable answer clears an
+    earlier invalid one of the same annotator on the same task (they fixed it); an invalid
+    answer is recorded only where the annotator has no usable one (the first usable one counts)."""
+    with catalog.transaction():
+        report.reviews_new += catalog.insert("reviews", _REVIEW_COLS, rows)
+        catalog.conn.executemany("DELETE FROM rejects WHERE stage=? AND reason=? AND ref=?",
+                                 [(STAGE, INVALID_REVIEW, invalid_ref(r[1], r[2])) for r in rows])
+        before = catalog.conn.total_changes
+        catalog.conn.executemany(_INVALID_SQL, [(STAGE, b.ref, INVALID_REVIEW, b.line, run_id, b.task_id, b.annotator)
+                                                for b in invalid])
+        report.invalid_new += catalog.conn.total_changes - before
 
 
 def _candidates(catalog: Catalog, parent: str, corrections: Iterable[tuple[str, str]]) -> list[tuple]:
@@ -521,6 +572,7 @@ def pull(ws: Workspace, cfg: PipelineConfig | None = None, *, client: LabelStudi
                           "push to this server first")
     users = client.users()
     experts = set(rc.adjudicators) if rc.adjudication == "flag" else set()
+    max_chars = cfg.ingest.max_expression_chars          # a corrected expression becomes a candidate triplet
     with Catalog(ws.catalog_path, create=False) as catalog:
         run_id = catalog.start_run(STAGE, cfg.sha256())
         report = PullReport(run_id, client.url)
@@ -529,9 +581,8 @@ def pull(ws: Workspace, cfg: PipelineConfig | None = None, *, client: LabelStudi
         for total, tasks in _prefetch(client.task_pages(state["project_id"], annotations=True,
                                                          page_size=rc.page_size)):
             decoded = _Masks()
-            rows = _review_rows(tasks, users, triplets, run_id, report, "", experts, decoded)
-            with catalog.transaction():
-                report.reviews_new += catalog.insert("reviews", _REVIEW_COLS, rows)
+            rows, invalid = _review_rows(tasks, users, triplets, run_id, report, "", experts, decoded, max_chars)
+            _store(catalog, rows, invalid, run_id, report)
             _decide_ready(catalog, cfg, run_id, report, triplets, only=[r[0] for r in rows], decoded=decoded)
             done += len(tasks)
             if on_page:
@@ -540,9 +591,9 @@ def pull(ws: Workspace, cfg: PipelineConfig | None = None, *, client: LabelStudi
         adj_pid = _push_adjudication(client, ws, cfg, catalog, state, report)
         if adj_pid is not None:
             for _, tasks in _prefetch(client.task_pages(adj_pid, annotations=True, page_size=rc.page_size)):
-                rows = _review_rows(tasks, users, triplets, run_id, report, ADJ_PREFIX, experts, _Masks())
-                with catalog.transaction():
-                    report.reviews_new += catalog.insert("reviews", _REVIEW_COLS, rows)
+                rows, invalid = _review_rows(tasks, users, triplets, run_id, report, ADJ_PREFIX, experts, _Masks(),
+                                             max_chars)
+                _store(catalog, rows, invalid, run_id, report)
         _resolve_adjudications(catalog, cfg, run_id, report)
         report.seconds = time.perf_counter() - started
         catalog.finish_run(run_id, report.as_dict())

@@ -284,3 +284,50 @@ def test_cli_and_tokens(review_workspace, label_studio) -> None:
     ws.pipeline_path.write_text(insecure)
     plain = _cli(ws, "push", token=label_studio.token)
     assert plain.returncode == 1 and "allow_insecure_http" in plain.stderr
+
+
+def test_a_malformed_answer_is_an_invalid_review_and_its_task_stays_open(review_workspace, label_studio) -> None:
+    ws = review_workspace(annotators_per_task=2)
+    push(ws)
+    ls = ls_client(label_studio)
+    users = make_users(ls, "good", "other", "broken")
+    uid = {role: u[0] for role, u in users.items()}
+    broken = users["broken"][1]
+    tasks = load_state(ws)["tasks"]
+    t_bad, t_ok, t_ok2 = largest(ws, 3)
+    P = {t: proposal(ws, t) for t in (t_bad, t_ok, t_ok2)}
+    for tid in (t_ok, t_ok2):
+        for role in ("good", "other"):
+            ls.create_annotation(tasks[tid], answer("accept", P[tid]), completed_by=uid[role])
+    ls.create_annotation(tasks[t_bad], answer("accept", P[t_bad]), completed_by=uid["good"])
+    # through the API an annotator can post a brush RLE that decodes to nothing, or a verdict
+    # the labeling config does not have
+    garbage = answer("corrected", P[t_bad])
+    garbage[1]["value"]["rle"] = [1, 2, 3]
+    bad_id = ls.create_annotation(tasks[t_bad], garbage, completed_by=uid["broken"])
+    ls.create_annotation(tasks[t_ok], answer("maybe"), completed_by=uid["broken"])
+
+    report = pull(ws)
+    assert report.decisions == {"consensus": 2} and report.reviews_new == 5
+    assert report.invalid == 2 and report.invalid_new == 2
+    saved = json.loads((ws.reports / "review-pull.json").read_text())
+    assert saved["invalid_reviews"] == 2
+    bad_line, maybe_line = sorted(saved["invalid_review_details"], key=lambda line: "maybe" in line)
+    assert bad_line.startswith(f"task {tasks[t_bad]} (triplet {t_bad}) by {broken}: brush rle does not decode (")
+    assert maybe_line == (f"task {tasks[t_ok]} (triplet {t_ok}) by {broken}: verdict 'maybe' is not one of accept, "
+                          "corrected, reject-mask, expression-ambiguous, expression-wrong")
+    # the invalid answer is no review: t_bad has one of the two it needs, and stays open
+    assert rows(ws, "SELECT triplet_id FROM consensus ORDER BY 1") == sorted([(t_ok,), (t_ok2,)])
+    assert rows(ws, "SELECT COUNT(*) FROM reviews WHERE annotator=?", broken) == [(0,)]
+    with Catalog(ws.catalog_path) as cat:
+        assert t_bad in {q.triplet_id for q in review_queue(cat)}
+    info = review_status(ws)
+    assert info["invalid_reviews"] == 2 and info["invalid_by_annotator"] == {broken: 2}
+    assert info["annotators"][broken]["invalid"] == 2 and info["annotators"][broken]["reviews"] == 0
+    assert info["annotations_per_task"] == {"1": 1, "2": 2}
+
+    # the annotator fixes the answer in Label Studio: the next pull takes it and decides the task
+    ls.patch(f"/api/annotations/{bad_id}/", {"result": answer("accept", P[t_bad])})
+    again = pull(ws)
+    assert again.decisions == {"consensus": 1} and again.reviews_new == 1 and again.invalid == 1
+    assert review_status(ws)["invalid_by_annotator"] == {broken: 1}
