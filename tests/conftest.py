@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -45,3 +48,24 @@ def torchrun(*cli_args: str, ranks: int = 2) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks),
            "-m", "risbench_builder", *cli_args]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def kill_midway(cmd: list[str], catalog: Path, table: str, at_least: int, timeout: float = 120) -> None:
+    """Start ``cmd``, SIGKILL it once ``table`` of ``catalog`` holds ``at_least`` committed rows,
+    and check that it was killed rather than finished (the resume tests' harness)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if catalog.exists():
+            try:
+                con = sqlite3.connect(catalog, timeout=1)
+                rows = con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                con.close()
+            except sqlite3.OperationalError:
+                rows = 0
+            if rows >= at_least:
+                break
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"{' '.join(cmd[3:6])} finished before it could be killed"

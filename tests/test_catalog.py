@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -87,10 +86,21 @@ def test_missing_catalog_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_two_connections_share_the_wal(tmp_path: Path) -> None:
+    """What WAL gives the ranks of one node: a writer commits while a reader holds a snapshot
+    (in rollback-journal mode that commit would wait for the reader), and the reader sees the
+    new rows once it starts a new read."""
     path = tmp_path / "c.sqlite"
     cols = ("image_id", "path", "source", "scene_id", "width", "height", "gsd", "sha256")
     with Catalog(path) as writer, Catalog(path) as reader:
         with writer.transaction():
             writer.insert("images", cols, [_image(1)])
-        assert reader.count("images") == 1
-        assert isinstance(reader.conn, sqlite3.Connection)
+        reader.conn.execute("PRAGMA busy_timeout=200")            # fail fast instead of waiting 60 s
+        reader.conn.execute("BEGIN")
+        assert reader.count("images") == 1                        # the reader's snapshot is open
+        writer.conn.execute("PRAGMA busy_timeout=200")
+        with writer.transaction():
+            writer.insert("images", cols, [_image(2)])            # commits despite the open read
+        assert reader.count("images") == 1                        # the snapshot does not move
+        reader.conn.execute("COMMIT")
+        assert reader.count("images") == 2
+        assert Path(f"{path}-wal").exists()

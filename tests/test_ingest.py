@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +16,7 @@ from risbench_builder.catalog import Catalog
 from risbench_builder.config import SyntheticConfig
 from risbench_builder.stages.ingest import RejectRateExceeded, run_ingest
 from risbench_builder.synthetic import write_vrsbench, write_vrsbench_placeholders
+from tests.conftest import kill_midway
 
 
 class Corpus:
@@ -204,23 +201,7 @@ def test_resume_after_sigkill_gives_the_clean_catalog(tmp_path: Path) -> None:
     for ws in (clean, killed):
         _write_pipeline(ws, root, batch_size=40)
     cmd = [sys.executable, "-m", "risbench_builder", "build", "--workspace", str(killed), "--stage", "ingest"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    partial = 0
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if (killed / "catalog.sqlite").exists():
-            try:
-                con = sqlite3.connect(killed / "catalog.sqlite", timeout=1)
-                partial = con.execute("SELECT COUNT(*) FROM triplets").fetchone()[0]
-                con.close()
-            except sqlite3.OperationalError:
-                partial = 0
-            if partial >= 200:
-                break
-        time.sleep(0.005)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "ingest finished before it could be killed"
+    kill_midway(cmd, killed / "catalog.sqlite", "triplets", at_least=200)
     with Catalog(killed / "catalog.sqlite") as cat:
         partial = cat.count("triplets")
         assert 0 < partial < 7000

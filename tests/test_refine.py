@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +23,7 @@ from risbench_builder.stages.ingest import run_ingest
 from risbench_builder.segment.registry import make_segmenter
 from risbench_builder.stages.refine import _Prompt, run_refine, segment_image
 from risbench_builder.workspace import Workspace
+from tests.conftest import kill_midway
 
 torch = pytest.importorskip("torch")
 
@@ -140,21 +138,7 @@ def _cli(ws: Path, *args: str) -> list[str]:
 def test_resume_after_sigkill_gives_the_same_masks(make_workspace) -> None:
     clean = ingested(make_workspace, "clean", scenes=8, batch_images=1)
     killed = ingested(make_workspace, "killed", scenes=8, batch_images=1)
-    proc = subprocess.Popen(_cli(killed.path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline, done = time.time() + 120, 0
-    while time.time() < deadline and proc.poll() is None:
-        try:
-            con = sqlite3.connect(killed.catalog_path, timeout=1)
-            done = con.execute("SELECT COUNT(*) FROM proposals").fetchone()[0]
-            con.close()
-        except sqlite3.OperationalError:
-            pass
-        if done >= 3:
-            break
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "sam-refine finished before it could be killed"
+    kill_midway(_cli(killed.path), killed.catalog_path, "proposals", at_least=3)
     with Catalog(killed.catalog_path) as cat:
         partial, total = cat.count("proposals"), cat.count("triplets")
     assert 0 < partial < total
