@@ -328,9 +328,15 @@ def safe_join(root: Path, relative: str) -> Path:
     return candidate
 
 
-def is_hidden_junk(path: Path) -> bool:
-    """macOS zip debris: ``__MACOSX/`` folders and ``._*`` resource forks."""
-    return path.name.startswith("._") or "__MACOSX" in path.parts
+def walk_tree(base: Path, suffixes: tuple[str, ...]) -> Iterator[Path]:
+    """Files below ``base`` whose names end with one of ``suffixes`` (any case), in sorted order,
+    skipping macOS zip debris (``__MACOSX/`` folders, ``._*`` resource forks); links to folders
+    are not followed."""
+    for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if d != "__MACOSX")
+        for fn in sorted(filenames):
+            if not fn.startswith("._") and fn.lower().endswith(suffixes):
+                yield Path(dirpath) / fn
 
 
 class ImageIndex:
@@ -343,18 +349,11 @@ class ImageIndex:
         self.duplicates: dict[str, list[Path]] = {}
         bases = [root / f for f in folders] if folders else [root]
         for base in bases:
-            if not base.is_dir():
-                continue
-            for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
-                dirnames[:] = sorted(d for d in dirnames if d != "__MACOSX")
-                for fn in sorted(filenames):
-                    if fn.startswith("._") or not fn.lower().endswith(extensions):
-                        continue
-                    path = Path(dirpath) / fn
-                    if fn in self._by_name:
-                        self.duplicates.setdefault(fn, [self._by_name[fn]]).append(path)
-                        continue
-                    self._by_name[fn] = path
+            for path in walk_tree(base, extensions):
+                if path.name in self._by_name:
+                    self.duplicates.setdefault(path.name, [self._by_name[path.name]]).append(path)
+                    continue
+                self._by_name[path.name] = path
 
     def __len__(self) -> int:
         return len(self._by_name)
@@ -378,14 +377,4 @@ class ImageIndex:
 
 def walk_files(root: Path, folder: str, suffixes: tuple[str, ...]) -> list[str]:
     """Sorted posix paths (relative to root) of files below ``root/folder`` with a suffix."""
-    base = root / folder
-    out: list[str] = []
-    if not base.is_dir():
-        return out
-    for dirpath, dirnames, filenames in os.walk(base):
-        dirnames[:] = sorted(d for d in dirnames if d != "__MACOSX")
-        for fn in filenames:
-            if fn.startswith("._") or not fn.lower().endswith(suffixes):
-                continue
-            out.append((Path(dirpath) / fn).relative_to(root).as_posix())
-    return sorted(out)
+    return sorted(path.relative_to(root).as_posix() for path in walk_tree(root / folder, suffixes))
