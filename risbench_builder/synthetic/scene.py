@@ -32,8 +32,8 @@ import numpy as np
 from shapely.geometry import Polygon
 from shapely.ops import unary_union
 
-from . import masks
-from .config import BoxNoiseConfig, SyntheticConfig
+from .. import masks
+from ..config import BoxNoiseConfig, SyntheticConfig
 
 PATCH = 512
 GENERATOR_VERSION = 1
