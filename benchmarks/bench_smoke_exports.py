@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from risbench_builder.crobim.config import load_config  # noqa: E402
-from risbench_builder.crobim.train import smoke  # noqa: E402
+from risbench_builder.crobim.smoke import smoke  # noqa: E402
 from tests.crobim.exports import make_hf_export, write_misaligned  # noqa: E402
 
 

@@ -29,7 +29,8 @@ import torch
 
 from risbench_builder.adapter.model import PA_SAM_TRAINABLE, build_adapter_decoder, guide_size
 from risbench_builder.adapter.step import autocast, make_optimizer, train_step
-from risbench_builder.segment.sam import _predict_masks_one_image, build_sam_decoder
+from risbench_builder.segment.sam import _predict_masks_one_image
+from risbench_builder.segment.sam_build import build_sam_decoder
 
 LOSSES = {"mask": 1.0, "coarse": 1.0, "refined": 1.0, "uncertainty": 1.0}  # pa_sam_vit_h.yaml
 

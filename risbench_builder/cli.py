@@ -289,7 +289,7 @@ def train(data: Optional[Path] = typer.Option(None, "--data", help="export folde
     if data is None:
         raise ValueError("train: --data EXPORT is required (only --dry-run runs without data)")
     if smoke:
-        from .crobim.train import smoke as run_smoke
+        from .crobim.smoke import smoke as run_smoke
 
         if run_smoke(data, cfg, device=device, log=_plain, side_by_side=side_by_side)["verdict"] != "PASS":
             raise typer.Exit(EXIT_ERROR)

@@ -71,7 +71,7 @@ def eval_cmd(workspace: Path = WorkspaceOpt,
 @_friendly
 def params_cmd(recipe: str = typer.Option("adapters/pa_sam_vit_h.yaml", "--recipe", "-r", help="adapter recipe")) -> None:
     """Trainable parameter count of a recipe (builds SAM's decoder side only, random weights)."""
-    from ..segment.sam import build_sam_decoder
+    from ..segment.sam_build import build_sam_decoder
     from .model import build_adapter_decoder
     from .recipe import load_recipe
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .train import RESULT_PREFIX
+from .smoke import RESULT_PREFIX
 
 
 def main(job_file: str) -> None:

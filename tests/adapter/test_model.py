@@ -14,7 +14,7 @@ from risbench_builder.adapter.model import (
     select_points,
 )
 from risbench_builder.adapter.recipe import load_recipe
-from risbench_builder.segment.sam import build_sam_decoder
+from risbench_builder.segment.sam_build import build_sam_decoder
 
 
 def adapter_for(recipe: str):

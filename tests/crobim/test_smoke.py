@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from risbench_builder.crobim.config import load_config
-from risbench_builder.crobim.train import smoke
+from risbench_builder.crobim.smoke import smoke
 from tests.crobim.exports import make_hf_export, write_misaligned
 
 SCENES = 250         # x 2 patches: enough referents >= 1 % of the image for ~90 train triplets and

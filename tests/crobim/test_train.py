@@ -135,7 +135,7 @@ def test_cli_smoke_wiring(tmp_path: Path, small_export: Path) -> None:
 
 def test_side_by_side_arms_equal_one_at_a_time(small_export: Path, monkeypatch) -> None:
     """The two worker processes (1 thread each here) give the numbers of the in-process runs at 1 thread."""
-    from risbench_builder.crobim.train import smoke
+    from risbench_builder.crobim.smoke import smoke
 
     cfg = quick_smoke_cfg()
     lines: list[str] = []
@@ -157,7 +157,7 @@ def test_side_by_side_arms_equal_one_at_a_time(small_export: Path, monkeypatch) 
 
 def test_a_failing_side_by_side_arm_is_reported_in_one_line(small_export: Path) -> None:
     from risbench_builder.crobim.data import load_split
-    from risbench_builder.crobim.train import smoke
+    from risbench_builder.crobim.smoke import smoke
 
     train = load_split(small_export, "train")
     train = [dataclasses.replace(s, image_src=b"not a png") for s in train]     # the workers decode images

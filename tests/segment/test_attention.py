@@ -14,7 +14,7 @@ pytest.importorskip("segment_anything")
 from segment_anything.modeling.transformer import Attention  # noqa: E402
 
 from risbench_builder.segment.attention import TokenAxisAttention, use_token_axis_attention  # noqa: E402
-from risbench_builder.segment.sam import build_sam_tiny  # noqa: E402
+from risbench_builder.segment.sam_build import build_sam_tiny  # noqa: E402
 
 
 @pytest.mark.parametrize("queries,keys,downsample", [(256, 7, 2), (64, 15, 2), (9, 9, 1)])

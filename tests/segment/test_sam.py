@@ -1,4 +1,4 @@
-"""segment/sam.py: registry, safe checkpoint loading, and the SAM segmenter on the tiny model.
+"""segment/sam_build.py (registry, safe checkpoint loading) and segment/sam.py (the SAM segmenter) on the tiny model.
 
 The tiny model has random weights, so these tests check shapes, dtypes, counts, transforms and
 data flow against segment-anything's own ``SamPredictor``, never mask quality.
@@ -21,9 +21,9 @@ from segment_anything.utils.amg import calculate_stability_score  # noqa: E402
 
 from risbench_builder.segment.base import MaskOutput, Segmenter, View  # noqa: E402
 from risbench_builder.segment.cache import EmbeddingCache  # noqa: E402
-from risbench_builder.segment.sam import (  # noqa: E402
+from risbench_builder.segment.sam import SamSegmenter  # noqa: E402
+from risbench_builder.segment.sam_build import (  # noqa: E402
     SamCheckpointError,
-    SamSegmenter,
     build_sam_model,
     model_checksum,
     sam_model_registry,
