@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from ..catalog import Catalog
+from ..readmodel import current_proposal_set
 
 
 @dataclass(frozen=True)
@@ -34,18 +35,6 @@ class FinalRecord:
     box_xyxy: tuple[float, float, float, float]
     attributes: dict[str, Any]
     origin_split: str | None
-
-
-def current_proposal_set(catalog: Catalog) -> tuple[str, str] | None:
-    """(segmenter, model_sha256) of the newest finished sam-refine run, else of any proposals."""
-    for (counts,) in catalog.conn.execute(
-            "SELECT counts_json FROM runs WHERE stage='sam-refine' AND finished IS NOT NULL AND counts_json IS NOT NULL "
-            "ORDER BY started DESC, rowid DESC"):
-        data = json.loads(counts)
-        if "segmenter" in data:
-            return data["segmenter"], data.get("model_sha256", "")
-    row = catalog.conn.execute("SELECT segmenter, model_sha256 FROM proposals ORDER BY run_id DESC LIMIT 1").fetchone()
-    return (row[0], row[1]) if row else None
 
 
 _SQL = """

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 from ..catalog import Catalog
+from ..readmodel import current_proposals
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,8 @@ def _where(ids: Sequence[str] | None, column: str = "triplet_id") -> tuple[str, 
 def load_records(catalog: Catalog, ids: Sequence[str] | None = None) -> dict[str, TripletRecord]:
     """Records of all triplets (or of ``ids``), ordered by image then triplet id.
 
-    When a triplet has proposals from several segmenters, the most recently written one is
-    the one shown (the one the latest sam-refine run made).
+    When a triplet has proposals from several segmenters, the one shown is that of the current
+    proposal set (:func:`readmodel.current_proposal_set`), the one finalize uses.
     """
     where, params = _where(ids, "t.triplet_id")
     out: dict[str, TripletRecord] = {}
@@ -95,13 +96,10 @@ def load_records(catalog: Catalog, ids: Sequence[str] | None = None) -> dict[str
         out[tid] = TripletRecord(tid, image_id, path, sha, int(width), int(height), source, ref, category,
                                  expression, tuple(json.loads(box)), json.loads(polygon) if polygon else None,
                                  json.loads(attrs or "{}"), origin_split)
+    for p in current_proposals(catalog, ids):
+        if p.triplet_id in out:
+            out[p.triplet_id].proposal = Proposal(p.segmenter, p.model_sha256, p.rle, p.scores, p.route)
     where, params = _where(ids)
-    # SQLite: bare columns of an aggregate query come from the row holding MAX(rowid)
-    for tid, _, seg, sha, rle, scores, route in catalog.conn.execute(
-            "SELECT triplet_id, MAX(rowid), segmenter, model_sha256, rle, scores_json, route FROM proposals"
-            + where + " GROUP BY triplet_id", params):
-        if tid in out:
-            out[tid].proposal = Proposal(seg, sha, rle, json.loads(scores or "{}"), route)
     for tid, task, annotator, rle, verdict, corrected in catalog.conn.execute(
             "SELECT triplet_id, task_id, annotator, rle, verdict, corrected_expression FROM reviews"
             + where + " ORDER BY triplet_id, annotator, task_id", params):

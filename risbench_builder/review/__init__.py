@@ -12,7 +12,8 @@ from .client import LabelStudio, ReviewError
 from .consensus import Decision, Vote, decide, majority_vote, mean_pairwise_iou, staple
 from .status import review_status
 from .sync import PullReport, PushReport, pull, push
-from .tasks import ImportFile, export_import_file, review_queue
+from ..readmodel import review_queue
+from .tasks import ImportFile, export_import_file
 
 __all__ = [
     "Decision", "ImportFile", "LabelStudio", "PullReport", "PushReport", "ReviewError", "Vote", "decide",

@@ -22,7 +22,7 @@ import numpy as np
 from .. import masks
 from ..catalog import Catalog
 from ..config import PipelineConfig
-from ..finalize.records import current_proposal_set
+from ..readmodel import review_queue
 from ..segment.calibrate import trusted_masks
 from ..workspace import Workspace
 from .consensus import Vote, decide
@@ -46,17 +46,14 @@ def simulate_review(ws: Workspace, cfg: PipelineConfig, truth: Path) -> dict[str
     with Catalog(ws.catalog_path, create=False) as catalog:
         run_id = catalog.start_run("review-simulated", cfg.sha256())
         trusted = trusted_masks(catalog, truth)
-        seg = current_proposal_set(catalog) or ("", "")
-        queue = catalog.conn.execute(
-            "SELECT p.triplet_id, p.rle FROM proposals p WHERE p.segmenter=? AND p.model_sha256=? AND "
-            "p.route='review' AND NOT EXISTS (SELECT 1 FROM consensus c WHERE c.triplet_id=p.triplet_id) "
-            "ORDER BY p.triplet_id", seg).fetchall()
+        queue = sorted(review_queue(catalog), key=lambda q: q.triplet_id)    # the real queue, id order
         reviews, consensus = [], []
-        for tid, rle in queue:
+        for item in queue:
+            tid = item.triplet_id
             if tid not in trusted:
                 continue
             votes = _annotators(masks.decode(trusted[tid]))
-            d = decide(votes, masks.decode(masks.loads(rle)).astype(bool), method=method, min_agreement=min_agreement)
+            d = decide(votes, masks.decode(item.rle).astype(bool), method=method, min_agreement=min_agreement)
             reviews += [(tid, f"sim-{tid}", v.annotator, masks.dumps(masks.encode(v.mask)), v.verdict, None, run_id)
                         for v in votes]
             decision, final_rle = d.decision, None if d.mask is None else masks.dumps(masks.encode(d.mask))

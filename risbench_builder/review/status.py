@@ -19,7 +19,7 @@ from ..workspace import Workspace
 from .answers import INVALID_REVIEW
 from .consensus import ADJUDICATE
 from .sync import load_state
-from .tasks import review_queue
+from ..readmodel import consensus_summary, review_queue
 
 
 def review_status(ws: Workspace, cfg: PipelineConfig | None = None) -> dict[str, Any]:
@@ -31,10 +31,8 @@ def review_status(ws: Workspace, cfg: PipelineConfig | None = None) -> dict[str,
         queue = review_queue(catalog)
         per_task = Counter(n for (n,) in catalog.conn.execute(
             "SELECT COUNT(*) FROM reviews WHERE task_id NOT LIKE 'adj:%' GROUP BY task_id"))
-        decisions = dict(catalog.conn.execute("SELECT decision, COUNT(*) FROM consensus GROUP BY decision "
-                                              "ORDER BY decision").fetchall())
-        agreements = np.array([a for (a,) in catalog.conn.execute(
-            "SELECT agreement FROM consensus WHERE agreement IS NOT NULL")], float)
+        summary = consensus_summary(catalog)
+        decisions, agreements = summary.decisions, np.array(summary.agreements, float)
         awaiting = [tid for (tid,) in catalog.conn.execute(
             "SELECT triplet_id FROM consensus WHERE decision=? ORDER BY agreement, triplet_id", (ADJUDICATE,))]
         annotators: dict[str, dict[str, Any]] = defaultdict(lambda: {"reviews": 0, "verdicts": Counter(), "ious": []})

@@ -37,6 +37,7 @@ import numpy as np
 
 from .. import masks
 from ..catalog import Catalog, stable_id
+from ..readmodel import proposal_rle, review_queue
 from ..config import PipelineConfig
 from ..workspace import Workspace
 from .answers import (
@@ -48,7 +49,7 @@ from .consensus import (
 )
 from .tasks import (
     GUIDELINES, LABEL_CONFIG, Roots, adjudication_title, brush_result,
-    catalog_image_paths, model_version, project_title, resolve_roots, resource_text, review_queue, task_payload,
+    catalog_image_paths, model_version, project_title, resolve_roots, resource_text, task_payload,
 )
 
 T = TypeVar("T")
@@ -62,7 +63,7 @@ _TRIPLET_COLS = ("triplet_id", "image_id", "source", "source_ref", "category", "
 
 # ----------------------------------------------------------------------------- state
 def state_path(ws: Workspace) -> Path:
-    return ws.path / "review" / "state.json"
+    return ws.review / "state.json"
 
 
 def load_state(ws: Workspace) -> dict[str, Any]:
@@ -247,17 +248,12 @@ class _Triplets:
         return self._size[tid]
 
     def proposal(self, tid: str, proposal: Any) -> Optional[str]:
-        """The proposal the task showed (its ``data.proposal``, untrusted), else the latest."""
+        """The proposal the task showed (its ``data.proposal``, untrusted), else the current one."""
+        shown = None
         if isinstance(proposal, dict) and all(isinstance(proposal.get(k, ""), str)
                                               for k in ("segmenter", "model_sha256")):
-            row = self.catalog.conn.execute("SELECT rle FROM proposals WHERE triplet_id=? AND segmenter=? AND "
-                                            "model_sha256=?", (tid, proposal.get("segmenter", ""),
-                                                               proposal.get("model_sha256", ""))).fetchone()
-            if row:
-                return row[0]
-        row = self.catalog.conn.execute("SELECT rle FROM proposals WHERE triplet_id=? ORDER BY run_id DESC LIMIT 1",
-                                        (tid,)).fetchone()
-        return row[0] if row else None
+            shown = (proposal.get("segmenter", ""), proposal.get("model_sha256", ""))
+        return proposal_rle(self.catalog, tid, shown)
 
 
 class _Masks:

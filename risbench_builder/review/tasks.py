@@ -18,73 +18,22 @@ from urllib.parse import quote
 
 from .. import masks
 from ..catalog import Catalog
-from ..config import PipelineConfig, ReviewConfig
-from ..finalize.records import current_proposal_set
+from ..config import PipelineConfig, ReviewConfig, shipped_file
+from ..readmodel import QueueItem, review_queue
 from ..workspace import Workspace
 from .client import ReviewError
 
 LABEL_CONFIG = "labeling_config.xml"
 GUIDELINES = "GUIDELINES.md"
 FROM_MASK, FROM_VERDICT, FROM_FIX, TO_IMAGE, LABEL = "mask", "verdict", "expression_fix", "image", "target"
-CONFIDENCE_SIGNALS = ("iou_pred", "stability", "jitter_agreement", "box_iou", "polygon_iou")
 
 
 def resource_text(name: str) -> str:
     """``review/labeling_config.xml`` or ``review/GUIDELINES.md``, from the wheel or a clone."""
-    from importlib import resources
-
-    packaged = resources.files("risbench_builder") / "_recipes" / "review" / name
-    if packaged.is_file():
-        return packaged.read_text(encoding="utf-8")
-    clone = Path(__file__).resolve().parents[2] / "review" / name
-    if clone.is_file():
-        return clone.read_text(encoding="utf-8")
-    raise ReviewError(f"the shipped review file {name} is missing from this installation")
-
-
-@dataclass(frozen=True)
-class QueueItem:
-    triplet_id: str
-    image_path: str
-    width: int
-    height: int
-    category: str
-    expression: str
-    rle: dict
-    scores: dict
-    segmenter: str
-    model_sha256: str
-
-    @property
-    def confidence(self) -> float:
-        return confidence(self.scores)
-
-
-def confidence(scores: dict) -> float:
-    """Mean of the confidence signals present, each clipped to [0, 1]; 0 when none is."""
-    values = [min(max(float(scores[k]), 0.0), 1.0) for k in CONFIDENCE_SIGNALS
-              if isinstance(scores.get(k), (int, float))]
-    return sum(values) / len(values) if values else 0.0
-
-
-_QUEUE_SQL = """
-SELECT p.triplet_id, i.path, i.width, i.height, t.category, t.expression, p.rle, p.scores_json,
-       p.segmenter, p.model_sha256
-FROM proposals p JOIN triplets t USING (triplet_id) JOIN images i ON i.image_id = t.image_id
-WHERE p.segmenter = ? AND p.model_sha256 = ? AND p.route = 'review' AND t.expression IS NOT NULL
-  AND NOT EXISTS (SELECT 1 FROM consensus c WHERE c.triplet_id = p.triplet_id)
-  AND NOT EXISTS (SELECT 1 FROM rejects r WHERE r.stage = 'review' AND r.ref = p.triplet_id)
-"""
-
-
-def review_queue(catalog: Catalog) -> list[QueueItem]:
-    """Triplets waiting for people, most uncertain first (ties by triplet id)."""
-    current = current_proposal_set(catalog)
-    if current is None:
-        return []
-    items = [QueueItem(tid, path, w, h, cat, expr, masks.loads(rle), json.loads(scores), seg, sha)
-             for tid, path, w, h, cat, expr, rle, scores, seg, sha in catalog.conn.execute(_QUEUE_SQL, current)]
-    return sorted(items, key=lambda q: (q.confidence, q.triplet_id))
+    path = shipped_file("review", name)
+    if path is None:
+        raise ReviewError(f"the shipped review file {name} is missing from this installation")
+    return path.read_text(encoding="utf-8")
 
 
 def model_version(segmenter: str, model_sha256: str, adapter: Optional[str] = None) -> str:
@@ -173,7 +122,7 @@ def export_import_file(ws: Workspace, cfg: PipelineConfig | None = None) -> Impo
         items = review_queue(catalog)
         roots = resolve_roots(ws, cfg.review, catalog_image_paths(catalog))
     tasks = [task_payload(q, roots, model_version(q.segmenter, q.model_sha256, cfg.refine.adapter)) for q in items]
-    out = ws.path / "review" / "import-tasks.json"
+    out = ws.review / "import-tasks.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
     tmp.write_text(json.dumps(tasks, separators=(",", ":")) + "\n")

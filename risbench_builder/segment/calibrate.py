@@ -19,6 +19,7 @@ import yaml
 from .. import masks
 from ..catalog import Catalog
 from ..config import RouteConfig
+from ..readmodel import current_proposal_set
 from ..workspace import Workspace
 from .routing import threshold_tests
 
@@ -70,20 +71,14 @@ class Sample:
 
 
 def collect(catalog: Catalog, trusted: dict[str, dict], segmenter: str | None = None) -> tuple[str, str, list[Sample]]:
-    """Samples of the newest proposal set (or of ``segmenter``) that have a trusted mask."""
-    sql = "SELECT segmenter, model_sha256 FROM proposals"
-    params: tuple = ()
-    if segmenter:
-        sql += " WHERE segmenter=?"
-        params = (segmenter,)
-    row = catalog.conn.execute(sql + " ORDER BY run_id DESC LIMIT 1", params).fetchone()
-    if row is None:
+    """Samples of the current proposal set (the newest of ``segmenter`` when given) that have a trusted mask."""
+    current = current_proposal_set(catalog, segmenter or None)
+    if current is None:
         raise ValueError("no proposals to calibrate: run `risbench build --stage sam-refine` first")
-    name, sha = row
     samples = []
     for tid, rle, scores, box_json, poly_json in catalog.conn.execute(
             "SELECT p.triplet_id, p.rle, p.scores_json, t.box_xyxy, t.polygon FROM proposals p JOIN triplets t "
-            "USING (triplet_id) WHERE p.segmenter=? AND p.model_sha256=? ORDER BY p.triplet_id", (name, sha)):
+            "USING (triplet_id) WHERE p.segmenter=? AND p.model_sha256=? ORDER BY p.triplet_id", current):
         truth = trusted.get(tid)
         if truth is None:
             continue
@@ -92,7 +87,7 @@ def collect(catalog: Catalog, trusted: dict[str, dict], segmenter: str | None = 
                   else masks.rasterize_box(json.loads(box_json), h, w))
         samples.append(Sample(tid, json.loads(scores), masks.iou(masks.loads(rle), truth),
                               masks.mask_iou(prompt, masks.decode(truth))))
-    return name, sha, samples
+    return current[0], current[1], samples
 
 
 def _accepts(samples: list[Sample], cfg: RouteConfig) -> np.ndarray:

@@ -31,7 +31,8 @@ from ..export import writers
 from ..export.base import AS_IS, PNG, Context, ExportError, ImageRef, Images, Ledger, make_pool, prepared
 from ..export.manifest import read_manifest, write_manifest
 from ..export.refer import REFER_SPLITS
-from ..finalize.records import current_proposal_set, final_records, split_names
+from ..finalize.records import final_records, split_names
+from ..readmodel import consensus_summary, current_proposal_set
 from ..workspace import Workspace
 
 STAGE = "export"
@@ -65,20 +66,17 @@ def pending_count(catalog: Catalog) -> int:
 
 def review_figures(catalog: Catalog) -> dict[str, Any]:
     """What the card says about human review (empty when no consensus exists)."""
-    n = catalog.count("consensus")
-    if not n:
+    summary = consensus_summary(catalog)
+    if not summary.consensus:
         return {}
-    agreements = [a for (a,) in catalog.conn.execute("SELECT agreement FROM consensus WHERE agreement IS NOT NULL")]
-    reviews, annotators, tasks = catalog.conn.execute(
-        "SELECT COUNT(*), COUNT(DISTINCT annotator), COUNT(DISTINCT task_id) FROM reviews").fetchone()
+    agreements = summary.agreements
     return {
-        "consensus": n, "reviews": reviews, "annotators": annotators,
-        "reviews_per_task": reviews / tasks if tasks else 0.0,
+        "consensus": summary.consensus, "reviews": summary.reviews, "annotators": summary.annotators,
+        "reviews_per_task": summary.reviews_per_task,
         "agreement_mean": round(statistics.fmean(agreements), 6) if agreements else None,
         "agreement_median": round(statistics.median(agreements), 6) if agreements else None,
         "agreement_min": round(min(agreements), 6) if agreements else None,
-        "decisions": dict(catalog.conn.execute("SELECT decision, COUNT(*) FROM consensus GROUP BY decision "
-                                               "ORDER BY decision")),
+        "decisions": summary.decisions,
     }
 
 

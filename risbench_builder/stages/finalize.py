@@ -19,7 +19,7 @@ from rich.progress import track
 from ..catalog import Catalog
 from ..config import PipelineConfig
 from ..finalize import filters, geometry
-from ..finalize.records import current_proposal_set
+from ..readmodel import current_proposal_set
 from ..finalize.splits import Item, assign, scene_leaks
 from ..workspace import Workspace
 

@@ -10,7 +10,8 @@ import pytest
 from risbench_builder import masks
 from risbench_builder.catalog import Catalog
 from risbench_builder.review import ReviewError, export_import_file, review_queue, review_status
-from risbench_builder.review.tasks import confidence, model_version, resolve_roots, resource_text
+from risbench_builder.readmodel import confidence
+from risbench_builder.review.tasks import model_version, resolve_roots, resource_text
 from risbench_builder.stages.ingest import run_ingest
 from risbench_builder.stages.refine import run_refine
 
