@@ -264,10 +264,14 @@ def review_status_cmd(workspace: Path = WorkspaceOpt,
 
 @app.command()
 @_friendly
-def train(data: Optional[Path] = typer.Option(None, "--data", help="export folder (hf, refer or native layout)"),
+def train(data: Optional[Path] = typer.Option(None, "--data", help="export folder (hf, refer or native layout); "
+                                              "default with --workspace: W/exports/hf"),
+          workspace: Optional[Path] = typer.Option(None, "--workspace", "-w",
+                                                   help="a workspace: runs go to W/runs, data defaults to W/exports/hf"),
           config: Optional[str] = typer.Option(
               None, "--config", "-c", help="CroBIM YAML, or shipped: crobim_swin_b, crobim_convnext_b, smoke, tiny"),
-          out: Optional[Path] = typer.Option(None, "--out", "-o", help="run folder (default runs/crobim-<name>)"),
+          out: Optional[Path] = typer.Option(None, "--out", "-o",
+                                             help="run folder (default W/runs/crobim-<name>, or ./runs/crobim-<name>)"),
           smoke: bool = typer.Option(False, "--smoke", help="validate the export: small CPU model (config smoke), "
                                      "aligned vs shuffled-expression control"),
           dry_run: bool = typer.Option(False, "--dry-run", help="build the model, print its parameter count, exit"),
@@ -286,8 +290,10 @@ def train(data: Optional[Path] = typer.Option(None, "--data", help="export folde
 
         count_parameters(cfg, log=_plain)
         return
+    ws = Workspace(workspace.resolve()) if workspace is not None else None
+    data = data if data is not None or ws is None else ws.exports / "hf"
     if data is None:
-        raise ValueError("train: --data EXPORT is required (only --dry-run runs without data)")
+        raise ValueError("train: --data EXPORT or --workspace W is required (only --dry-run runs without data)")
     if smoke:
         from .crobim.smoke import smoke as run_smoke
 
@@ -296,7 +302,8 @@ def train(data: Optional[Path] = typer.Option(None, "--data", help="export folde
         return
     from .crobim.train import train as run_train
 
-    run_train(data, cfg, out or Path("runs") / f"crobim-{cfg.name}", resume=resume, device=device, log=_plain)
+    runs = ws.runs if ws is not None else Path("runs")
+    run_train(data, cfg, out or runs / f"crobim-{cfg.name}", resume=resume, device=device, log=_plain)
 
 
 @app.command()

@@ -243,12 +243,12 @@ def load_pipeline(path: Path | str) -> PipelineConfig:
 
 
 def shipped_file(folder: str, name: str) -> Path | None:
-    """``NAME`` or ``NAME.yaml`` shipped in ``folder`` (pipelines, adapters): inside the wheel
-    (``_recipes/``) or in a clone; None when there is none."""
+    """A file shipped in ``folder`` (pipelines, adapters, review): inside the wheel (``_recipes/``)
+    or in a clone; a name without a suffix means ``NAME.yaml``. None when there is none."""
     from importlib import resources
 
     filename = Path(name).name
-    filename = filename if filename.endswith((".yaml", ".yml")) else f"{filename}.yaml"
+    filename = filename if Path(filename).suffix else f"{filename}.yaml"
     packaged = resources.files("risbench_builder") / "_recipes" / folder / filename
     if packaged.is_file():
         return Path(str(packaged))

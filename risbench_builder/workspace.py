@@ -33,6 +33,21 @@ class Workspace:
     def exports(self) -> Path:
         return self.path / "exports"
 
+    @property
+    def review(self) -> Path:
+        """Label Studio state (project ids, no secrets) and the import file."""
+        return self.path / "review"
+
+    @property
+    def runs(self) -> Path:
+        """Training runs: adapters (``adapter-NAME``) and CroBIM (``crobim-NAME``)."""
+        return self.path / "runs"
+
+    @property
+    def shards(self) -> Path:
+        """Per-node shard catalogs of a multi-node sam-refine, before ``catalog merge``."""
+        return self.path / "shards"
+
     def resolve(self, relative: str | Path) -> Path:
         """Paths in a pipeline are relative to the workspace unless absolute."""
         p = Path(relative).expanduser()

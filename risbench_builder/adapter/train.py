@@ -138,7 +138,7 @@ def train_adapter(ws: Workspace, recipe: AdapterRecipe, out: Path | None = None,
                   device: str | None = None, evaluate: bool = True, progress: bool = True,
                   log: Callable[[str], None] = print) -> TrainResult:
     """Train (or continue) the adapter of ``recipe`` on ``ws``'s trusted masks; writes ``out``."""
-    out = Path(out) if out is not None else ws.path / "runs" / f"adapter-{recipe.name}"
+    out = Path(out) if out is not None else ws.runs / f"adapter-{recipe.name}"
     with _distributed() as (rank, world):
         return _train(ws, recipe, out, checkpoint, truth, resume, max_steps, _device(device, world), evaluate,
                       progress and rank == 0, log if rank == 0 else (lambda _m: None), rank, world)

@@ -169,7 +169,7 @@ def reroute(catalog: Catalog, seg_name: str, model_sha: str, cfg: RefineConfig) 
 
 
 def shard_catalog_path(ws: Workspace, part: Shard) -> Path:
-    return ws.path / "shards" / f"catalog-{part.index}of{part.count}.sqlite"
+    return ws.shards / f"catalog-{part.index}of{part.count}.sqlite"
 
 
 def run_refine(ws: Workspace, cfg: PipelineConfig, *, force: bool = False, shard: str | None = None,

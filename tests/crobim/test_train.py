@@ -96,11 +96,28 @@ def test_cli_dry_run_and_errors(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "parameters" in result.output and "backbone" in result.output
     result = runner.invoke(app, ["train", "--config", "tiny"])
-    assert result.exit_code == 1 and "--data EXPORT is required" in result.output
+    assert result.exit_code == 1 and "--data EXPORT or --workspace W is required" in result.output
     result = runner.invoke(app, ["train", "--config", "nope", "--dry-run"])
     assert result.exit_code == 1 and "no such config" in result.output
     result = runner.invoke(app, ["evaluate", "--checkpoint", str(tmp_path / "x"), "--data", str(tmp_path)])
     assert result.exit_code == 1 and "no such checkpoint" in result.output
+
+
+def test_cli_train_with_a_workspace_writes_under_its_runs(tmp_path: Path, tiny_cfg: CroBIMConfig,
+                                                          small_export: Path) -> None:
+    """``-w W``: the data defaults to W/exports/hf and the run goes to W/runs, not ./runs."""
+    import shutil
+
+    ws = tmp_path / "ws"
+    shutil.copytree(small_export, ws / "exports" / "hf")
+    d = fast_cfg(tiny_cfg).model_dump(mode="json")
+    d["train"].update(epochs=1, max_steps=1)
+    cfg = tmp_path / "one-step.yaml"
+    cfg.write_text(yaml.safe_dump(d))
+    result = runner.invoke(app, ["train", "-w", str(ws), "--config", str(cfg), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    runs = sorted(p.name for p in (ws / "runs").iterdir())
+    assert runs == [f"crobim-{d['name']}"] and (ws / "runs" / runs[0] / "last" / "model.safetensors").is_file()
 
 
 @pytest.mark.slow
