@@ -24,8 +24,10 @@ from pathlib import Path
 
 import json5
 
-from risbench_builder.catalog import Catalog
-from risbench_builder.synthetic import write_vrsbench_placeholders
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from placeholders import write_vrsbench_placeholders  # noqa: E402  # same folder
+
+from risbench_builder.catalog import Catalog  # noqa: E402
 
 TARGET_RATE, TARGET_RSS_MB = 2000.0, 500.0
 

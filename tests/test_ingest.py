@@ -12,10 +12,11 @@ import pytest
 import yaml
 from PIL import Image
 
+from benchmarks.placeholders import write_vrsbench_placeholders
 from risbench_builder.catalog import Catalog
 from risbench_builder.config import SyntheticConfig
 from risbench_builder.stages.ingest import RejectRateExceeded, run_ingest
-from risbench_builder.synthetic import write_vrsbench, write_vrsbench_placeholders
+from risbench_builder.synthetic import write_vrsbench
 from tests.conftest import kill_midway
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from benchmarks.placeholders import write_vrsbench_placeholders
 from risbench_builder import masks
 from risbench_builder import synthetic as syn
 from risbench_builder.config import BoxNoiseConfig, SyntheticConfig
@@ -319,7 +320,7 @@ def test_dior_rsvg_global_indices(tmp_path: Path) -> None:
 
 
 def test_placeholder_tree_counts(tmp_path: Path) -> None:
-    info = syn.write_vrsbench_placeholders(tmp_path, n_files=30, objects_total=52, seed=0)
+    info = write_vrsbench_placeholders(tmp_path, n_files=30, objects_total=52, seed=0)
     docs = annotations(tmp_path)
     assert len(docs) == 30 and sum(len(d["objects"]) for d in docs) == 52
     assert all(1 <= len(d["objects"]) <= 5 for d in docs)
@@ -330,4 +331,4 @@ def test_placeholder_tree_counts(tmp_path: Path) -> None:
     val_objects = sum(len(json.loads(p.read_text())["objects"]) for p in (tmp_path / "Annotations_val").glob("*.json"))
     assert info["eval_records"] == val_objects == info["objects"]["val"]
     with pytest.raises(ValueError, match="objects_total"):
-        syn.write_vrsbench_placeholders(tmp_path / "bad", n_files=10, objects_total=60)
+        write_vrsbench_placeholders(tmp_path / "bad", n_files=10, objects_total=60)
