@@ -77,7 +77,8 @@ _RUN_COLUMNS = ("run_id", "stage", "config_sha256", "code_version", "started", "
 _TABLES_WITH_RUN_ID = {"proposals", "reviews", "consensus", "rejects"}
 
 
-def _all_columns(table: str) -> tuple[str, ...]:
+def columns(table: str) -> tuple[str, ...]:
+    """Every column of ``table`` in schema order: the row layout :meth:`Catalog.add` takes."""
     if table == "runs":
         return _RUN_COLUMNS
     return DATA_TABLES[table] + (("run_id",) if table in _TABLES_WITH_RUN_ID else ())
@@ -192,10 +193,13 @@ class Catalog:
         self.conn.executemany(sql, rows)
         return self.conn.total_changes - before
 
+    def add(self, table: str, rows: Iterable[Sequence[Any]]) -> int:
+        """``INSERT OR IGNORE`` rows laid out as :func:`columns` of ``table``; returns how many were new."""
+        return self.insert(table, columns(table), rows)
+
     def add_rejects(self, stage: str, rows: Iterable[tuple[str, str, str]], run_id: str | None) -> int:
         """Rows of (ref, reason, detail); the first run that saw a reject keeps it."""
-        return self.insert("rejects", ("stage", "ref", "reason", "detail", "run_id"),
-                           ((stage, ref, reason, detail, run_id) for ref, reason, detail in rows))
+        return self.add("rejects", ((stage, ref, reason, detail, run_id) for ref, reason, detail in rows))
 
     def clear_stage(self, stage: str, tables: Sequence[str]) -> None:
         """What ``--force`` does before recomputing a stage."""
@@ -256,7 +260,7 @@ class Catalog:
         try:
             with self.transaction():
                 for table in (*DATA_TABLES, "runs"):
-                    names = ", ".join(_all_columns(table))
+                    names = ", ".join(columns(table))
                     before = self.conn.total_changes
                     self.conn.execute(f"INSERT OR IGNORE INTO main.{table} ({names}) SELECT {names} FROM other.{table}")
                     added[table] = self.conn.total_changes - before

@@ -250,3 +250,18 @@ def test_real_dota_files_ingest(real_fixtures: Path, make_workspace, tmp_path: P
     assert {ref.split("#")[0] for ref, _ in rejects} == {
         "dota:labelTxt/P0770.txt", "dota:labelTxt/P1088.txt", "dota:labelTxt/P2598.txt"}
     assert report.accepted == 64 + 144 + 4
+
+
+def test_every_reject_reason_is_documented() -> None:
+    """The README's reason table is the user's reference: each reason the readers and the ingest
+    stage can give is in it, and in :data:`REJECT_REASONS`."""
+    import re
+
+    from risbench_builder.sources import base
+
+    constants = {v for k, v in vars(base).items() if k.isupper() and isinstance(v, str) and re.fullmatch(r"[a-z_]+", v)
+                 and k not in ("MAX_COORDINATE_PX",)}
+    assert constants == set(base.REJECT_REASONS)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme[readme.index("The ingest reasons:"):readme.index("`--max-reject-rate 0.02`")]
+    assert {r for r in base.REJECT_REASONS if f"`{r}`" not in table} == set()

@@ -157,7 +157,7 @@ def test_torchrun_two_ranks_split_the_work(make_workspace) -> None:
     multi = ingested(make_workspace, "multi", scenes=4)
     run_refine(single, single.load(), progress=False)
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29577",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
            "-m", "risbench_builder", "build", "-w", str(multi.path), "--stage", "sam-refine"]
     result = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -63,9 +63,8 @@ def simulate_review(ws: Workspace, cfg: PipelineConfig, truth: Path) -> dict[str
             consensus.append((tid, final_rle, d.agreement, decision, run_id))
             decisions[decision] += 1
         with catalog.transaction():
-            catalog.insert("reviews", ("triplet_id", "task_id", "annotator", "rle", "verdict",
-                                       "corrected_expression", "run_id"), reviews)
-            catalog.insert("consensus", ("triplet_id", "rle", "agreement", "decision", "run_id"), consensus)
+            catalog.add("reviews", reviews)
+            catalog.add("consensus", consensus)
         catalog.finish_run(run_id, {"queue": len(queue), "decisions": dict(decisions)})
     ws.reports.mkdir(parents=True, exist_ok=True)
     (ws.reports / "review-simulated.json").write_text(json.dumps({"queue": len(queue), **decisions}, indent=2) + "\n")

@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar
 import numpy as np
 
 from .. import masks
-from ..catalog import Catalog, stable_id
+from ..catalog import Catalog, columns, stable_id
 from ..readmodel import proposal_rle, review_queue
 from ..config import PipelineConfig
 from ..workspace import Workspace
@@ -56,9 +56,6 @@ T = TypeVar("T")
 STAGE = "review"
 ADJ_PREFIX = "adj:"
 MAX_INVALID_DETAILS = 1000          # lines listed in the pull report (all are counted)
-_REVIEW_COLS = ("triplet_id", "task_id", "annotator", "rle", "verdict", "corrected_expression", "run_id")
-_TRIPLET_COLS = ("triplet_id", "image_id", "source", "source_ref", "category", "expression", "box_xyxy", "polygon",
-                 "attributes_json", "origin_split")
 
 
 # ----------------------------------------------------------------------------- state
@@ -369,7 +366,7 @@ def _store(catalog: Catalog, rows: list[tuple], invalid: list[_Invalid], run_id:
     earlier invalid one of the same annotator on the same task (they fixed it); an invalid
     answer is recorded only where the annotator has no usable one (the first usable one counts)."""
     with catalog.transaction():
-        report.reviews_new += catalog.insert("reviews", _REVIEW_COLS, rows)
+        report.reviews_new += catalog.add("reviews", rows)
         catalog.conn.executemany("DELETE FROM rejects WHERE stage=? AND reason=? AND ref=?",
                                  [(STAGE, INVALID_REVIEW, invalid_ref(r[1], r[2])) for r in rows])
         before = catalog.conn.total_changes
@@ -380,11 +377,11 @@ def _store(catalog: Catalog, rows: list[tuple], invalid: list[_Invalid], run_id:
 
 def _candidates(catalog: Catalog, parent: str, corrections: Iterable[tuple[str, str]]) -> list[tuple]:
     """New triplets for corrected expressions: same object, the reviewer's words."""
-    row = catalog.conn.execute(f"SELECT {', '.join(_TRIPLET_COLS)} FROM triplets WHERE triplet_id=?",
+    row = catalog.conn.execute(f"SELECT {', '.join(columns('triplets'))} FROM triplets WHERE triplet_id=?",
                                (parent,)).fetchone()
     if row is None:
         return []
-    base = dict(zip(_TRIPLET_COLS, row))
+    base = dict(zip(columns("triplets"), row))
     seen = {" ".join((base["expression"] or "").lower().split())}
     out = []
     for annotator, text in corrections:
@@ -443,9 +440,9 @@ def _decide_ready(catalog: Catalog, cfg: PipelineConfig, run_id: str, report: Pu
                 new += _candidates(catalog, tid, [(v.annotator, v.corrected_expression) for v in votes
                                                   if v.corrected_expression])
         with catalog.transaction():
-            catalog.insert("consensus", ("triplet_id", "rle", "agreement", "decision", "run_id"), consensus)
+            catalog.add("consensus", consensus)
             catalog.add_rejects(STAGE, rejects, run_id)
-            report.candidates_new += catalog.insert("triplets", _TRIPLET_COLS, new)
+            report.candidates_new += catalog.add("triplets", new)
 
 
 def _decode(rle: Optional[str], shape: tuple[int, int]) -> Optional[np.ndarray]:
@@ -536,7 +533,7 @@ def _resolve_adjudications(catalog: Catalog, cfg: PipelineConfig, run_id: str, r
         catalog.conn.executemany("UPDATE consensus SET rle=?, decision=?, run_id=? WHERE triplet_id=? AND decision="
                                  f"'{ADJUDICATE}'", updates)
         catalog.add_rejects(STAGE, rejects, run_id)
-        report.candidates_new += catalog.insert("triplets", _TRIPLET_COLS, new)
+        report.candidates_new += catalog.add("triplets", new)
 
 
 def _prefetch(pages: Iterator[T]) -> Iterator[T]:

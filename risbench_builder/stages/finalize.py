@@ -172,7 +172,7 @@ def run_finalize(ws: Workspace, cfg: PipelineConfig, *, force: bool = False, pro
         with catalog.transaction():
             catalog.conn.execute("DELETE FROM final")
             catalog.conn.execute("DELETE FROM rejects WHERE stage=?", (STAGE,))
-            catalog.insert("final", ("triplet_id", "split", "mask_origin"), final_rows)
+            catalog.add("final", final_rows)
             catalog.add_rejects(STAGE, rejects, run_id)
             catalog.conn.executemany(  # forced_review survives later re-routing by sam-refine
                 "UPDATE proposals SET route='review', scores_json=json_set(scores_json, '$.forced_review', "

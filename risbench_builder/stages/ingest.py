@@ -36,10 +36,7 @@ from ..workspace import Workspace
 STAGE = "ingest"
 EXPRESSION_KINDS = {"vrsbench", "dior_rsvg"}
 _TABLES_FROM_HERE = ("final", "consensus", "reviews", "proposals", "triplets", "images")
-_IMAGE_COLS = ("image_id", "path", "source", "scene_id", "width", "height", "gsd", "sha256")
 MAX_DETAIL_CHARS = 500             # a reject's detail is one line, whatever the input held
-_TRIPLET_COLS = ("triplet_id", "image_id", "source", "source_ref", "category", "expression",
-                 "box_xyxy", "polygon", "attributes_json", "origin_split")
 
 
 class RejectRateExceeded(RuntimeError):
@@ -226,8 +223,8 @@ class _Batch:
 
     def commit(self, run_id: str) -> None:
         with self.catalog.transaction():
-            self.catalog.insert("images", _IMAGE_COLS, self.images.values())
-            self.report.new_triplets += self.catalog.insert("triplets", _TRIPLET_COLS, self.triplets)
+            self.catalog.add("images", self.images.values())
+            self.report.new_triplets += self.catalog.add("triplets", self.triplets)
             self.catalog.add_rejects(STAGE, self.rejects, run_id)
 
 

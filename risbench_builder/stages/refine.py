@@ -36,7 +36,6 @@ from ..workspace import Workspace
 STAGE = "sam-refine"
 DEGENERATE_BOX = "degenerate_box"
 UNREADABLE_IMAGE = "unreadable_image"
-_PROPOSAL_COLS = ("triplet_id", "segmenter", "model_sha256", "rle", "scores_json", "route", "run_id")
 
 
 # ----------------------------------------------------------------------------- sharding
@@ -236,7 +235,7 @@ def _run_refine(ws: Workspace, cfg: PipelineConfig, part: Shard, force: bool, sh
                 report.image_ids.append(image_id)
                 if n % rcfg.batch_images == 0 or n == len(todo):
                     with catalog.transaction():
-                        catalog.insert("proposals", _PROPOSAL_COLS, rows)
+                        catalog.add("proposals", rows)
                         catalog.add_rejects(STAGE, rejects, run_id)
                     rows, rejects = [], []
                 bar.update(task, completed=n)
