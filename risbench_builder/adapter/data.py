@@ -3,7 +3,7 @@
 Trusted masks are the ones a person vouched for or that are known to be right: ``final`` rows
 whose mask came from review consensus or adjudication, and masks imported as ground truth
 (the synthetic sources' ``masks.jsonl``, or any file in that format). Each becomes a
-:class:`Sample` with the workspace's own prompt box, so the noise profile can be measured.
+:class:`TrustedMask` with the workspace's own prompt box, so the noise profile can be measured.
 
 Images are encoded once through sam-refine's :class:`~risbench_builder.segment.sam.SamSegmenter`
 and :class:`~risbench_builder.segment.cache.EmbeddingCache` (same keys, so a workspace that ran
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class Sample:
+class TrustedMask:
     """One trusted mask with its prompt box and image."""
 
     triplet_id: str
@@ -67,7 +67,7 @@ class Sample:
         return View(np.ascontiguousarray(image[y0:y1, x0:x1]), self.image_key)
 
 
-def crop_samples(samples: Sequence[Sample], side: int) -> list[Sample]:
+def crop_samples(samples: Sequence[TrustedMask], side: int) -> list[TrustedMask]:
     """Each sample cut to a context window around its prompt box (sam-refine's crop for tiny
     boxes): at least ``side`` px, at least twice the box. Small test models see objects larger."""
     out = []
@@ -78,7 +78,7 @@ def crop_samples(samples: Sequence[Sample], side: int) -> list[Sample]:
         truth = masks.encode(masks.decode(s.truth)[y0:y1, x0:x1])
         if masks.area(truth) == 0:
             continue
-        out.append(Sample(s.triplet_id, s.image_id, s.image_path, f"{s.image_key}@{x0},{y0},{x1},{y1}", s.scene_id,
+        out.append(TrustedMask(s.triplet_id, s.image_id, s.image_path, f"{s.image_key}@{x0},{y0},{x1},{y1}", s.scene_id,
                           x1 - x0, y1 - y0, masks.clip_box(box - [x0, y0, x0, y0], x1 - x0, y1 - y0), truth, window))
     return out
 
@@ -92,7 +92,7 @@ def default_truth(ws: Workspace) -> Path | None:
     return path if path.exists() else None
 
 
-def trusted_samples(ws: Workspace, truth: Path | None = None) -> list[Sample]:
+def trusted_samples(ws: Workspace, truth: Path | None = None) -> list[TrustedMask]:
     """Every triplet with a trusted, non-empty mask, in triplet_id order."""
     truth = truth if truth is not None else default_truth(ws)
     with Catalog(ws.catalog_path, create=False) as catalog:
@@ -106,7 +106,7 @@ def trusted_samples(ws: Workspace, truth: Path | None = None) -> list[Sample]:
         if rle is None or list(rle["size"]) != [h, w] or masks.area(rle) == 0:
             continue
         key = sha or hashlib.sha256(Path(path).read_bytes()).hexdigest()
-        out.append(Sample(tid, image_id, path, key, scene, int(w), int(h),
+        out.append(TrustedMask(tid, image_id, path, key, scene, int(w), int(h),
                           masks.clip_box(json.loads(box), w, h), rle))
     if not out:
         raise ValueError(f"adapter: no trusted masks in {ws.path} (no final consensus/adjudicated rows and no "
@@ -114,7 +114,7 @@ def trusted_samples(ws: Workspace, truth: Path | None = None) -> list[Sample]:
     return out
 
 
-def split_by_scene(samples: Sequence[Sample], heldout_fraction: float, seed: int) -> tuple[list[Sample], list[Sample]]:
+def split_by_scene(samples: Sequence[TrustedMask], heldout_fraction: float, seed: int) -> tuple[list[TrustedMask], list[TrustedMask]]:
     """(train, held-out): whole scenes go to one side; the held-out scenes are the first
     ``ceil(fraction x scenes)`` in a seeded hash order (at least one, never all)."""
     scenes = sorted({s.scene_id for s in samples},
@@ -147,14 +147,14 @@ class FeatureStore:
         self.memory_images = memory_images
         self._lru: OrderedDict[str, tuple[torch.Tensor, torch.Tensor, tuple[int, int]]] = OrderedDict()
 
-    def _cached(self, sample: Sample) -> dict[str, torch.Tensor] | None:
+    def _cached(self, sample: TrustedMask) -> dict[str, torch.Tensor] | None:
         if self.seg.cache is None:
             return None
         hit = self.seg.cache.get(sample.image_key, self.seg.model_sha256,
                                  check=lambda t: _fits(t, (sample.height, sample.width), self.seg.model))
         return hit if hit is not None and all(n in hit for n in self.features.names) else None
 
-    def prepare(self, samples: Sequence[Sample], rank: int = 0, world: int = 1, progress: bool = True) -> int:
+    def prepare(self, samples: Sequence[TrustedMask], rank: int = 0, world: int = 1, progress: bool = True) -> int:
         """Encode every image of ``samples`` this rank owns that is not cached yet; returns how many."""
         images = sorted({s.image_key: s for s in samples}.values(), key=lambda s: s.image_key)
         mine = [s for i, s in enumerate(images) if i % world == rank]
@@ -170,7 +170,7 @@ class FeatureStore:
                 bar.advance(task)
         return done
 
-    def get(self, sample: Sample) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
+    def get(self, sample: TrustedMask) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int]]:
         """(embedding 1xCxhxw, guide 1x4xGxG, input size), float32 on the segmenter's device."""
         key = sample.image_key
         if key in self._lru:
@@ -199,7 +199,7 @@ class Batch:
     target: torch.Tensor      # (B, 1, 4h, 4w) in {0, 1}
 
 
-def make_batch(store: FeatureStore, samples: Sequence[Sample], noise: BoxNoise | None,
+def make_batch(store: FeatureStore, samples: Sequence[TrustedMask], noise: BoxNoise | None,
                rng: np.random.Generator) -> Batch:
     """Cached features, noisy boxes (trusted box + ``noise``; None: the prompt box) and targets."""
     seg = store.seg
@@ -236,7 +236,7 @@ def sam_for(ws: Workspace, model: str, checkpoint: str | Path | None = None, rec
                         seed=cfg.refine.seed)
 
 
-def noise_for(samples: Sequence[Sample], shift: float, scale: float, aspect: float, profile: float) -> BoxNoise:
+def noise_for(samples: Sequence[TrustedMask], shift: float, scale: float, aspect: float, profile: float) -> BoxNoise:
     """Recipe jitter plus the error profile of ``samples``' own (prompt box, trusted box) pairs."""
     from .noise import NoiseProfile
 
@@ -245,7 +245,7 @@ def noise_for(samples: Sequence[Sample], shift: float, scale: float, aspect: flo
 
 
 def recipe_samples(ws: Workspace, recipe: "AdapterRecipe", truth: Path | None = None
-                   ) -> tuple[list[Sample], list[Sample], BoxNoise]:
+                   ) -> tuple[list[TrustedMask], list[TrustedMask], BoxNoise]:
     """The recipe's trusted samples (context crops when it sets them) split by scene, and the box
     noise fitted on the train part: training, evaluation and the benchmark must see the same split."""
     samples = trusted_samples(ws, truth)

@@ -20,11 +20,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from .. import masks
 from ..segment.sam import SamSegmenter
 from ..workspace import Workspace
-from .data import Sample, recipe_samples, sam_for
+from .data import TrustedMask, recipe_samples, sam_for
 from .noise import BoxNoise
 
 
-def eval_boxes(sample: Sample, noise: BoxNoise, draws: int, seed: int) -> list[tuple[str, np.ndarray]]:
+def eval_boxes(sample: TrustedMask, noise: BoxNoise, draws: int, seed: int) -> list[tuple[str, np.ndarray]]:
     """("prompt", the workspace box) and ``draws`` x ("noisy", trusted box + noise), seeded per triplet."""
     rng = np.random.default_rng(int(hashlib.sha256(f"{seed}\0{sample.triplet_id}".encode()).hexdigest()[:12], 16))
     out = [("prompt", np.asarray(sample.prompt_box, float))]
@@ -32,10 +32,10 @@ def eval_boxes(sample: Sample, noise: BoxNoise, draws: int, seed: int) -> list[t
     return out
 
 
-def score_segmenter(seg: SamSegmenter, samples: Sequence[Sample], noise: BoxNoise, draws: int, seed: int,
+def score_segmenter(seg: SamSegmenter, samples: Sequence[TrustedMask], noise: BoxNoise, draws: int, seed: int,
                     progress: bool = False, label: str = "") -> dict[str, dict[str, float]]:
     """{"prompt"|"noisy"|"all": {"n", "miou", "biou"}} of ``seg`` on ``samples``."""
-    by_image: dict[str, list[Sample]] = defaultdict(list)
+    by_image: dict[str, list[TrustedMask]] = defaultdict(list)
     for s in samples:
         by_image[s.image_key].append(s)
     ious: dict[str, list[tuple[float, float]]] = defaultdict(list)
@@ -61,7 +61,7 @@ def score_segmenter(seg: SamSegmenter, samples: Sequence[Sample], noise: BoxNois
                 "biou": float(np.mean([b for _, b in v])) if v else float("nan")} for k, v in ious.items()}
 
 
-def compare(seg: SamSegmenter, adapter: Any, samples: Sequence[Sample], noise: BoxNoise, draws: int, seed: int,
+def compare(seg: SamSegmenter, adapter: Any, samples: Sequence[TrustedMask], noise: BoxNoise, draws: int, seed: int,
             progress: bool = False) -> dict[str, Any]:
     """Scores of ``seg`` without, then with ``adapter``; ``seg`` keeps the adapter afterwards."""
     seg.set_adapter(None)

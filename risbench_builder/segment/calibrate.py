@@ -61,7 +61,7 @@ def trusted_masks(catalog: Catalog, truth: Path | None, *, final_only: bool = Fa
 
 
 @dataclass
-class Sample:
+class ScoredMask:
     """One proposal with its trusted mask: signals, IoU and what the box alone would score."""
 
     triplet_id: str
@@ -70,7 +70,7 @@ class Sample:
     box_iou_truth: float
 
 
-def collect(catalog: Catalog, trusted: dict[str, dict], segmenter: str | None = None) -> tuple[str, str, list[Sample]]:
+def collect(catalog: Catalog, trusted: dict[str, dict], segmenter: str | None = None) -> tuple[str, str, list[ScoredMask]]:
     """Samples of the current proposal set (the newest of ``segmenter`` when given) that have a trusted mask."""
     current = current_proposal_set(catalog, segmenter or None)
     if current is None:
@@ -85,12 +85,12 @@ def collect(catalog: Catalog, trusted: dict[str, dict], segmenter: str | None = 
         h, w = truth["size"]
         prompt = (masks.rasterize_polygon(json.loads(poly_json), h, w) if poly_json
                   else masks.rasterize_box(json.loads(box_json), h, w))
-        samples.append(Sample(tid, json.loads(scores), masks.iou(masks.loads(rle), truth),
+        samples.append(ScoredMask(tid, json.loads(scores), masks.iou(masks.loads(rle), truth),
                               masks.mask_iou(prompt, masks.decode(truth))))
     return current[0], current[1], samples
 
 
-def _accepts(samples: list[Sample], cfg: RouteConfig) -> np.ndarray:
+def _accepts(samples: list[ScoredMask], cfg: RouteConfig) -> np.ndarray:
     from .routing import failed_tests
 
     return np.array([not failed_tests(s.signals, cfg) for s in samples], bool)
@@ -112,7 +112,7 @@ class Evaluation:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
 
 
-def evaluate(segmenter: str, samples: list[Sample], cfg: RouteConfig, good_iou: float = GOOD_IOU) -> Evaluation:
+def evaluate(segmenter: str, samples: list[ScoredMask], cfg: RouteConfig, good_iou: float = GOOD_IOU) -> Evaluation:
     if not samples:
         raise ValueError("no proposal has a trusted mask: give --truth FILE or review some masks first")
     good = np.array([s.iou >= good_iou for s in samples])
@@ -124,7 +124,7 @@ def evaluate(segmenter: str, samples: list[Sample], cfg: RouteConfig, good_iou: 
                       float(1 - acc.mean()), precision, recall, cfg.model_dump())
 
 
-def propose(samples: list[Sample], target: float = 0.95, good_iou: float = GOOD_IOU,
+def propose(samples: list[ScoredMask], target: float = 0.95, good_iou: float = GOOD_IOU,
             steps: int = 40) -> tuple[RouteConfig, bool]:
     """Thresholds whose auto-accept precision reaches ``target`` with as much recall as a
     stepwise search finds; returns (config, reached).
