@@ -11,19 +11,60 @@ Inside the builder every mask is a COCO compressed RLE (pycocotools) held as a d
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import cv2
 import numpy as np
 from PIL import Image
 from pycocotools import mask as coco_mask
+from shapely.errors import ShapelyError
 from shapely.geometry import MultiPoint, Polygon
 
 Box = tuple[float, float, float, float]
 Point = tuple[float, float]
 RLE = dict
+
+#: The largest mask (H x W pixels) a decoder builds; bigger sizes are refused before anything is
+#: allocated. 2**30 (1 GiB as uint8) holds the largest DOTA-v2 image (29200 x 27620), whose
+#: full-image masks the box segmenter rasterises; no dimension may exceed it either.
+MAX_MASK_PIXELS = 2 ** 30
+#: Polygon coordinates beyond +-MAX_COORD pixels are refused (or rejected by repair_polygon).
+MAX_COORD = 1e9
+
+
+class MaskError(ValueError):
+    """Malformed mask or geometry input (untrusted JSON, a brush stream, a polygon): one line."""
+
+
+def _short(value: Any, n: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= n else text[:n] + "..."
+
+
+def _line(exc: BaseException) -> str:
+    """An exception as one short line: its type and the first line of its message."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:120]}" if text else type(exc).__name__
+
+
+def _dims(height: Any, width: Any, what: str = "mask") -> tuple[int, int]:
+    """(height, width) as ints: integers (not bool), >= 0, H*W <= MAX_MASK_PIXELS."""
+    for value, name in ((height, "height"), (width, "width")):
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+            raise MaskError(f"{what} {name} must be an integer, got {_short(value)}")
+        if value < 0:
+            raise MaskError(f"{what} {name} {value} is negative")
+        if value > MAX_MASK_PIXELS:
+            raise MaskError(f"{what} {name} {value} is over MAX_MASK_PIXELS ({MAX_MASK_PIXELS})")
+    h, w = int(height), int(width)
+    if h * w > MAX_MASK_PIXELS:
+        raise MaskError(f"{what} {h}x{w} has {h * w} pixels, over MAX_MASK_PIXELS ({MAX_MASK_PIXELS})")
+    return h, w
 
 
 # --------------------------------------------------------------------------- RLE
@@ -35,31 +76,135 @@ def encode(mask: np.ndarray) -> RLE:
     return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
 
 
-def _coco(rle: RLE) -> dict:
+def rle_runs(counts: str | bytes) -> np.ndarray:
+    """The run lengths of a COCO compressed-RLE string (pycocotools ``rleFrString``), vectorised.
+
+    Parsed here so that a corrupt string is refused before pycocotools (which does not check
+    bounds) decodes it. Runs may come out negative (the string stores differences); callers check.
+    Raises :class:`MaskError` (a ValueError) for a character outside ``0``..``o``, a value longer
+    than 7 characters or a string that ends inside a value.
+
+    >>> rle_runs(encode(np.eye(3, dtype=np.uint8))["counts"]).tolist()
+    [0, 1, 3, 1, 3, 1]
+    """
+    if isinstance(counts, str):
+        try:
+            data = counts.encode("ascii")
+        except UnicodeEncodeError:
+            raise MaskError("RLE counts string holds a non-ASCII character") from None
+    elif isinstance(counts, (bytes, bytearray)):
+        data = bytes(counts)
+    else:
+        raise MaskError(f"RLE counts must be a string, got {type(counts).__name__}")
+    b = np.frombuffer(data, np.uint8).astype(np.int64) - 48
+    if b.size == 0:
+        return np.zeros(0, np.int64)
+    if (b < 0).any() or (b > 63).any():
+        raise MaskError("RLE counts string holds a character outside '0'..'o'")
+    more = (b & 0x20) != 0
+    if more[-1]:
+        raise MaskError("RLE counts string ends inside a value")
+    ends = np.flatnonzero(~more)
+    starts = np.r_[0, ends[:-1] + 1]
+    nchars = ends - starts + 1
+    if nchars.max() > 7:
+        raise MaskError("RLE counts string holds a value longer than 7 characters")
+    k = np.arange(b.size) - np.repeat(starts, nchars)
+    x = np.add.reduceat((b & 0x1F) << (5 * k), starts)
+    negative = (b[ends] & 0x10) != 0
+    x = np.where(negative, x | np.left_shift(np.int64(-1), 5 * nchars), x)
+    cnts = x.copy()
+    cnts[1::2] = np.cumsum(x[1::2])
+    cnts[2::2] = np.cumsum(x[2::2])
+    return cnts
+
+
+def _coco(rle: Any) -> dict:
+    """A validated RLE as pycocotools wants it (bytes counts): the runs cover exactly H*W pixels."""
+    if not isinstance(rle, Mapping):
+        raise MaskError(f"RLE must be a dict with 'size' and 'counts', got {type(rle).__name__}")
+    if "size" not in rle or "counts" not in rle:
+        raise MaskError(f"RLE lacks {'size' if 'size' not in rle else 'counts'}: {_short(dict(rle))}")
+    size = rle["size"]
+    if not isinstance(size, (list, tuple, np.ndarray)) or len(size) != 2:
+        raise MaskError(f"RLE size must be [H, W], got {_short(size)}")
+    h, w = _dims(size[0], size[1], "RLE size")
     counts = rle["counts"]
-    return {"size": list(rle["size"]), "counts": counts.encode("ascii") if isinstance(counts, str) else counts}
+    if isinstance(counts, (list, tuple)):                # uncompressed RLE (COCO iscrowd style)
+        if not all(isinstance(c, (int, np.integer)) and not isinstance(c, (bool, np.bool_)) for c in counts):
+            raise MaskError("uncompressed RLE counts must be integers")
+        if any(c < 0 for c in counts) or sum(int(c) for c in counts) != h * w:
+            raise MaskError(f"RLE counts cover {sum(int(c) for c in counts)} pixels (or hold a negative run), "
+                            f"size {h}x{w} says {h * w}")
+        try:
+            return coco_mask.frPyObjects({"counts": [int(c) for c in counts], "size": [h, w]}, h, w)
+        except Exception as exc:  # noqa: BLE001 - any pycocotools failure is a malformed RLE
+            raise MaskError(f"RLE counts rejected by pycocotools: {_line(exc)}") from None
+    if not isinstance(counts, (str, bytes, bytearray)):
+        raise MaskError(f"RLE counts must be a string or a list of ints, got {type(counts).__name__}")
+    cacheable = isinstance(counts, (str, bytes)) and len(counts) <= 8192
+    problem = (_runs_problem_cached if cacheable else _runs_problem)(counts, h, w)
+    if problem:
+        raise MaskError(problem)
+    return {"size": [h, w], "counts": counts.encode("ascii") if isinstance(counts, str) else bytes(counts)}
+
+
+def _runs_problem(counts: str | bytes | bytearray, h: int, w: int) -> str | None:
+    """Why a compressed counts string is not a decodable H x W mask, or None."""
+    if len(counts) > 7 * (h * w + 1):
+        return f"RLE counts string of {len(counts)} characters is too long for size {h}x{w}"
+    try:
+        runs = rle_runs(counts)
+    except MaskError as exc:
+        return str(exc)
+    if (runs < 0).any():
+        return "RLE counts hold a negative run"
+    if int(runs.sum()) != h * w:
+        return f"RLE counts cover {int(runs.sum())} pixels, size {h}x{w} says {h * w}"
+    return None
+
+
+# one RLE is often decoded, measured and boxed in a row: remember the verdict on short strings
+_runs_problem_cached = functools.lru_cache(maxsize=4096)(_runs_problem)
+
+
+def _pycoco(what: str, fn: Any, *args: Any) -> Any:
+    try:
+        return fn(*args)
+    except Exception as exc:  # noqa: BLE001 - inputs are validated; anything left is a malformed RLE
+        raise MaskError(f"{what}: pycocotools failed: {_line(exc)}") from None
 
 
 def decode(rle: RLE) -> np.ndarray:
-    """COCO RLE -> uint8 (H, W) mask of 0/1."""
-    return coco_mask.decode(_coco(rle)).astype(np.uint8)
+    """COCO RLE -> uint8 (H, W) mask of 0/1.
+
+    ``counts`` is a compressed string (str or bytes) or an uncompressed list of run lengths.
+    Raises :class:`MaskError` (a ValueError) when ``rle`` is not such a dict, its size is not
+    two integers >= 0 with H*W <= :data:`MAX_MASK_PIXELS`, or its runs are malformed, negative
+    or do not cover exactly H*W pixels.
+    """
+    return _pycoco("decode", coco_mask.decode, _coco(rle)).astype(np.uint8)
 
 
 def area(rle: RLE) -> int:
-    return int(coco_mask.area(_coco(rle)))
+    """Foreground pixels of a COCO RLE. Raises :class:`MaskError` as :func:`decode` does."""
+    return int(_pycoco("area", coco_mask.area, _coco(rle)))
 
 
 def bbox_xyxy(rle: RLE) -> Box:
-    """Tight box of the mask in pixel-edge coordinates (x2, y2 exclusive)."""
-    x, y, w, h = (float(v) for v in coco_mask.toBbox(_coco(rle)))
+    """Tight box of the mask in pixel-edge coordinates (x2, y2 exclusive).
+    Raises :class:`MaskError` as :func:`decode` does."""
+    x, y, w, h = (float(v) for v in _pycoco("bbox_xyxy", coco_mask.toBbox, _coco(rle)))
     return (x, y, x + w, y + h)
 
 
 def iou(a: RLE, b: RLE) -> float:
-    """Mask IoU of two RLEs of the same size (0 when both are empty)."""
-    if list(a["size"]) != list(b["size"]):
-        raise ValueError(f"mask sizes differ: {a['size']} vs {b['size']}")
-    return float(coco_mask.iou([_coco(a)], [_coco(b)], [0])[0][0])
+    """Mask IoU of two RLEs of the same size (0 when both are empty).
+    Raises :class:`MaskError` as :func:`decode` does, or when the sizes differ."""
+    ca, cb = _coco(a), _coco(b)
+    if ca["size"] != cb["size"]:
+        raise MaskError(f"mask sizes differ: {a['size']} vs {b['size']}")
+    return float(_pycoco("iou", coco_mask.iou, [ca], [cb], [0])[0][0])
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -93,8 +238,20 @@ def dumps(rle: RLE) -> str:
     return json.dumps({"size": list(rle["size"]), "counts": rle["counts"]}, separators=(",", ":"))
 
 
-def loads(text: str) -> RLE:
-    return json.loads(text)
+def loads(text: str | bytes) -> RLE:
+    """JSON text -> the RLE dict it holds (as parsed), validated as :func:`decode` validates.
+
+    Raises :class:`MaskError` or ``json.JSONDecodeError`` (both ValueErrors) for text that is
+    not JSON, nests too deeply, or does not hold a well-formed RLE.
+    """
+    if not isinstance(text, (str, bytes, bytearray)):
+        raise MaskError(f"RLE JSON must be text, got {type(text).__name__}")
+    try:
+        rle = json.loads(text)
+    except RecursionError:
+        raise MaskError("RLE JSON nests too deeply") from None
+    _coco(rle)
+    return rle
 
 
 # ----------------------------------------------------------------------- boxes
@@ -121,8 +278,45 @@ def clip_box(box: Sequence[float], width: int, height: int) -> Box:
     )
 
 
+def _point_array(points: Any) -> np.ndarray:
+    """(N, 2) float64 from pairs (list, tuple, array) or a flat x, y, x, y... list; shape only."""
+    if isinstance(points, (str, bytes, bytearray, Mapping)):
+        raise MaskError(f"points must be (x, y) pairs, got {type(points).__name__}")
+    try:
+        arr = np.asarray(points if isinstance(points, np.ndarray) else list(points), dtype=np.float64)
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+        raise MaskError(f"points must be numeric (x, y) pairs: {_line(exc)}") from None
+    if arr.size == 0:
+        return arr.reshape(0, 2)
+    if arr.ndim == 1 and arr.size % 2 == 0:
+        return arr.reshape(-1, 2)
+    if arr.ndim == 2 and arr.shape[1] == 2:
+        return arr
+    raise MaskError(f"points must be (x, y) pairs or a flat x, y list of even length, got shape {arr.shape}")
+
+
+def _coord_problem(arr: np.ndarray) -> str | None:
+    if not np.isfinite(arr).all():
+        return "non-finite coordinate (NaN or inf)"
+    if arr.size and float(np.abs(arr).max()) > MAX_COORD:
+        return f"coordinate beyond +-{MAX_COORD:g} (MAX_COORD)"
+    return None
+
+
+def _points(points: Any) -> np.ndarray:
+    arr = _point_array(points)
+    problem = _coord_problem(arr)
+    if problem:
+        raise MaskError(f"polygon has a {problem}")
+    return arr
+
+
 def polygon_box(points: Iterable[Sequence[float]]) -> Box:
-    pts = np.asarray(list(points), dtype=np.float64).reshape(-1, 2)
+    """(x1, y1, x2, y2) around the points. Raises :class:`MaskError` (a ValueError) for no points,
+    points that are not numeric (x, y) pairs, or a NaN, infinite or beyond-MAX_COORD coordinate."""
+    pts = _points(points)
+    if not len(pts):
+        raise MaskError("polygon has no points")
     return (float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()), float(pts[:, 1].max()))
 
 
@@ -137,21 +331,29 @@ def repair_polygon(points: Sequence[Sequence[float]]) -> tuple[list[Point] | Non
 
     A self-intersecting ("bow-tie") quad, as DOTA labels sometimes hold, is replaced by the
     convex hull of its vertices when that hull keeps every vertex: the annotator clicked the
-    right corners in the wrong order. Anything else that is invalid or has no area gives
-    ``(None, reason)`` so the caller can reject it.
+    right corners in the wrong order. Anything else that is invalid or has no area (also a NaN,
+    infinite or beyond-MAX_COORD coordinate) gives ``(None, reason)`` so the caller can reject it.
+    Raises :class:`MaskError` (a ValueError) only when ``points`` are not numeric (x, y) pairs.
     """
-    pts = [(float(x), float(y)) for x, y in points]
+    arr = _point_array(points)
+    problem = _coord_problem(arr)
+    if problem:
+        return None, problem
+    pts = [(float(x), float(y)) for x, y in arr.tolist()]
     if len(pts) < 3:
         return None, "fewer than 3 vertices"
-    poly = Polygon(pts)
-    if poly.is_valid and poly.area > 0:
-        return pts, None
-    hull = MultiPoint(pts).convex_hull
-    if isinstance(hull, Polygon) and hull.area > 0:
-        hull_pts = [(float(x), float(y)) for x, y in list(hull.exterior.coords)[:-1]]
-        if len(hull_pts) == len(set(pts)):
-            return _orient_like_dota(hull_pts, pts[0]), "self-intersecting: vertices reordered to convex hull"
-        return None, f"self-intersecting and not convex ({len(hull_pts)} of {len(set(pts))} vertices on hull)"
+    try:
+        poly = Polygon(pts)
+        if poly.is_valid and poly.area > 0:
+            return pts, None
+        hull = MultiPoint(pts).convex_hull
+        if isinstance(hull, Polygon) and hull.area > 0:
+            hull_pts = [(float(x), float(y)) for x, y in list(hull.exterior.coords)[:-1]]
+            if len(hull_pts) == len(set(pts)):
+                return _orient_like_dota(hull_pts, pts[0]), "self-intersecting: vertices reordered to convex hull"
+            return None, f"self-intersecting and not convex ({len(hull_pts)} of {len(set(pts))} vertices on hull)"
+    except (ShapelyError, ValueError) as exc:
+        return None, f"geometry error: {_line(exc)}"
     return None, "zero-area polygon"
 
 
@@ -166,9 +368,21 @@ def _orient_like_dota(hull: list[Point], first: Point) -> list[Point]:
 
 
 def polygon_iou(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]) -> float:
-    pa, pb = Polygon(a).buffer(0), Polygon(b).buffer(0)
-    union = pa.union(pb).area
-    return float(pa.intersection(pb).area / union) if union > 0 else 0.0
+    """Area IoU of two polygons (invalid ones repaired with ``buffer(0)``; 0 when the union is
+    empty; an empty point list is an empty polygon). Raises :class:`MaskError` (a ValueError)
+    for points that are not numeric (x, y) pairs, 1 or 2 points, a NaN, infinite or
+    beyond-MAX_COORD coordinate, or a geometry error in shapely."""
+    pts = [_points(p) for p in (a, b)]
+    for arr in pts:
+        if 0 < len(arr) < 3:
+            raise MaskError(f"polygon has {len(arr)} points, needs at least 3")
+    try:
+        pa, pb = (Polygon(arr.tolist() if len(arr) else None).buffer(0) for arr in pts)
+        union = pa.union(pb).area
+        inter = pa.intersection(pb).area
+    except (ShapelyError, ValueError) as exc:
+        raise MaskError(f"polygon IoU: shapely failed: {_line(exc)}") from None
+    return float(inter / union) if union > 0 else 0.0
 
 
 # ----------------------------------------------------------------- rasterising
@@ -177,9 +391,13 @@ def rasterize_polygon(points: Sequence[Sequence[float]], height: int, width: int
 
     Coordinates are pixel edges (a box 0..2 covers pixels 0 and 1): a pixel is inside when its
     centre is (even-odd rule, half-open edges), tested only inside the polygon's bounding box.
+    Fewer than 3 points give an empty mask. Raises :class:`MaskError` (a ValueError) for a
+    height or width that is not an integer >= 0 (or H*W over :data:`MAX_MASK_PIXELS`), points
+    that are not numeric (x, y) pairs, or a NaN, infinite or beyond-MAX_COORD coordinate.
     """
+    height, width = _dims(height, width)
+    pts = _points(points)
     mask = np.zeros((height, width), np.uint8)
-    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     if len(pts) < 3:
         return mask
     c1 = max(int(np.floor(pts[:, 0].min())), 0)
@@ -212,9 +430,22 @@ def rasterize_box(box: Sequence[float], height: int, width: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------- PNG
-def read_png_mask(path: str | Path) -> np.ndarray:
-    """Read a mask image; foreground is ``> 0`` on the first channel (3-channel masks occur)."""
-    arr = np.asarray(Image.open(path))
+def read_png_mask(path: str | Path | Any) -> np.ndarray:
+    """Read a mask image (a path or a binary file object); foreground is ``> 0`` on the first
+    channel (3-channel masks occur). OSError when the file cannot be opened; :class:`MaskError`
+    (a ValueError) when it does not decode or has more than :data:`MAX_MASK_PIXELS` pixels."""
+    f = open(path, "rb") if isinstance(path, (str, os.PathLike)) else path
+    try:
+        with Image.open(f) as im:
+            _dims(im.size[1], im.size[0], "mask image")
+            arr = np.asarray(im)
+    except MaskError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - PIL's decoders raise many kinds; all mean unreadable
+        raise MaskError(f"mask image does not decode: {_line(exc)}") from None
+    finally:
+        if f is not path:
+            f.close()
     if arr.ndim == 3:
         arr = arr[..., 0]
     return (arr > 0).astype(np.uint8)
@@ -273,41 +504,74 @@ def brush_encode(mask: np.ndarray) -> list[int]:
     return list(int(bits, 2).to_bytes(len(bits) // 8, "big"))
 
 
+def _brush_bytes(rle: Any) -> np.ndarray:
+    """The brush stream as uint8: a list / tuple / 1-D integer array of values 0..255."""
+    if isinstance(rle, np.ndarray):
+        arr = rle
+    elif isinstance(rle, (list, tuple)):
+        try:
+            arr = np.asarray(rle)
+        except (TypeError, ValueError, OverflowError, RecursionError) as exc:
+            raise MaskError(f"brush RLE must be a list of ints 0-255: {_line(exc)}") from None
+    else:
+        raise MaskError(f"brush RLE must be a list of ints 0-255, got {type(rle).__name__}")
+    if arr.size == 0:
+        return np.zeros(0, np.uint8)
+    if arr.ndim != 1 or arr.dtype.kind not in "iu":
+        raise MaskError(f"brush RLE must be a flat list of ints 0-255, got {arr.dtype} values of shape {arr.shape}")
+    if int(arr.min()) < 0 or int(arr.max()) > 255:
+        raise MaskError(f"brush RLE holds a value outside 0-255 ({int(arr.min())}..{int(arr.max())})")
+    return arr.astype(np.uint8)
+
+
 def brush_decode(rle: Sequence[int], height: int, width: int) -> np.ndarray:
     """Label Studio brush RLE -> uint8 (H, W) mask of 0/1 (alpha > 127, as browser strokes
     are anti-aliased). Reads any valid stream, not only what :func:`brush_encode` writes.
 
+    Raises :class:`MaskError` (a ValueError) when ``rle`` is not a flat list of ints 0-255,
+    ``height``/``width`` are not integers >= 0 (or H*W is over :data:`MAX_MASK_PIXELS`), or
+    the stream is short, truncated or holds a value count other than H*W*4.
+
     >>> brush_decode(brush_encode(np.eye(3, dtype=np.uint8)), 3, 3).tolist()
     [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
     """
-    bits = (np.unpackbits(np.asarray(rle, np.uint8)) + 48).tobytes().decode("ascii")  # "0101..."
+    height, width = _dims(height, width, "brush mask")
+    bits = (np.unpackbits(_brush_bytes(rle)) + 48).tobytes().decode("ascii")  # "0101..."
     if len(bits) < 53:
-        raise ValueError("brush RLE is shorter than its 53-bit header")
+        raise MaskError("brush RLE is shorter than its 53-bit header")
     n, word = int(bits[0:32], 2), int(bits[32:37], 2) + 1
     sizes = [int(bits[37 + 4 * i: 41 + 4 * i], 2) + 1 for i in range(4)]
     if n != height * width * 4:
-        raise ValueError(f"brush RLE holds {n} values, not {height}x{width}x4 = {height * width * 4}")
+        raise MaskError(f"brush RLE holds {n} values, not {height}x{width}x4 = {height * width * 4}")
     values: list[int] = []
     counts: list[int] = []
     pos, done, end = 53, 0, len(bits)
     while done < n:
+        if pos + 3 > end:
+            raise MaskError("brush RLE ends before its last block")
         head = int(bits[pos:pos + 3], 2)              # repeat flag, width index
         size = sizes[head & 3]
+        if pos + 3 + size > end:
+            raise MaskError("brush RLE ends in the middle of a block")
         count = int(bits[pos + 3:pos + 3 + size], 2) + 1
         pos += 3 + size
         if head & 4:
+            if pos + word > end:
+                raise MaskError("brush RLE ends in the middle of a block")
             values.append(int(bits[pos:pos + word], 2))
             counts.append(count)
             pos += word
         else:
+            if pos + count * word > end:
+                raise MaskError("brush RLE ends in the middle of a block")
             values.extend(int(bits[p:p + word], 2) for p in range(pos, pos + count * word, word))
             counts.extend([1] * count)
             pos += count * word
         done += count
-        if pos > end:
-            raise ValueError("brush RLE ends in the middle of a block")
     if done != n:
-        raise ValueError(f"brush RLE blocks give {done} values, header says {n}")
+        raise MaskError(f"brush RLE blocks give {done} values, header says {n}")
+    if n == 0:
+        return np.zeros((height, width), np.uint8)
     # only alpha (byte 4p + 3) matters: a run over bytes [s, e) holds pixels s // 4 .. e // 4
     ends = np.cumsum(counts)
     pixels = ends // 4 - (ends - counts) // 4
@@ -348,7 +612,8 @@ def encode_sparse(mask: np.ndarray) -> RLE:
 
 
 def brush_to_coco(rle: Sequence[int], height: int, width: int) -> RLE:
-    """Label Studio brush RLE -> COCO RLE (through the dense mask; runs differ in order)."""
+    """Label Studio brush RLE -> COCO RLE (through the dense mask; runs differ in order).
+    Raises :class:`MaskError` (a ValueError) as :func:`brush_decode` does."""
     return encode_sparse(brush_decode(rle, height, width))
 
 

@@ -18,6 +18,11 @@ Layouts (shared/reference/formats.md):
 
 Masks decode through :mod:`risbench_builder.masks` (RLE, polygons, PNG); REFER semantics are
 kept: pixels covered by two or more segments of one annotation are background.
+
+A dataset is untrusted input: every path named inside it (REFER ``file_name``, a phrase-file
+name, an HF ``path`` without bytes) must stay inside the dataset folder. One that is absolute,
+has a ``..`` component or resolves outside through a symlink raises :class:`DatasetRefused`
+(a ValueError) naming the dataset file and the value, before anything outside is opened.
 """
 
 from __future__ import annotations
@@ -34,10 +39,24 @@ import numpy as np
 from PIL import Image
 
 from .. import masks
+from ..export.check import path_escape
+from ..sources.base import PathEscapeError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 LAYOUTS = ("hf", "refer", "native")
+
+
+class DatasetRefused(PathEscapeError):
+    """A path named inside a dataset file leaves the dataset folder: the dataset is refused."""
+
+
+def _confined(root: Path, base: Path, name: Any, dataset_file: Path | str, what: str) -> Path:
+    """``base / name`` when it stays inside ``root`` (see :func:`..export.check.path_escape`)."""
+    reason = path_escape(root, base, name)
+    if reason:
+        raise DatasetRefused(f"{dataset_file}: {what} {name!r} {reason}; refusing this dataset ({root})")
+    return Path(base) / name
 
 
 # ------------------------------------------------------------------ the record
@@ -198,8 +217,7 @@ def _hf_blob(blob: dict | None, root: Path, where: Path) -> bytes | Path:
     if blob.get("bytes"):
         return bytes(blob["bytes"])
     if blob.get("path"):
-        p = Path(blob["path"])
-        return p if p.is_absolute() else Path(root) / p
+        return _confined(Path(root), Path(root), blob["path"], where, "image/mask path")
     raise ValueError(f"{where}: image/mask cell has neither bytes nor path")
 
 
@@ -248,6 +266,8 @@ def read_refer(root: Path, split: str) -> list[Sample]:
     anns = {int(a["id"]): a for a in inst["annotations"]}
     cats = {int(c["id"]): c.get("name") for c in inst.get("categories", [])}
     image_dir = _refer_image_dir(root, refs_path.parent.name)
+    paths = {i: _confined(root, image_dir, im.get("file_name"), inst_path, f"image {i} file_name")
+             for i, im in images.items()}                  # every image, whatever the split: refuse early
     # REFER getRefIds: train / val match exactly, test matches any split containing 'test'
     keep = (lambda s: "test" in s) if split == "test" else (lambda s: s == split)
     out: list[Sample] = []
@@ -264,7 +284,7 @@ def read_refer(root: Path, split: str) -> list[Sample]:
                 triplet_id=str(sent.get("triplet_id") or f"{ref['ref_id']}:{sid}"),
                 image_id=str(im["id"]), split=str(ref["split"]),
                 expression=str(sent.get("raw") or sent.get("sent", "")).strip(),
-                image_src=image_dir / im["file_name"], mask_src=ann["segmentation"], mask_kind="refer",
+                image_src=paths[int(im["id"])], mask_src=ann["segmentation"], mask_kind="refer",
                 category=cats.get(int(ref.get("category_id", -1))), bbox=ann.get("bbox"),
                 is_unique=ref.get("is_unique"), source=ref.get("source"), scene_id=ref.get("scene_id"),
                 size=(int(im["height"]), int(im["width"])), extra={"object": int(ref["ann_id"])}))
@@ -283,12 +303,14 @@ def _native_dirs(root: Path) -> tuple[Path, Path]:
     return img, msk
 
 
-def _find(folder: Path, name: str) -> Path:
-    p = folder / name
+def _find(root: Path, folder: Path, name: str, where: Path) -> Path:
+    """The file for ``name`` in ``folder`` (extension optional); each candidate is confined to
+    ``root`` before it is looked at."""
+    p = _confined(root, folder, name, where, "file name")
     if p.suffix and p.is_file():
         return p
     for ext in (".tif", ".png", ".jpg", ".tiff", ".jpeg"):
-        if (folder / (name + ext)).is_file():
+        if _confined(root, folder, name + ext, where, "file name").is_file():
             return folder / (name + ext)
     raise FileNotFoundError(f"{folder}: no file for {name!r}")
 
@@ -308,7 +330,8 @@ def read_native(root: Path, split: str) -> list[Sample]:
         m = _RISBENCH_NAME.match(stem)
         out.append(Sample(
             triplet_id=f"{split}:{k}:{stem}", image_id=m.group("image") if m else stem, split=split,
-            expression=expr.strip(), image_src=_find(img_dir, name), mask_src=_find(mask_dir, name)))
+            expression=expr.strip(), image_src=_find(root, img_dir, name, phrases),
+            mask_src=_find(root, mask_dir, name, phrases)))
     return out
 
 

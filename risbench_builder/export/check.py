@@ -6,7 +6,11 @@ a RISBench or RefSegRS download) or ``coco`` (``annotations/*.json``). A folder 
 exports (``W/exports``) or a workspace is checked export by export.
 
 Every problem becomes a :class:`Failure` of one of the :data:`KINDS`, with where it is and
-what is wrong; nothing stops at the first problem. Masks, RLEs and images are checked in a
+what is wrong; nothing stops at the first problem. A download is untrusted input: every path
+named inside it (an image ``file_name``, a phrase-file name, an ``index.csv`` row, a manifest
+entry, an HF image ``path``) must stay inside the export folder; one that is absolute, has a
+``..`` component or resolves outside it through a symlink is a ``path_escape`` failure and is
+never opened. Masks, RLEs and images are checked in a
 pool of worker processes on large exports, and manifest hashes in threads beside them.
 """
 
@@ -30,7 +34,7 @@ import numpy as np
 from PIL import Image
 
 from .. import masks
-from ..sources.base import RISBENCH_CLASSES, normalize_class, scene_id_from_name
+from ..sources.base import RISBENCH_CLASSES, PathEscapeError, normalize_class, safe_join, scene_id_from_name
 from .base import make_pool
 from .manifest import MANIFEST, hash_files, inode, walk
 
@@ -63,6 +67,8 @@ KINDS: dict[str, str] = {
     "manifest_unlisted_file": "a file exists that the manifest does not list",
     "manifest_sha256": "a file's sha256 differs from the manifest's",
     "manifest_count": "a count in the manifest differs from the data",
+    "path_escape": "a path named in the dataset is absolute, has a '..' component or resolves (through a "
+                   "symlink) outside the export folder; it is not opened",
 }
 
 FORMATS = ("hf", "refer", "native", "coco")
@@ -130,6 +136,55 @@ class CheckReport:
         return "\n".join(lines)
 
 
+# ============================================================================ paths
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def name_escape(name: Any) -> str | None:
+    """Why a file name read from a dataset file cannot be used as a relative path, on its own
+    (no file system access), or None.
+
+    >>> [name_escape(n) for n in ("a/b.png", "../x.png", "/etc/passwd", "C:/x")]
+    [None, "has a '..' component", 'is an absolute path', 'is an absolute path']
+    """
+    if not isinstance(name, str) or not name:
+        return "is not a relative file name"
+    if "\x00" in name:
+        return "holds a NUL byte"
+    if name.startswith(("/", "\\")) or os.path.isabs(name) or _DRIVE.match(name):
+        return "is an absolute path"
+    if ".." in re.split(r"[\\/]", name):
+        return "has a '..' component"
+    return None
+
+
+def path_escape(root: Path, base: Path, name: Any) -> str | None:
+    """Why ``base / name`` (``base``: the folder of ``root`` the format joins ``name`` to) leaves
+    the dataset folder ``root``, or None: :func:`name_escape`, or it resolves outside ``root``
+    through a symlink (``root`` itself may be a link). Nothing is opened."""
+    reason = name_escape(name)
+    if reason:
+        return reason
+    try:     # sources.base.safe_join: absolute or resolving (through links) outside root is refused
+        safe_join(Path(root), os.path.relpath(Path(base) / name, root))
+    except PathEscapeError:
+        return "resolves outside the dataset folder (a symlink out?)"
+    except ValueError:
+        return "cannot be placed inside the dataset folder"
+    except (OSError, RuntimeError):      # a symlink loop: nothing outside to read, opening it fails later
+        return None
+    return None
+
+
+def confine_path(root: Path, base: Path, name: Any) -> Path:
+    """``base / name`` for a path named inside a dataset file, or PathEscapeError (a ValueError)
+    whose message is the name and :func:`path_escape`'s reason."""
+    reason = path_escape(root, base, name)
+    if reason:
+        raise PathEscapeError(f"{name!r} {reason}")
+    return Path(base) / name
+
+
 # ============================================================================ primitives
 def expression_failures(text: Any, where: str) -> list[Failure]:
     """UTF-8, not empty, NFC, no control characters.
@@ -189,36 +244,16 @@ def mask_array_failures(arr: np.ndarray, size_wh: tuple[int, int] | None, where:
 
 
 def rle_counts(counts: str | bytes) -> np.ndarray | None:
-    """The run lengths of a COCO compressed-RLE string (pycocotools ``rleFrString``), or None if malformed.
-
-    Parsed here, vectorised, so a corrupt string is rejected before pycocotools (which does not
-    check bounds) decodes it.
+    """The run lengths of a COCO compressed-RLE string (pycocotools ``rleFrString``), or None if
+    malformed (:func:`masks.rle_runs`, which refuses a corrupt string before pycocotools sees it).
 
     >>> rle_counts(masks.encode(np.eye(3, dtype=np.uint8))["counts"]).tolist()
     [0, 1, 3, 1, 3, 1]
     """
-    data = counts.encode("ascii", "replace") if isinstance(counts, str) else bytes(counts)
-    b = np.frombuffer(data, np.uint8).astype(np.int64) - 48
-    if b.size == 0:
-        return np.zeros(0, np.int64)
-    if (b < 0).any() or (b > 63).any():
+    try:
+        return masks.rle_runs(counts)
+    except ValueError:
         return None
-    more = (b & 0x20) != 0
-    if more[-1]:
-        return None
-    ends = np.flatnonzero(~more)
-    starts = np.r_[0, ends[:-1] + 1]
-    nchars = ends - starts + 1
-    if nchars.max() > 7:
-        return None
-    k = np.arange(b.size) - np.repeat(starts, nchars)
-    x = np.add.reduceat((b & 0x1F) << (5 * k), starts)
-    negative = (b[ends] & 0x10) != 0
-    x = np.where(negative, x | np.left_shift(np.int64(-1), 5 * nchars), x)
-    cnts = x.copy()
-    cnts[1::2] = np.cumsum(x[1::2])
-    cnts[2::2] = np.cumsum(x[2::2])
-    return cnts
 
 
 def rle_string(runs: np.ndarray) -> str:
@@ -287,6 +322,8 @@ Digest = tuple[tuple[int, int], str]
 def read_hashed(path: Path) -> tuple[bytes | None, Digest | None]:
     """A file's bytes and (inode, sha256), so a file is read once for its check and its hash."""
     try:
+        if not path.is_file():                  # a FIFO or device would block or never end
+            return None, None
         data = path.read_bytes()
         return data, (inode(path), hashlib.sha256(data).hexdigest())
     except OSError:
@@ -470,7 +507,8 @@ def check_export(root: Path, fmt: str, workers: int | None = None, seen: SeenFil
     report.counts = counts_of(samples)
     report.failures += split_failures(samples)
     if manifest is not None:
-        hashes = hash_files(root, sorted(manifest["files"]), 2, report.digests)
+        listed = sorted(_manifest_files(root, manifest, report))
+        hashes = hash_files(root, listed, 2, report.digests)
         _check_manifest(root, manifest, hashes, report)
     report.failures.sort(key=lambda f: (f.kind, f.where, f.detail))
     return report
@@ -492,8 +530,24 @@ def _load_manifest(root: Path, report: CheckReport) -> dict[str, Any] | None:
         return None
 
 
+def _manifest_files(root: Path, manifest: dict[str, Any], report: CheckReport) -> list[str]:
+    """The manifest's files that may be hashed: inside the export and regular files."""
+    out = []
+    for rel in manifest["files"]:
+        reason = path_escape(root, root, rel)
+        if reason:
+            report.failures.append(Failure("path_escape", f"{MANIFEST} {rel!r}", f"listed file {reason}; not read"))
+        elif (root / rel).exists() and not (root / rel).is_file():
+            report.failures.append(Failure("manifest_missing_file", rel, "listed in manifest.json, not a regular file"))
+        else:
+            out.append(rel)
+    return out
+
+
 def _check_manifest(root: Path, manifest: dict[str, Any], hashes: dict[str, str | None], report: CheckReport) -> None:
     for rel, entry in sorted(manifest["files"].items()):
+        if rel not in hashes:                    # refused by _manifest_files
+            continue
         got = hashes.get(rel)
         if got is None:
             report.failures.append(Failure("manifest_missing_file", rel, "listed in manifest.json, not on disk"))
@@ -559,6 +613,10 @@ def _hf_rows(pylist: list[dict[str, Any]], rel: str, offset: int) -> tuple[list[
         out += category_failures(r["category"], where, exact=True)
         image = (r["image"] or {}).get("bytes")
         size = None
+        for col in ("image", "mask"):
+            named = (r[col] or {}).get("path")
+            if not (r[col] or {}).get("bytes") and named is not None and name_escape(named):
+                out.append(Failure("path_escape", f"{where} {col}", f"path {named!r} {name_escape(named)}; not read"))
         if image is None:
             out.append(Failure("unreadable_image", where, "image has no embedded bytes"))
         elif last is not None and last[0] == image and last[1] == (r["width"], r["height"]):
@@ -718,10 +776,16 @@ def _seg_task(task: tuple[str, Any, tuple[int, int] | None]) -> list[Failure]:
             bad = rle_failures(part, hw, w)
             out += [f for f in bad if f.kind != "empty_mask" or len(seg) == 1]
             if not any(f.kind in ("rle_roundtrip", "format_violation", "mask_size_mismatch") for f in bad):
-                layers.append(masks.decode(part))
+                try:
+                    layers.append(masks.decode(part))
+                except ValueError as exc:        # e.g. a size over masks.MAX_MASK_PIXELS
+                    out.append(Failure("unreadable_mask", w, str(exc)[:160]))
         elif isinstance(part, list) and len(part) >= 6 and all(isinstance(v, (int, float)) for v in part):
             if hw is not None:
-                layers.append(masks.rasterize_polygon(np.asarray(part, float).reshape(-1, 2), hw[0], hw[1]))
+                try:
+                    layers.append(masks.rasterize_polygon(np.asarray(part, float).reshape(-1, 2), hw[0], hw[1]))
+                except ValueError as exc:        # NaN / huge coordinates, a height that is not an integer
+                    out.append(Failure("unreadable_mask", w, f"polygon: {str(exc)[:160]}"))
         else:
             out.append(Failure("format_violation", w, "segment is neither an RLE dict nor a polygon list"))
     if len(layers) > 1:
@@ -851,6 +915,10 @@ def _check_refer_dataset(root: Path, refs_path: Path, report: CheckReport, runne
         if not isinstance(fn, str):
             report.failures.append(Failure("format_violation", where, "image has no file_name"))
             continue
+        reason = path_escape(root, image_dir, fn)
+        if reason:
+            report.failures.append(Failure("path_escape", where, f"file_name {fn!r} {reason}; not read"))
+            continue
         wh = (im.get("width"), im.get("height")) if im.get("width") and im.get("height") else None
         image_tasks.append((str(image_dir / fn), where, wh))
     _check_images(report, runner, image_tasks)
@@ -926,15 +994,14 @@ def _check_refer_dataset(root: Path, refs_path: Path, report: CheckReport, runne
 
 
 # ============================================================================ native
-def _resolve(folder_candidates: list[Path], name: str) -> Path | None:
+def _resolve(root: Path, folder_candidates: list[Path], name: str) -> Path | None:
+    """The file for ``name`` in the first folder that has it; PathEscapeError when a candidate
+    resolves outside ``root`` (checked before the file is looked at)."""
     has_ext = Path(name).suffix.lower() in IMAGE_EXTENSIONS
     for folder in folder_candidates:
-        if has_ext and (folder / name).is_file():
-            return folder / name
-        if not has_ext:
-            for ext in IMAGE_EXTENSIONS:
-                if (folder / (name + ext)).is_file():
-                    return folder / (name + ext)
+        for cand in [name] if has_ext else [name + ext for ext in IMAGE_EXTENSIONS]:
+            if confine_path(root, folder, cand).is_file():
+                return folder / cand
     return None
 
 
@@ -992,17 +1059,37 @@ def _check_native(root: Path, report: CheckReport, runner: _Runner) -> list[Samp
             report.failures += expression_failures(expr, f"{where} ({name})")
             lines.append((split, name))
     report.failures += duplicate_failures([n for _, n in lines], "file name", "output_phrase_*.txt")
-    names = sorted({n for _, n in lines})
-    paths = {n: _resolve(image_dirs, n) for n in names}
+    for name in index:
+        if name and name_escape(name):
+            report.failures.append(Failure("path_escape", f"index.csv {name!r}", f"file_name {name_escape(name)}"))
+    names = []
+    for n in sorted({n for _, n in lines}):
+        if n and name_escape(n):
+            report.failures.append(Failure("path_escape", n, f"file name {n!r} {name_escape(n)}; not read"))
+        else:
+            names.append(n)
+    paths: dict[str, Path | None] = {}
+    escaped: set[str] = set()
     for n in names:
-        if paths[n] is None:
+        try:
+            paths[n] = _resolve(root, image_dirs, n)
+        except PathEscapeError as exc:
+            paths[n] = None
+            escaped.add(n)
+            report.failures.append(Failure("path_escape", f"{n} (image)", f"{exc}; not read"))
+    for n in names:
+        if paths[n] is None and n not in escaped:
             report.failures.append(Failure("missing_file", n, "no image file for it"))
     found = [n for n in names if paths[n] is not None]
     # per-referent copies are hard links to one file: _check_images decodes each inode once
     checked = dict(zip(found, _check_images(report, runner, [(str(paths[n]), f"{n} (image)", None) for n in found])))
     mask_tasks = []
     for n in names:
-        q = _resolve(mask_dirs, n)
+        try:
+            q = _resolve(root, mask_dirs, n)
+        except PathEscapeError as exc:
+            report.failures.append(Failure("path_escape", f"{n} (mask)", f"{exc}; not read"))
+            continue
         if q is None:
             report.failures.append(Failure("missing_file", n, "no mask file for it"))
             continue
@@ -1044,6 +1131,11 @@ def _check_coco(root: Path, report: CheckReport, runner: _Runner) -> list[Sample
         by_image = {im.get("id"): im for im in images}
         for im in images:
             fn = str(im.get("file_name"))
+            reason = path_escape(root, root / "images", fn) or path_escape(root, root, fn)
+            if reason:
+                report.failures.append(Failure("path_escape", f"{rel} image {im.get('id')} ({fn})",
+                                               f"file_name {fn!r} {reason}; not read"))
+                continue
             p = root / "images" / fn if (root / "images" / fn).exists() else root / fn
             wh = (im.get("width"), im.get("height")) if im.get("width") and im.get("height") else None
             image_tasks.append((str(p), f"{rel} image {im.get('id')} ({fn})", wh))

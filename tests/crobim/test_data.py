@@ -125,3 +125,101 @@ def test_dataset_resizes_with_nearest_masks(small_export: Path) -> None:
     item = ds[0]
     assert item["image"].shape == (3, 64, 64) and item["mask"].shape == (64, 64)
     assert set(item["mask"].unique().tolist()) <= {0, 1}
+
+
+# ----------------------------------------------------------------------------- untrusted paths
+ESCAPES = ("absolute", "dotdot", "symlink")
+
+
+def _secret(tmp_path: Path, rows: list[dict]) -> Path:
+    from PIL import Image
+
+    (tmp_path / "outside").mkdir(exist_ok=True)
+    path = tmp_path / "outside" / "secret.png"
+    Image.fromarray(rows[0]["image"]).save(path)            # a readable image: were it opened, it would load
+    return path
+
+
+@pytest.mark.parametrize("how", ESCAPES)
+def test_refer_file_name_outside_the_dataset_is_refused(tmp_path: Path, rows: list[dict], how: str) -> None:
+    import json
+
+    from risbench_builder.crobim.data import DatasetRefused
+
+    root = write_refer(rows[:2], tmp_path / "refer")
+    secret = _secret(tmp_path, rows)
+    inst_path = root / "risbench" / "instances.json"
+    inst = json.loads(inst_path.read_text())
+    im = inst["images"][-1]
+    if how == "absolute":
+        im["file_name"] = str(secret)
+    elif how == "dotdot":
+        im["file_name"] = "../../../../outside/secret.png"
+    else:
+        (root / "images" / "risbench" / "JPEGImages" / im["file_name"]).unlink()
+        (root / "images" / "risbench" / "JPEGImages" / im["file_name"]).symlink_to(secret)
+    inst_path.write_text(json.dumps(inst))
+    with pytest.raises(DatasetRefused) as info:
+        load_split(root, rows[0]["split"])
+    msg = str(info.value)
+    assert isinstance(info.value, ValueError) and "\n" not in msg
+    assert str(inst_path) in msg and repr(im["file_name"]) in msg and "refusing this dataset" in msg
+
+
+@pytest.mark.parametrize("how", ESCAPES)
+def test_native_name_outside_the_dataset_is_refused(tmp_path: Path, rows: list[dict], how: str) -> None:
+    from risbench_builder.crobim.data import DatasetRefused
+
+    root = write_native(rows[:2], tmp_path / "native")
+    secret = _secret(tmp_path, rows)
+    phrases = next(root.glob("output_phrase_*.txt"))
+    split = phrases.stem[len("output_phrase_"):]
+    name, expr = phrases.read_text().splitlines()[0].split(" ", 1)
+    bad = {"absolute": str(secret), "dotdot": "../../outside/secret.png", "symlink": name}[how]
+    if how == "symlink":
+        (root / "mask" / name).unlink()
+        (root / "mask" / name).symlink_to(secret)
+    else:
+        phrases.write_text(f"{bad} {expr}\n")
+    with pytest.raises(DatasetRefused, match="refusing this dataset") as info:
+        load_split(root, split)
+    assert str(phrases) in str(info.value) and repr(bad) in str(info.value)
+
+
+@pytest.mark.parametrize("how", ESCAPES)
+def test_hf_path_without_bytes_outside_the_dataset_is_refused(tmp_path: Path, rows: list[dict], how: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from risbench_builder.crobim.data import DatasetRefused
+    from tests.crobim.exports import write_hf
+
+    root = write_hf(rows[:2], tmp_path / "hf")
+    secret = _secret(tmp_path, rows)
+    shard = sorted((root / "data").glob(f"{rows[0]['split']}-*.parquet"))[0]
+    table = pq.read_table(shard)
+    cells = table.to_pylist()
+    bad = {"absolute": str(secret), "dotdot": "../outside/secret.png", "symlink": "linked.png"}[how]
+    if how == "symlink":
+        (root / "linked.png").symlink_to(secret)
+    cells[0]["image"] = {"bytes": None, "path": bad}
+    pq.write_table(pa.Table.from_pylist(cells, schema=table.schema), shard)
+    with pytest.raises(DatasetRefused, match="refusing this dataset") as info:
+        load_split(root, rows[0]["split"])
+    assert str(shard) in str(info.value) and repr(bad) in str(info.value)
+
+
+def test_paths_inside_the_dataset_still_load(tmp_path: Path, rows: list[dict]) -> None:
+    import json
+
+    root = write_refer(rows[:2], tmp_path / "refer")
+    image_dir = root / "images" / "risbench" / "JPEGImages"
+    inst_path = root / "risbench" / "instances.json"
+    inst = json.loads(inst_path.read_text())
+    (image_dir / "sub").mkdir()
+    im = inst["images"][0]
+    (image_dir / im["file_name"]).rename(image_dir / "sub" / im["file_name"])
+    (image_dir / im["file_name"]).symlink_to(Path("sub") / im["file_name"])   # a link inside: fine
+    inst_path.write_text(json.dumps(inst))
+    got = load_split(root, rows[0]["split"])
+    assert got and all(np.asarray(s.image()).shape[2] == 3 for s in got)

@@ -236,3 +236,156 @@ def test_cli_check_exit_codes_and_report(built, exports_copy: Path, tmp_path: Pa
     assert json.loads(out.read_text())[0]["failures_by_kind"]["missing_file"] == 1
     nothing = runner.invoke(app, ["check", str(tmp_path / "nowhere")])
     assert nothing.exit_code == 1 and "no such file" in nothing.output
+
+
+# ----------------------------------------------------------------------------- untrusted paths
+@pytest.fixture
+def opened(monkeypatch) -> list[str]:
+    """Real paths of every file opened through open() / io.open() (PIL, pathlib, csv, hashing)."""
+    import builtins
+    import io as io_module
+    import os
+
+    seen: list[str] = []
+    real = builtins.open
+
+    def spy(file, *args, **kwargs):
+        if isinstance(file, (str, bytes, os.PathLike)):
+            seen.append(os.path.realpath(file))
+        return real(file, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", spy)
+    monkeypatch.setattr(io_module, "open", spy)
+    return seen
+
+
+def _outside(tmp: Path, like: Path) -> Path:
+    """A real, readable image outside the export, the size of ``like``: were it read, it would pass."""
+    out = tmp / "outside"
+    out.mkdir(exist_ok=True)
+    with Image.open(like) as im:
+        size = im.size
+    path = out / "secret.png"
+    Image.new("RGB", size, (200, 10, 10)).save(path)
+    return path
+
+
+def _symlink_out(path: Path, target: Path) -> None:
+    path.unlink()
+    path.symlink_to(target)
+
+
+def _assert_escapes(report, secret: Path, opened: list[str], wheres: list[str]) -> None:
+    import os
+
+    escapes = [f for f in report.failures if f.kind == "path_escape"]
+    for needle in wheres:
+        assert any(needle in f.where for f in escapes), (needle, report.render())
+    assert not any(p.startswith(os.path.realpath(secret.parent)) for p in opened), "a file outside was opened"
+    st = secret.stat()
+    assert (st.st_dev, st.st_ino) not in report.digests                     # never read, never hashed
+    assert "path_escape" in KINDS and report.render().count("path_escape") >= 1
+
+
+def test_refer_file_names_that_escape_are_refused_unread(exports_copy: Path, opened: list[str]) -> None:
+    root = exports_copy / "refer"
+    inst_path = root / "risbench" / "instances.json"
+    inst = json.loads(inst_path.read_text())
+    image_dir = root / "images" / "risbench" / "JPEGImages"
+    ims = inst["images"]
+    secret = _outside(exports_copy, image_dir / ims[0]["file_name"])
+    ims[0]["file_name"] = str(secret)                                        # absolute
+    ims[1]["file_name"] = "../../../../outside/secret.png"                   # resolves to the same file
+    _symlink_out(image_dir / ims[2]["file_name"], secret)                    # a link out, name unchanged
+    inst_path.write_text(json.dumps(inst))
+    opened.clear()
+    report = check_path(root, workers=0)[0]
+    _assert_escapes(report, secret, opened, [f"image {ims[k]['id']} " for k in range(3)])
+    details = " | ".join(f.detail for f in report.failures if f.kind == "path_escape")
+    for needle in ("is an absolute path", "has a '..' component", "resolves outside the dataset folder"):
+        assert needle in details, needle
+    # the rest of the check went on: the other images were read, their annotations checked
+    assert report.counts["triplets"] > 0 and "missing_file" not in report.kinds()
+
+
+def test_native_names_that_escape_are_refused_unread(exports_copy: Path, opened: list[str]) -> None:
+    root = exports_copy / "native"
+    phrase = root / "output_phrase_train.txt"
+    lines = phrase.read_text(encoding="utf-8").splitlines()
+    names = [line.split(" ", 1)[0] for line in lines]
+    secret = _outside(exports_copy, root / "img_rgb" / names[0])
+    lines[0] = f"{secret} {lines[0].split(' ', 1)[1]}"                     # absolute
+    lines[1] = f"../outside/secret.png {lines[1].split(' ', 1)[1]}"         # img_rgb/../outside is inside...
+    lines[2] = f"../../outside/secret.png {lines[2].split(' ', 1)[1]}"      # ... this one is the file outside
+    phrase.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _symlink_out(root / "img_rgb" / names[3], secret)                       # image linked out, mask fine
+    _symlink_out(root / "mask" / names[4], secret)                          # mask linked out
+    with open(root / "index.csv", "a", encoding="utf-8") as f:
+        f.write("../../outside/secret.png,train,t,i,s,ship\n")
+    opened.clear()
+    report = check_path(root, workers=0)[0]
+    _assert_escapes(report, secret, opened, [str(secret), "../outside/secret.png", "../../outside/secret.png",
+                                             f"{names[3]} (image)", f"{names[4]} (mask)", "index.csv"])
+    assert not any(f.kind == "missing_file" and "secret" in f.where for f in report.failures)
+    assert report.counts["triplets"] == sum(1 for p in root.glob("output_phrase_*.txt")
+                                            for line in p.read_text().splitlines() if line.strip())
+
+
+def test_coco_file_names_and_manifest_entries_that_escape_are_refused_unread(exports_copy: Path,
+                                                                           opened: list[str]) -> None:
+    root = exports_copy / "coco"
+    path = root / "annotations" / "instances_train.json"
+    data = json.loads(path.read_text())
+    ims = data["images"]
+    secret = _outside(exports_copy, root / "images" / ims[0]["file_name"])
+    ims[0]["file_name"] = str(secret)
+    ims[1]["file_name"] = "../../outside/secret.png"
+    _symlink_out(root / "images" / ims[2]["file_name"], secret)
+    path.write_text(json.dumps(data))
+    manifest = json.loads((root / "manifest.json").read_text())
+    manifest["files"]["../outside/secret.png"] = {"sha256": "0" * 64, "bytes": 1}
+    manifest["files"][str(secret)] = {"sha256": "0" * 64, "bytes": 1}
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    opened.clear()
+    report = check_path(root, workers=0)[0]
+    _assert_escapes(report, secret, opened, [f"image {ims[k]['id']} " for k in range(3)]
+                    + ["manifest.json '../outside", f"manifest.json '{secret}"])
+    symlinked = f"images/{ims[2]['file_name']}"                              # listed in the manifest too
+    assert any(f.kind == "path_escape" and symlinked in f.where for f in report.failures)
+    assert report.counts["triplets"] > 0
+
+
+def test_hf_image_paths_without_bytes_that_escape_are_flagged(exports_copy: Path, opened: list[str]) -> None:
+    hf = exports_copy / "hf"
+    shard = sorted((hf / "data").glob("train-*.parquet"))[0]
+    table = pq.read_table(shard)
+    rows = table.to_pylist()
+    rows[0]["image"] = {"bytes": None, "path": "/etc/passwd"}
+    rows[1]["mask"] = {"bytes": None, "path": "../../secret.png"}
+    pq.write_table(pa.Table.from_pylist(rows, schema=table.schema), shard)
+    report = check_path(hf, workers=0)[0]
+    escapes = {f.where.rsplit(" ", 1)[-1]: f.detail for f in report.failures if f.kind == "path_escape"}
+    assert "is an absolute path" in escapes["image"] and "has a '..' component" in escapes["mask"]
+    assert "/etc/passwd" not in opened
+
+
+def test_malformed_segments_are_failures_not_crashes(exports_copy: Path) -> None:
+    root = exports_copy / "refer"
+    inst_path = root / "risbench" / "instances.json"
+    inst = json.loads(inst_path.read_text())
+    anns = inst["annotations"]
+    first = {a["image_id"] for a in anns[:3]}
+    far = next(a for a in anns if a["image_id"] not in first)               # an image of its own
+    anns[0]["segmentation"] = [[0, 0, 10, 0, 10, float("nan"), 0, 10]]      # NaN polygon (JSON allows NaN)
+    anns[1]["segmentation"] = [[0, 0, 1e300, 0, 1e300, 1e300]]              # beyond masks.MAX_COORD
+    anns[2]["segmentation"] = [{"size": [512, 512], "counts": [512 * 256, 512 * 256]}]  # uncompressed RLE
+    huge = next(im for im in inst["images"] if im["id"] == far["image_id"])
+    huge["height"] = huge["width"] = 2**20                                    # its annotations claim 2**40 pixels
+    far["segmentation"] = [{"size": [2**20, 2**20], "counts": [2**40 - 1, 1]}]    # well formed, too big
+    inst_path.write_text(json.dumps(inst))
+    report = check_path(root, workers=0)[0]
+    unreadable = {f.where.split(" segment")[0]: f.detail for f in report.failures if f.kind == "unreadable_mask"}
+    assert "non-finite" in unreadable[f"risbench/instances.json annotation {anns[0]['id']}"]
+    assert "MAX_COORD" in unreadable[f"risbench/instances.json annotation {anns[1]['id']}"]
+    assert "MAX_MASK_PIXELS" in unreadable[f"risbench/instances.json annotation {far['id']}"]
+    assert f"annotation {anns[2]['id']}" not in " ".join(unreadable)      # decodes (it used to crash check)
