@@ -16,10 +16,6 @@ import numpy as np
 from ..masks import box_area, box_iou, mask_iou, rasterize_polygon
 from .base import MaskOutput
 
-SIGNALS = ("iou_pred", "stability", "box_iou", "jitter_agreement", "multimask_disagreement",
-           "components", "area_ratio", "polygon_iou")
-
-
 def tight_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
     """Pixel-edge xyxy box of a bool mask, None when empty."""
     ys, xs = np.nonzero(mask)
