@@ -14,7 +14,7 @@ download) it reports, after warm-up and with ``torch.cuda.synchronize()`` around
 
 plus peak GPU memory and the relative error of the bf16 embedding against fp32 (one image).
 Without CUDA it prints why and exits 0. Reference (A100, segment-anything-fast, point prompts):
-vit_b bf16 ~37-40 img/s, vit_h bf16 ~13.5-15 img/s (reference/sam.md §7).
+vit_b bf16 ~37-40 img/s, vit_h bf16 ~13.5-15 img/s (segment-anything-fast ``experiments/results.csv``).
 
     python benchmarks/gpu_refine.py [--models vit_b vit_h] [--batch 8] [--images 24] [--budget-s 240]
 """

@@ -73,8 +73,9 @@ class IngestConfig(_Strict):
 class RouteConfig(_Strict):
     """Auto-accept a mask only when every configured signal passes; None switches a test off.
 
-    Starting values follow sam.md §8; `risbench calibrate` proposes values for a target
-    auto-accept precision from trusted masks.
+    Starting values are our own, set a little below SAM's own filters (segment-anything
+    ``SamAutomaticMaskGenerator`` defaults 0.88 / 0.95); `risbench calibrate` proposes values for a
+    target auto-accept precision from trusted masks.
     """
 
     min_iou_pred: Optional[float] = Field(0.85, ge=0.0, le=1.0)

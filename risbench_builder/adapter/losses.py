@@ -1,4 +1,4 @@
-"""Training losses of the PA-SAM adapter (reference/sam.md §4.2), weighted by the recipe.
+"""Training losses of the PA-SAM adapter (xzz2/pa-sam ``utils/losses.py``), weighted by the recipe.
 
 ``mask``: BCE + dice on the adapted single mask (token 0) against the trusted mask, at the
 decoder's low-res output. ``coarse`` / ``refined``: BCE + dice on the coarse map where the

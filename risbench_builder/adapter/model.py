@@ -1,4 +1,4 @@
-"""The PA-SAM prompt adapter on segment-anything's ``MaskDecoder`` (reference/sam.md §4.1).
+"""The PA-SAM prompt adapter on segment-anything's ``MaskDecoder`` (xzz2/pa-sam ``mask_decoder_pa.py``).
 
 Why: box prompts from detection datasets are often shifted, too large or too small. PA-SAM
 adds, inside the decoder, a branch that looks at image detail (a guiding embedding from the

@@ -1,4 +1,4 @@
-"""The reference evaluation protocol (LAVT / RMSIN ``test.py``; shared/reference/crobim.md §8).
+"""The reference evaluation protocol (LAVT / RMSIN ``test.py``, identical in FIANet).
 
 Per sample (one expression): I = |pred & gt|, U = |pred | gt|, IoU = I / U and **0 when U = 0**
 (an empty prediction on an empty mask scores 0, not 1). oIoU = sum(I) / sum(U) over samples;

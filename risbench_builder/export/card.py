@@ -20,7 +20,7 @@ from .base import Context, Ledger
 TASK_CATEGORIES = ["image-segmentation"]
 TAGS = ["remote-sensing", "aerial-imagery", "referring-expression-segmentation", "vision-language"]
 
-#: Upstream terms, by catalog source kind (formats.md §1-§8).
+#: Upstream terms, by catalog source kind (from each dataset's README, card or download page).
 UPSTREAM = {
     "vrsbench": ("VRSBench (xiang709/VRSBench)", "expressions and attributes CC-BY-4.0; images are DOTA-v2 and "
                                                  "DIOR patches and keep those terms"),

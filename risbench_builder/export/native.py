@@ -1,4 +1,4 @@
-"""The RISBench native layout (RefSegRS-style text files), formats.md §7-§8.
+"""The RISBench native layout (RefSegRS-style text files, as read by FIANet / RSRefSeg2 loaders).
 
 ::
 

@@ -1,13 +1,13 @@
 """The RRSIS-D / REFER export, read unchanged by LAVT, RMSIN, FIANet and CroBIM-style loaders.
 
-Layout (formats.md §6)::
+Layout (RMSIN / LAVT ``refer/refer.py`` and ``data/dataset_refer_bert.py``)::
 
     refer/<name>/refs(unc).p            pickle (protocol 4) list of refs
     refer/<name>/instances.json         {"images", "annotations", "categories"}
     refer/images/<name>/JPEGImages/     the images (original file names; PNG files keep .png)
     refer/README.md                     how to point a REFER loader at <name>
 
-Every pitfall of §6 is honoured: each annotation's ``segmentation`` is a *list* holding one
+Every loader pitfall is honoured: each annotation's ``segmentation`` is a *list* holding one
 compressed RLE with ``str`` counts (so ``getMask`` sums one layer and never zeroes overlaps),
 refs carry ``sent_ids``, splits are exactly ``train``/``val``/``test``, annotations have both
 ``category_id`` and the misspelled ``categories_id``, ``bbox`` is x1,y1,x2,y2, ids are unique

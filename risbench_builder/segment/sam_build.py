@@ -3,7 +3,7 @@ from its predictor; the segmenter is ``sam.py``).
 
 The sizes differ only in numbers, so one private builder takes the knobs and a small dict maps
 names to public builders (``vit_b``, ``vit_l``, ``vit_h`` with segment-anything's exact numbers,
-and ``tiny``, a seeded random model for CPU tests; reference/sam.md §1.3, §2). Weights load with
+and ``tiny``, our own seeded random model for CPU tests). Weights load with
 ``torch.load(..., weights_only=True)`` or from ``.safetensors``; nothing else is unpickled.
 :func:`model_checksum` names the weights (the embedding cache key), :func:`sam_device` the device.
 """
@@ -36,7 +36,7 @@ class SamCheckpointError(RuntimeError):
 
 
 # ------------------------------------------------------------------------ registry
-# The sizes differ only in these numbers (segment-anything's build_sam.py; tiny: reference/sam.md §2).
+# The sizes differ only in these numbers (segment-anything's build_sam.py; tiny: our own).
 SAM_ARCHS: dict[str, dict[str, Any]] = {
     "vit_b": dict(encoder_embed_dim=768, encoder_depth=12, encoder_num_heads=12,
                   encoder_global_attn_indexes=(2, 5, 8, 11)),
@@ -132,7 +132,7 @@ def build_sam_vit_h(checkpoint: str | Path | None = None, seed: int = 0) -> Sam:
 
 
 def build_sam_tiny(checkpoint: str | Path | None = None, seed: int = 0) -> Sam:
-    """A ~0.5 M parameter random SAM at 256 px for CPU tests (reference/sam.md §2)."""
+    """A ~0.5 M parameter random SAM at 256 px for CPU tests (our own config, not upstream)."""
     return _build_sam(**SAM_ARCHS["tiny"], name="tiny", checkpoint=checkpoint, seed=seed)
 
 

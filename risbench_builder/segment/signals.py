@@ -1,4 +1,4 @@
-"""Quality signals per mask, the same for every backend (sam.md §8).
+"""Quality signals per mask, the same for every backend (SAM paper, segment-anything ``amg.py``, SAM-U).
 
 Each signal is a float where higher means "more likely fine", except the ones named
 ``*_disagreement``, ``components`` and ``area_ratio``, whose good range the router knows.

@@ -1,9 +1,9 @@
 """VRSBench referring objects: the per-image ``Annotations_{train,val}/*.json`` files.
 
-Those files are the source of truth (formats.md §2.2): they carry the class, the corners and
-the attributes, where the LLaVA conversations and the eval JSON only carry a sentence and a
-0–100 grid box. The eval JSON is read, when present, only to cross-check our pixel boxes
-against its floor-truncated grid.
+Those files are the source of truth (written by VRSBench ``extract_patch_json.py``): they carry
+the class, the corners and the attributes, where the LLaVA conversations and the eval JSON only
+carry a sentence and a 0–100 grid box. The eval JSON is read, when present, only to cross-check
+our pixel boxes against its floor-truncated grid.
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ def _dior_obb_xml(filename: str, scene: Scene) -> "ET.Element":
 
 def write_dior(root: Path, seed: int = 0, n_images: int = 6, size: int = 400,
                truth_dir: Path | None = None) -> dict:
-    """A DIOR + DIOR-R tree (formats.md §4). DIOR uses 800x800; smaller here for speed.
+    """A DIOR + DIOR-R tree, laid out as the DIOR release. DIOR uses 800x800; smaller here for speed.
 
     Trainval ids count from 00001 into ``JPEGImages-trainval``, test ids from 11726 into
     ``JPEGImages-test`` (as the real ranges), about half of the images are test.

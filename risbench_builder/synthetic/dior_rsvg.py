@@ -13,7 +13,7 @@ from .scene import DIOR_CLASSES, DIOR_NAMES, _render_nonempty
 
 def write_dior_rsvg(root: Path, seed: int = 0, n_images: int = 6, size: int = 400,
                     truth_dir: Path | None = None) -> dict:
-    """A DIOR-RSVG tree (formats.md §5): referred objects only, each with ``<description>``.
+    """A DIOR-RSVG tree (ZhanYang-nwpu/RSVG-pytorch): referred objects only, each with ``<description>``.
 
     Object children are name, pose, bndbox, description, in that order (the loader reads them
     by position). Split files hold GLOBAL object indices counted over the sorted XML names and

@@ -30,7 +30,7 @@ DOTA_NAMES: dict[str, str] = {
     "swimming-pool": "swimming-pool", "vehicle": "small-vehicle", "roundabout": "roundabout",
     "soccer-ball-field": "soccer-ball-field", "ground-track-field": "ground-track-field",
 }
-#: RISBench name -> DIOR file name (formats.md §9, note the capitalised Expressway name).
+#: RISBench name -> DIOR file name (as spelled in DIOR's XML; note the capitalised Expressway name).
 DIOR_NAMES: dict[str, str] = {
     "airplane": "airplane", "ship": "ship", "storage-tank": "storagetank",
     "tennis-court": "tenniscourt", "basketball-court": "basketballcourt", "vehicle": "vehicle",

@@ -144,7 +144,7 @@ def _eval_records(docs: list[dict]) -> list[dict]:
 
 
 def write_vrsbench(root: Path, cfg: SyntheticConfig, truth_dir: Path | None = None) -> dict:
-    """A VRSBench release tree (formats.md §2.1-2.3) of ``cfg.scenes`` x ``cfg.patches_per_scene``
+    """A VRSBench release tree (HF ``xiang709/VRSBench``) of ``cfg.scenes`` x ``cfg.patches_per_scene``
     512x512 patches, with the truth in ``truth_dir`` (default: sibling ``<root>_truth``)."""
     root = Path(root)
     truth_dir = Path(truth_dir) if truth_dir is not None else root.parent / (root.name + "_truth")

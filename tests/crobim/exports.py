@@ -102,7 +102,7 @@ def write_misaligned(base: Path) -> Path:
 
 
 def write_refer(rows: list[dict], out: Path, name: str = "risbench") -> Path:
-    """REFER layout (formats.md §6): ``out/<name>/refs(unc).p``, ``instances.json``,
+    """REFER layout (RMSIN / LAVT ``refer/refer.py``): ``out/<name>/refs(unc).p``, ``instances.json``,
     ``out/images/<name>/JPEGImages/*.png``; list-wrapped RLE, xyxy bbox, ``categories_id``."""
     img_dir = out / "images" / name / "JPEGImages"
     img_dir.mkdir(parents=True, exist_ok=True)
@@ -132,7 +132,7 @@ def write_refer(rows: list[dict], out: Path, name: str = "risbench") -> Path:
 
 
 def write_native(rows: list[dict], out: Path) -> Path:
-    """RISBench native layout (formats.md §8): img_rgb/<split>_<img>_<obj>.png, mask/, phrases with .png."""
+    """RISBench native layout (as RSRefSeg2 reads it): img_rgb/<split>_<img>_<obj>.png, mask/, phrases with .png."""
     (out / "img_rgb").mkdir(parents=True, exist_ok=True)
     (out / "mask").mkdir(parents=True, exist_ok=True)
     lines: dict[str, list[str]] = {}

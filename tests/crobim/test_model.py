@@ -166,7 +166,7 @@ def test_backbone_registry_rejects_unknown_name() -> None:
 
 @pytest.mark.slow
 def test_paper_backbone_shapes_at_480() -> None:
-    """c1..c4 of Swin-B at 480: [B,128,120,120] ... [B,1024,15,15] (crobim.md §4)."""
+    """c1..c4 of Swin-B at 480: [B,128,120,120] ... [B,1024,15,15] (LAVT ``lib/_utils.py`` comment)."""
     bb = ImageBackbone("swin_b", 480)
     with torch.no_grad():
         feats = bb(torch.randn(1, 3, 480, 480))

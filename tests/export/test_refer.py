@@ -1,6 +1,6 @@
 """The refer export read back by an independent REFER-style reader (refer.py / LAVT / RMSIN logic).
 
-The reader below re-implements what the loaders do (formats.md §6): unpickle ``refs(unc).p``,
+The reader below re-implements what the loaders do (RMSIN ``refer/refer.py``): unpickle ``refs(unc).p``,
 index ``instances.json`` like ``REFER.createIndex``, zip ``sentences`` with ``sent_ids`` like
 ``ReferDataset``, and build the mask like ``REFER.getMask`` + ``annot[m == 1] = 1``, decoding
 with pycocotools directly (not through risbench_builder.masks).

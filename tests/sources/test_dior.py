@@ -18,7 +18,7 @@ from risbench_builder.sources.dior import READERS, DiorReader, DiorRReader, pars
 HBB = "Annotations/Horizontal Bounding Boxes"
 OBB = "Annotations/Oriented Bounding Boxes"
 
-# 00001.xml as quoted by a third party (formats.md §4); the real images are 800x800.
+# DIOR 00001.xml as quoted by a third party (no real DIOR XML is in a public repo); images are 800x800.
 DIOR_00001 = """<annotation>
   <filename>00001.jpg</filename>
   <source><database>DIOR</database></source>

@@ -10,7 +10,7 @@ from risbench_builder.config import SourceConfig
 from risbench_builder.sources.base import MALFORMED_FILE, MALFORMED_RECORD, PATH_ESCAPE, SourceRecord
 from risbench_builder.sources.dior_rsvg import READERS, DiorRsvgReader
 
-# RSVGD/Annotations/00001.xml @ 459c21b, as quoted in formats.md §5 (flat bndbox text).
+# ZhanYang-nwpu/RSVG-pytorch RSVGD/Annotations/00001.xml @ 459c21b (flat bndbox text).
 RSVG_00001 = """<annotation>
   <filename>00001.jpg</filename>
   <size><width>800</width><height>800</height><depth>3</depth></size>

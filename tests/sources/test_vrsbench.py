@@ -15,7 +15,7 @@ from risbench_builder.sources.base import BadInput, Rejected, SourceRecord, load
 from risbench_builder.sources.vrsbench import SourceLayoutError, VrsbenchReader, grid_box, parse_grid_box
 from risbench_builder.stages.ingest import run_ingest
 
-# formats.md §2.3: the first record of VRSBench_EVAL_referring.json, as published.
+# The first record of VRSBench_EVAL_referring.json (HF xiang709/VRSBench), as quoted by third-party fixtures.
 FIRST_EVAL_RECORD = {
     "image_id": "P0003_0002.png", "question": "The large yellow vehicle situated closest to the green area.",
     "ground_truth": "{<25><40><33><60>}", "dataset": "RSBench", "question_id": 0, "type": "ref", "unique": False,

@@ -1,7 +1,7 @@
 """CroBIM (arXiv 2410.08613) assembled from its parts, implemented from the paper.
 
 No official CroBIM code is public; this follows Section IV of the paper and, where it is
-silent, its ancestors RMSIN / LAVT (shared/reference/crobim.md). Data flow:
+silent, its ancestors RMSIN / LAVT (Lsan2401/RMSIN, yz93/LAVT-RIS). Data flow:
 
     image -> backbone -> V_1..V_4 (strides 4, 8, 16, 32)
     V_1..V_4 -> CAPM -> N_p prompts;  [CLS] + prompts + words -> BERT (inputs_embeds) -> L_v
