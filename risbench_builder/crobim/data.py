@@ -1,18 +1,18 @@
 """Readers for our exports (``hf``, ``refer``, ``native``) and the torch dataset the trainer uses.
 
-Every reader gives the same record, :class:`Sample`: one referring expression with its image
+Every reader gives the same record, :class:`RefSample`: one referring expression with its image
 and mask (decoded lazily), ``image_id`` (referred objects of one image share it: the smoke
 test's shuffle control needs that), ``is_unique`` where known, and the provenance fields.
 
-Layouts (shared/reference/formats.md):
-- ``hf`` (§ our HF export): ``data/{split}-{i:05d}-of-{n:05d}.parquet`` with ``image`` and
+Layouts (our exports, and the public loaders they mirror):
+- ``hf`` (our HF export, ``export/hf.py``): ``data/{split}-{i:05d}-of-{n:05d}.parquet`` with ``image`` and
   ``mask`` as HF ``Image()`` structs ``{bytes, path}`` (PNG bytes embedded), ``expression``,
   ``category``, ``bbox``, ``triplet_id``, ``image_id``, ``scene_id``, ``source``, ``is_unique``.
   Read with pyarrow only (no ``datasets`` needed).
-- ``refer`` (§6, RRSIS-D / LAVT / RMSIN): ``<name>/refs(unc).p`` + ``<name>/instances.json``
+- ``refer`` (RRSIS-D; RMSIN / LAVT ``refer/refer.py``): ``<name>/refs(unc).p`` + ``<name>/instances.json``
   and images in ``images/<name>/JPEGImages/`` (or ``images/``). The pickle is read with a
   restricted unpickler that builds only builtin containers and scalars.
-- ``native`` (§7 RefSegRS, §8 RISBench): ``images/`` or ``img_rgb/``, ``masks/`` or ``mask/``,
+- ``native`` (RefSegRS: FIANet loader; RISBench: RSRefSeg2 converter): ``images/`` or ``img_rgb/``, ``masks/`` or ``mask/``,
   ``output_phrase_{split}.txt`` with ``<name> <expression>`` lines (name with or without
   extension; RefSegRS appends ``.tif``).
 
@@ -29,18 +29,17 @@ from __future__ import annotations
 
 import io
 import json
-import pickle
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from PIL import Image
 
 from .. import masks
-from ..export.check import path_escape
-from ..sources.base import PathEscapeError
+from ..export.refer import load_plain_pickle
+from ..paths import PathEscapeError, path_escape
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -52,7 +51,7 @@ class DatasetRefused(PathEscapeError):
 
 
 def _confined(root: Path, base: Path, name: Any, dataset_file: Path | str, what: str) -> Path:
-    """``base / name`` when it stays inside ``root`` (see :func:`..export.check.path_escape`)."""
+    """``base / name`` when it stays inside ``root`` (see :func:`..paths.path_escape`)."""
     reason = path_escape(root, base, name)
     if reason:
         raise DatasetRefused(f"{dataset_file}: {what} {name!r} {reason}; refusing this dataset ({root})")
@@ -70,7 +69,7 @@ def _png_mask(src: bytes | Path) -> np.ndarray:
 
 
 @dataclass
-class Sample:
+class RefSample:
     """One referring expression: image, mask and what the metrics and the controls need."""
 
     triplet_id: str
@@ -139,7 +138,7 @@ def detect_layout(root: Path) -> str:
                             f"or output_phrase_<split>.txt)")
 
 
-def load_split(root: str | Path, split: str, layout: str | None = None) -> list[Sample]:
+def load_split(root: str | Path, split: str, layout: str | None = None) -> list[RefSample]:
     """All samples of ``split`` in the export at ``root`` (layout detected when not given)."""
     root = Path(root)
     if not root.exists():
@@ -148,7 +147,7 @@ def load_split(root: str | Path, split: str, layout: str | None = None) -> list[
     if ":" in layout:
         sub, layout = layout.split(":", 1)
         root = root / sub
-    readers: dict[str, Callable[[Path, str], list[Sample]]] = {"hf": read_hf, "refer": read_refer, "native": read_native}
+    readers: dict[str, Callable[[Path, str], list[RefSample]]] = {"hf": read_hf, "refer": read_refer, "native": read_native}
     if layout not in readers:
         raise ValueError(f"unknown export layout {layout!r}; one of {', '.join(LAYOUTS)}")
     return readers[layout](root, split)
@@ -172,14 +171,14 @@ def available_splits(root: str | Path) -> list[str]:
 _HF_FILE = re.compile(r"^(?P<split>.+)-(?P<i>\d{5})-of-(?P<n>\d{5})\.parquet$")
 
 
-def read_hf(root: Path, split: str) -> list[Sample]:
+def read_hf(root: Path, split: str) -> list[RefSample]:
     """Streams the shards batch by batch; an image's bytes are kept once however many triplets share it."""
     import pyarrow.parquet as pq
 
     files = sorted(p for p in (Path(root) / "data").glob(f"{split}-*.parquet") if _HF_FILE.match(p.name))
     if not files:
         raise FileNotFoundError(f"{root}/data: no {split}-XXXXX-of-XXXXX.parquet files")
-    out: list[Sample] = []
+    out: list[RefSample] = []
     images: dict[str, bytes | Path] = {}
     for path in files:
         pf = pq.ParquetFile(path)
@@ -193,7 +192,7 @@ def read_hf(root: Path, split: str) -> list[Sample]:
                 image_id = str(row.get("image_id") or _blob_key(image))
                 if image_id not in images:
                     images[image_id] = _hf_blob(image, root, path)
-                out.append(Sample(
+                out.append(RefSample(
                     triplet_id=str(row.get("triplet_id") or f"{path.stem}:{k}"), image_id=image_id,
                     split=split, expression=str(row["expression"]),
                     image_src=images[image_id], mask_src=_hf_blob(row["mask"], root, path),
@@ -222,17 +221,8 @@ def _hf_blob(blob: dict | None, root: Path, where: Path) -> bytes | Path:
 
 
 # ------------------------------------------------------------------ refer
-class _SafeUnpickler(pickle.Unpickler):
-    """Only builtin containers and scalars: a REFER ``refs(unc).p`` needs nothing else."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError(f"refs pickle refers to {module}.{name}; only plain lists/dicts/str/int "
-                                     "are allowed (refusing to load arbitrary objects)")
-
-
 def _load_refs(path: Path) -> list[dict]:
-    with open(path, "rb") as f:
-        refs = _SafeUnpickler(f).load()
+    refs = load_plain_pickle(path.read_bytes())
     if not isinstance(refs, list):
         raise ValueError(f"{path}: expected a list of refs, got {type(refs).__name__}")
     return refs
@@ -257,7 +247,7 @@ def _refer_image_dir(root: Path, name: str) -> Path:
     raise FileNotFoundError(f"{root}: no image folder (looked for images/{name}/JPEGImages and images/)")
 
 
-def read_refer(root: Path, split: str) -> list[Sample]:
+def read_refer(root: Path, split: str) -> list[RefSample]:
     root = Path(root)
     refs_path, inst_path = _refer_files(root)
     refs = _load_refs(refs_path)
@@ -270,7 +260,7 @@ def read_refer(root: Path, split: str) -> list[Sample]:
              for i, im in images.items()}                  # every image, whatever the split: refuse early
     # REFER getRefIds: train / val match exactly, test matches any split containing 'test'
     keep = (lambda s: "test" in s) if split == "test" else (lambda s: s == split)
-    out: list[Sample] = []
+    out: list[RefSample] = []
     for ref in refs:
         if not keep(str(ref.get("split"))):
             continue
@@ -280,7 +270,7 @@ def read_refer(root: Path, split: str) -> list[Sample]:
         im = images[int(ref["image_id"])]
         sent_ids = ref.get("sent_ids") or [s.get("sent_id") for s in ref["sentences"]]
         for sent, sid in zip(ref["sentences"], sent_ids):
-            out.append(Sample(
+            out.append(RefSample(
                 triplet_id=str(sent.get("triplet_id") or f"{ref['ref_id']}:{sid}"),
                 image_id=str(im["id"]), split=str(ref["split"]),
                 expression=str(sent.get("raw") or sent.get("sent", "")).strip(),
@@ -315,20 +305,20 @@ def _find(root: Path, folder: Path, name: str, where: Path) -> Path:
     raise FileNotFoundError(f"{folder}: no file for {name!r}")
 
 
-def read_native(root: Path, split: str) -> list[Sample]:
+def read_native(root: Path, split: str) -> list[RefSample]:
     root = Path(root)
     phrases = root / f"output_phrase_{split}.txt"
     if not phrases.is_file():
         raise FileNotFoundError(f"{phrases}: missing")
     img_dir, mask_dir = _native_dirs(root)
-    out: list[Sample] = []
+    out: list[RefSample] = []
     for k, line in enumerate(phrases.read_text(encoding="utf-8").splitlines()):
         if not line.strip():
             continue
         name, _, expr = line.strip().partition(" ")
         stem = Path(name).stem if Path(name).suffix.lower() in (".png", ".tif", ".tiff", ".jpg", ".jpeg") else name
         m = _RISBENCH_NAME.match(stem)
-        out.append(Sample(
+        out.append(RefSample(
             triplet_id=f"{split}:{k}:{stem}", image_id=m.group("image") if m else stem, split=split,
             expression=expr.strip(), image_src=_find(root, img_dir, name, phrases),
             mask_src=_find(root, mask_dir, name, phrases)))
@@ -336,7 +326,7 @@ def read_native(root: Path, split: str) -> list[Sample]:
 
 
 # ------------------------------------------------------------------ controls
-def multi_object_images(samples: Sequence[Sample]) -> set[str]:
+def multi_object_images(samples: Sequence[RefSample]) -> set[str]:
     """image_ids with two or more referred objects (distinct masks)."""
     seen: dict[str, set[str]] = {}
     for s in samples:
@@ -351,7 +341,7 @@ def _cycle(n: int, rng: np.random.Generator) -> np.ndarray:
     return perm
 
 
-def shuffle_expressions(samples: Sequence[Sample], seed: int = 0) -> list[Sample]:
+def shuffle_expressions(samples: Sequence[RefSample], seed: int = 0) -> list[RefSample]:
     """The negative control: expressions permuted among the referred objects of the same image
     (no one keeps its own); images with one referred object swap expressions across images.
     Images and masks stay where they are, so only the language-to-mask link is broken."""
@@ -375,7 +365,7 @@ def shuffle_expressions(samples: Sequence[Sample], seed: int = 0) -> list[Sample
     return out
 
 
-def rotate_masks(samples: Sequence[Sample], by: int = 1) -> list[Sample]:
+def rotate_masks(samples: Sequence[RefSample], by: int = 1) -> list[RefSample]:
     """A deliberately broken export: every triplet gets the mask of the triplet ``by`` later."""
     n = len(samples)
     return [replace(s, mask_src=samples[(i + by) % n].mask_src, mask_kind=samples[(i + by) % n].mask_kind,
@@ -390,7 +380,7 @@ class RefSegDataset:
     Items: ``{"image": float (3, S, S), "mask": uint8 (S, S), "text": str, "index": int}``.
     """
 
-    def __init__(self, samples: Sequence[Sample], size: int, cache: bool = False) -> None:
+    def __init__(self, samples: Sequence[RefSample], size: int, cache: bool = False) -> None:
         self.samples, self.size, self.cache = list(samples), size, cache
         self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
 
@@ -434,19 +424,19 @@ def make_collate(tokenize: Callable[[Sequence[str]], tuple[Any, Any]]) -> Callab
     return collate
 
 
-def subset_by_images(samples: Sequence[Sample], max_samples: int, seed: int = 0, prefer_multi: bool = False,
-                     keep: Callable[[Sample], bool] | None = None) -> list[Sample]:
+def subset_by_images(samples: Sequence[RefSample], max_samples: int, seed: int = 0, prefer_multi: bool = False,
+                     keep: Callable[[RefSample], bool] | None = None) -> list[RefSample]:
     """Whole images (all their referred objects that pass ``keep``) in a seeded order until
     ``max_samples``; ``keep`` is only called on the images looked at."""
     rng = np.random.default_rng(seed)
-    groups: dict[str, list[Sample]] = {}
+    groups: dict[str, list[RefSample]] = {}
     for s in samples:
         groups.setdefault(s.image_id, []).append(s)
     keys = list(groups)
     order = [keys[i] for i in rng.permutation(len(keys))]
     if prefer_multi:
         order.sort(key=lambda k: len(groups[k]) < 2)
-    out: list[Sample] = []
+    out: list[RefSample] = []
     for k in order:
         group = [s for s in groups[k] if keep is None or keep(s)]
         if not group or (len(out) + len(group) > max_samples and out):
@@ -457,6 +447,6 @@ def subset_by_images(samples: Sequence[Sample], max_samples: int, seed: int = 0,
     return out
 
 
-def min_mask_fraction(fraction: float) -> Callable[[Sample], bool]:
+def min_mask_fraction(fraction: float) -> Callable[[RefSample], bool]:
     """A ``keep`` predicate: the mask covers at least ``fraction`` of its image."""
     return lambda s: fraction <= 0 or float(s.mask().mean()) >= fraction

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import CroBIMConfig, parse_config
-from .data import RefSegDataset, Sample, load_split, make_collate
+from .data import RefSegDataset, RefSample, load_split, make_collate
 from .metrics import SegMetrics, table_header, table_row
 
 
@@ -34,7 +34,7 @@ def _autocast(device: torch.device, enabled: bool):
 
 
 @torch.no_grad()
-def predict_logits(model: torch.nn.Module, samples: Sequence[Sample], size: int, batch_size: int = 8,
+def predict_logits(model: torch.nn.Module, samples: Sequence[RefSample], size: int, batch_size: int = 8,
                    device: torch.device | None = None, bf16: bool = False,
                    dataset: RefSegDataset | None = None) -> Any:
     """Yields (sample index, logits (1, S, S) float on CPU, GT mask at the grid (S, S) uint8)."""
@@ -56,7 +56,7 @@ def predict_logits(model: torch.nn.Module, samples: Sequence[Sample], size: int,
         model.train(was_training)
 
 
-def score(model: torch.nn.Module, samples: Sequence[Sample], size: int, batch_size: int = 8, native: bool = False,
+def score(model: torch.nn.Module, samples: Sequence[RefSample], size: int, batch_size: int = 8, native: bool = False,
           device: torch.device | None = None, bf16: bool = False, dataset: RefSegDataset | None = None) -> SegMetrics:
     """Per-sample I/U of ``samples`` (in order) with ``is_unique`` groups; key = triplet_id."""
     metrics = SegMetrics()

@@ -19,7 +19,7 @@ from typing import Sequence
 import torch
 
 from .config import CroBIMConfig
-from .data import RefSegDataset, Sample, load_split, min_mask_fraction, multi_object_images, shuffle_expressions, \
+from .data import RefSegDataset, RefSample, load_split, min_mask_fraction, multi_object_images, shuffle_expressions, \
     subset_by_images
 from .evaluate import pick_device, score
 from .train import Log, fit_steps, with_texts
@@ -107,7 +107,7 @@ class _SmokeJob:
                  device: torch.device) -> None:
         self.cfg, self.train_ds, self.val_ds, self.keep, self.device = cfg, train_ds, val_ds, keep, device
 
-    def run(self, name: str, texts: Sequence[Sample], log: Log) -> dict:
+    def run(self, name: str, texts: Sequence[RefSample], log: Log) -> dict:
         """Fit one arm on ``texts`` (the train images with this arm's expressions) and score it."""
         cfg, sc, dev = self.cfg, self.cfg.smoke, self.device
         t = time.time()
@@ -123,7 +123,7 @@ class _SmokeJob:
         return run
 
 
-def _arms_side_by_side(job: _SmokeJob, arms: dict[str, Sequence[Sample]], threads: int, log: Log) -> dict[str, dict]:
+def _arms_side_by_side(job: _SmokeJob, arms: dict[str, Sequence[RefSample]], threads: int, log: Log) -> dict[str, dict]:
     """Each arm in its own ``python -m risbench_builder.crobim.smoke_arm`` process, log lines passed
     on as they come. A fresh interpreter, not multiprocessing: a forked OpenMP runtime can hang,
     and spawn re-imports the caller's main script (which breaks unguarded scripts)."""

@@ -30,7 +30,7 @@ from torch import nn
 
 from ..ddp import ranks_agree
 from .config import CroBIMConfig
-from .data import RefSegDataset, Sample, available_splits, load_split, make_collate
+from .data import RefSegDataset, RefSample, available_splits, load_split, make_collate
 from .checkpoint import load_training_state, load_weights, save_checkpoint
 from .evaluate import pick_device, score
 from .losses import crobim_loss
@@ -220,7 +220,7 @@ def train(data: str | Path, cfg: CroBIMConfig, out: str | Path, resume: bool = F
 
 
 # ------------------------------------------------------------------ fixed-step fit (the smoke arms)
-def fit_steps(cfg: CroBIMConfig, samples: Sequence[Sample], steps: int, batch_size: int, lr: float, seed: int,
+def fit_steps(cfg: CroBIMConfig, samples: Sequence[RefSample], steps: int, batch_size: int, lr: float, seed: int,
               device: torch.device, dataset: RefSegDataset | None = None, log: Log | None = None) -> nn.Module:
     """Fresh tiny model, AdamW + poly decay, ``steps`` steps over ``samples`` in seeded epochs."""
     seed_everything(seed)
@@ -255,7 +255,7 @@ def fit_steps(cfg: CroBIMConfig, samples: Sequence[Sample], steps: int, batch_si
     return model
 
 
-def with_texts(ds: RefSegDataset, samples: Sequence[Sample]) -> RefSegDataset:
+def with_texts(ds: RefSegDataset, samples: Sequence[RefSample]) -> RefSegDataset:
     """``samples`` (same images, other texts) over ``ds``'s cached images and masks."""
     out = RefSegDataset(samples, ds.size, cache=True)
     out._cache = ds._cache

@@ -21,7 +21,6 @@ import hashlib
 import io
 import json
 import os
-import pickle
 import re
 import unicodedata
 from collections import Counter, defaultdict
@@ -34,9 +33,11 @@ import numpy as np
 from PIL import Image
 
 from .. import masks
-from ..sources.base import RISBENCH_CLASSES, PathEscapeError, normalize_class, safe_join, scene_id_from_name
+from ..paths import PathEscapeError, confine_path, name_escape, path_escape
+from ..sources.base import RISBENCH_CLASSES, normalize_class, scene_id_from_name
 from .base import make_pool
 from .manifest import MANIFEST, hash_files, inode, walk
+from .refer import load_plain_pickle
 
 #: Failure kinds, each with what it means (tests assert on these names).
 KINDS: dict[str, str] = {
@@ -88,7 +89,7 @@ class Failure:
 
 
 @dataclass(frozen=True)
-class Sample:
+class SplitEntry:
     """One triplet as the split and count checks see it."""
 
     split: str
@@ -134,55 +135,6 @@ class CheckReport:
             if len(items) > limit:
                 lines.append(f"    ... and {len(items) - limit} more")
         return "\n".join(lines)
-
-
-# ============================================================================ paths
-_DRIVE = re.compile(r"^[A-Za-z]:")
-
-
-def name_escape(name: Any) -> str | None:
-    """Why a file name read from a dataset file cannot be used as a relative path, on its own
-    (no file system access), or None.
-
-    >>> [name_escape(n) for n in ("a/b.png", "../x.png", "/etc/passwd", "C:/x")]
-    [None, "has a '..' component", 'is an absolute path', 'is an absolute path']
-    """
-    if not isinstance(name, str) or not name:
-        return "is not a relative file name"
-    if "\x00" in name:
-        return "holds a NUL byte"
-    if name.startswith(("/", "\\")) or os.path.isabs(name) or _DRIVE.match(name):
-        return "is an absolute path"
-    if ".." in re.split(r"[\\/]", name):
-        return "has a '..' component"
-    return None
-
-
-def path_escape(root: Path, base: Path, name: Any) -> str | None:
-    """Why ``base / name`` (``base``: the folder of ``root`` the format joins ``name`` to) leaves
-    the dataset folder ``root``, or None: :func:`name_escape`, or it resolves outside ``root``
-    through a symlink (``root`` itself may be a link). Nothing is opened."""
-    reason = name_escape(name)
-    if reason:
-        return reason
-    try:     # sources.base.safe_join: absolute or resolving (through links) outside root is refused
-        safe_join(Path(root), os.path.relpath(Path(base) / name, root))
-    except PathEscapeError:
-        return "resolves outside the dataset folder (a symlink out?)"
-    except ValueError:
-        return "cannot be placed inside the dataset folder"
-    except (OSError, RuntimeError):      # a symlink loop: nothing outside to read, opening it fails later
-        return None
-    return None
-
-
-def confine_path(root: Path, base: Path, name: Any) -> Path:
-    """``base / name`` for a path named inside a dataset file, or PathEscapeError (a ValueError)
-    whose message is the name and :func:`path_escape`'s reason."""
-    reason = path_escape(root, base, name)
-    if reason:
-        raise PathEscapeError(f"{name!r} {reason}")
-    return Path(base) / name
 
 
 # ============================================================================ primitives
@@ -369,7 +321,7 @@ def mask_file_failures(data: bytes | Path, size_wh: tuple[int, int] | None, wher
     return mask_array_failures(arr, size_wh, where)
 
 
-def split_failures(samples: Iterable[Sample]) -> list[Failure]:
+def split_failures(samples: Iterable[SplitEntry]) -> list[Failure]:
     images: dict[str, set[str]] = defaultdict(set)
     scenes: dict[str, set[str]] = defaultdict(set)
     for s in samples:
@@ -382,7 +334,7 @@ def split_failures(samples: Iterable[Sample]) -> list[Failure]:
     return out
 
 
-def counts_of(samples: list[Sample]) -> dict[str, Any]:
+def counts_of(samples: list[SplitEntry]) -> dict[str, Any]:
     triplets: dict[str, int] = {}
     images: dict[str, set[str]] = {}
     for s in samples:
@@ -656,7 +608,7 @@ def _hf_rows(pylist: list[dict[str, Any]], rel: str, offset: int) -> tuple[list[
     return out, rows
 
 
-def _check_hf(root: Path, report: CheckReport, runner: _Runner) -> list[Sample]:
+def _check_hf(root: Path, report: CheckReport, runner: _Runner) -> list[SplitEntry]:
     import pyarrow.parquet as pq
     from .schema import features
 
@@ -701,7 +653,7 @@ def _check_hf(root: Path, report: CheckReport, runner: _Runner) -> list[Sample]:
         if len(ns) != 1 or idx != list(range(next(iter(ns)))):
             report.failures.append(Failure("format_violation", f"data/{split}-*", f"shards {idx} of {sorted(ns)}: "
                                                                                  "numbering has gaps or disagrees"))
-    samples: list[Sample] = []
+    samples: list[SplitEntry] = []
     triplet_ids: list[str] = []
     for task, (failures, rows, digest) in zip(tasks, runner.map(_hf_task, tasks, sum(rows_per_split.values()))):
         report.failures += failures
@@ -711,7 +663,7 @@ def _check_hf(root: Path, report: CheckReport, runner: _Runner) -> list[Sample]:
         split = split_of[task[2]]
         for tid, image_id, scene, mask_sha, mask_wh in rows:
             triplet_ids.append(tid)
-            samples.append(Sample(split, image_id, scene))
+            samples.append(SplitEntry(split, image_id, scene))
             if mask_sha is not None:
                 report.seen.masks[mask_sha] = mask_wh
     report.failures += duplicate_failures(triplet_ids, "triplet_id", "data/")
@@ -754,13 +706,6 @@ def _check_card(root: Path, want: Any, rows: Counter, report: CheckReport) -> No
 
 
 # ============================================================================ refer
-class _PlainUnpickler(pickle.Unpickler):
-    """refs are lists, dicts, str, int: refuse anything that would import code."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError(f"refers to {module}.{name}; refs must be plain lists and dicts")
-
-
 def _seg_task(task: tuple[str, Any, tuple[int, int] | None]) -> list[Failure]:
     where, seg, hw = task
     if isinstance(seg, dict):
@@ -870,14 +815,14 @@ def _load_json(path: Path, rel: str, report: CheckReport) -> Any:
     return None
 
 
-def _check_refer(root: Path, report: CheckReport, runner: _Runner) -> list[Sample]:
-    samples: list[Sample] = []
+def _check_refer(root: Path, report: CheckReport, runner: _Runner) -> list[SplitEntry]:
+    samples: list[SplitEntry] = []
     for refs_path in sorted(root.glob("*/refs(*).p")):
         samples += _check_refer_dataset(root, refs_path, report, runner)
     return samples
 
 
-def _check_refer_dataset(root: Path, refs_path: Path, report: CheckReport, runner: _Runner) -> list[Sample]:
+def _check_refer_dataset(root: Path, refs_path: Path, report: CheckReport, runner: _Runner) -> list[SplitEntry]:
     name = refs_path.parent.name
     rel_refs = refs_path.relative_to(root).as_posix()
     raw = refs_path.read_bytes()
@@ -885,7 +830,7 @@ def _check_refer_dataset(root: Path, refs_path: Path, report: CheckReport, runne
         report.failures.append(Failure("format_violation", rel_refs, f"pickle protocol {raw[1]} > 4: the loaders' "
                                                                      "Python 3.7 cannot read it"))
     try:
-        refs = _PlainUnpickler(io.BytesIO(raw)).load()
+        refs = load_plain_pickle(raw)
     except Exception as exc:  # noqa: BLE001
         report.failures.append(Failure("unreadable_file", rel_refs, f"{type(exc).__name__}: {str(exc)[:160]}"))
         return []
@@ -987,7 +932,7 @@ def _check_refer_dataset(root: Path, refs_path: Path, report: CheckReport, runne
                 continue
             report.failures += expression_failures(s["raw"], f"{where} sentence {s.get('sent_id')}")
         scene = (im or {}).get("scene_id") or scene_id_from_name(str((im or {}).get("file_name") or ref.get("image_id")))
-        samples.append(Sample(str(split), str(ref.get("image_id")), str(scene)))
+        samples.append(SplitEntry(str(split), str(ref.get("image_id")), str(scene)))
     report.failures += duplicate_failures([r.get("ref_id") for r in refs if isinstance(r, dict)], "ref_id", rel_refs)
     report.failures += duplicate_failures(sent_ids, "sent_id", rel_refs)
     return samples
@@ -1027,7 +972,7 @@ def _native_masks(tasks: list[tuple[str, str, tuple[int, int] | None]]) -> tuple
     return out, digests
 
 
-def _check_native(root: Path, report: CheckReport, runner: _Runner) -> list[Sample]:
+def _check_native(root: Path, report: CheckReport, runner: _Runner) -> list[SplitEntry]:
     image_dirs = [root / d for d in ("img_rgb", "images") if (root / d).is_dir()]
     mask_dirs = [root / d for d in ("mask", "masks") if (root / d).is_dir()]
     if not image_dirs or not mask_dirs:
@@ -1104,15 +1049,15 @@ def _check_native(root: Path, report: CheckReport, runner: _Runner) -> list[Samp
             if row.get("split") and row["split"] != split:
                 report.failures.append(Failure("format_violation", f"index.csv {name}", f"split {row['split']} but "
                                                                                         f"listed in {split}"))
-            samples.append(Sample(split, row.get("image_id") or name, row.get("scene_id") or scene_id_from_name(name)))
+            samples.append(SplitEntry(split, row.get("image_id") or name, row.get("scene_id") or scene_id_from_name(name)))
         else:
-            samples.append(Sample(split, results.get(name) or name, scene_id_from_name(name)))
+            samples.append(SplitEntry(split, results.get(name) or name, scene_id_from_name(name)))
     return samples
 
 
 # ============================================================================ coco
-def _check_coco(root: Path, report: CheckReport, runner: _Runner) -> list[Sample]:
-    samples: list[Sample] = []
+def _check_coco(root: Path, report: CheckReport, runner: _Runner) -> list[SplitEntry]:
+    samples: list[SplitEntry] = []
     all_ann_ids: list[Any] = []
     image_tasks, seg_tasks = [], []
     no_expression = 0
@@ -1157,7 +1102,7 @@ def _check_coco(root: Path, report: CheckReport, runner: _Runner) -> list[Sample
             else:
                 no_expression += 1
             scene = (im or {}).get("scene_id") or scene_id_from_name(str((im or {}).get("file_name", a.get("image_id"))))
-            samples.append(Sample(split, str((im or {}).get("file_name", a.get("image_id"))), str(scene)))
+            samples.append(SplitEntry(split, str((im or {}).get("file_name", a.get("image_id"))), str(scene)))
     if no_expression:
         report.notes.append(f"{no_expression} annotations carry no expression (plain COCO instances?)")
     report.failures += duplicate_failures(all_ann_ids, "annotation id", "annotations/")

@@ -49,6 +49,20 @@ def dump_pickle(obj: Any) -> bytes:
     return buf.getvalue()
 
 
+class _PlainUnpickler(pickle.Unpickler):
+    """REFER refs are lists, dicts, str, int and float: anything that would import code is refused."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"refs pickle refers to {module}.{name}; only plain lists/dicts/str/int are "
+                                     "allowed (refusing to load arbitrary objects)")
+
+
+def load_plain_pickle(raw: bytes) -> Any:
+    """An untrusted ``refs(unc).p``: builtin containers and scalars only, never a class or a
+    function (``pickle.UnpicklingError`` otherwise)."""
+    return _PlainUnpickler(io.BytesIO(raw)).load()
+
+
 class ReferWriter:
     name = "refer"
 

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..config import IngestConfig
 from ..masks import Box, Point
+from ..paths import PathEscapeError
 
 # Reject reasons (one vocabulary for the catalog, the report and the tests).
 MISSING_IMAGE = "missing_image"
@@ -314,20 +315,6 @@ def scene_id_from_name(name: str) -> str:
 
 
 # ------------------------------------------------------------------ paths
-class PathEscapeError(ValueError):
-    """A path in an annotation points outside the source root."""
-
-
-def safe_join(root: Path, relative: str) -> Path:
-    """Join ``relative`` under ``root``, refusing absolute paths, ``..`` and symlinks out."""
-    if not relative or os.path.isabs(relative) or re.match(r"^[A-Za-z]:[\\/]", relative):
-        raise PathEscapeError(f"{relative!r} is not a relative path")
-    candidate = (root / relative).resolve()
-    if not candidate.is_relative_to(root.resolve()):
-        raise PathEscapeError(f"{relative!r} resolves outside {root}")
-    return candidate
-
-
 def walk_tree(base: Path, suffixes: tuple[str, ...]) -> Iterator[Path]:
     """Files below ``base`` whose names end with one of ``suffixes`` (any case), in sorted order,
     skipping macOS zip debris (``__MACOSX/`` folders, ``._*`` resource forks); links to folders
