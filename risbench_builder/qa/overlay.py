@@ -16,8 +16,8 @@ OBB polygon    orange ``(255, 140, 0)``                    closed polyline
 Images are RGB ``uint8`` arrays (H, W, 3); masks are 0/1 arrays of the same height and width.
 
 >>> img = np.full((8, 8, 3), 100, np.uint8); m = np.zeros((8, 8), np.uint8); m[2:6, 2:6] = 1
->>> fill(img, m, PROPOSAL.color, 0.5); tuple(img[3, 3])
-(50, 178, 178)
+>>> fill(img, m, PROPOSAL.color, 0.5); img[3, 3].tolist()
+[50, 178, 178]
 """
 
 from __future__ import annotations
