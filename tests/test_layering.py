@@ -70,3 +70,40 @@ def test_only_the_cli_imports_stages() -> None:
              for mod, deps in import_graph().items()
              if mod not in top and not mod.startswith("risbench_builder.stages")}
     assert {mod: deps for mod, deps in leaks.items() if deps} == {}
+
+
+# ARCHITECTURE.md, "Who may import whom": a module imports from its own level or below.
+LEVELS = {
+    "masks": 1, "paths": 1, "config": 1, "ddp": 1,
+    "catalog": 2, "workspace": 2, "readmodel": 2,
+    "sources": 3.0, "synthetic": 3.0, "segment": 3.1, "finalize": 3.1,
+    "adapter": 3.2, "review": 3.2, "export": 3.2, "qa": 3.2, "crobim": 3.2,
+    "stages": 4,
+    "cli": 5, "console": 5, "demo": 5, "__main__": 5,
+}
+# the documented exceptions: the CLI module of a domain package, and where a segmenter gets its adapter
+EXCEPTIONS = {("risbench_builder.adapter.cli", "risbench_builder.console"),
+              ("risbench_builder.segment.registry", "risbench_builder.adapter.io")}
+
+
+def _level(module: str) -> float:
+    if module == "risbench_builder.adapter.cli":
+        return 5
+    parts = module.split(".")
+    return 0 if len(parts) == 1 else LEVELS[parts[1]]
+
+
+def test_every_import_goes_down_the_levels() -> None:
+    graph = import_graph()
+    assert {m.split(".")[1] for m in graph if "." in m} == set(LEVELS)     # a new package needs a level
+    upward = sorted((m, d) for m, deps in graph.items() for d in deps
+                    if _level(d) > _level(m) and (m, d) not in EXCEPTIONS)
+    assert upward == []
+
+
+def test_architecture_names_every_package() -> None:
+    text = (PACKAGE.parent / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    table = text[text.index("## Packages"):text.index("## Who may import whom")]
+    for name in LEVELS:
+        if name != "__main__":
+            assert f"`{name}.py`" in table or f"`{name}/`" in table, name
