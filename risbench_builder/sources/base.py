@@ -15,7 +15,7 @@ import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Protocol, Union
+from typing import Any, Callable, Iterable, Iterator, Protocol, TypeVar, Union
 
 import numpy as np
 
@@ -110,6 +110,17 @@ def unexpected(exc: BaseException) -> str:
     """A one-line detail for an exception nobody planned for (the type says most)."""
     message = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {message[:200]}" if message else type(exc).__name__
+
+
+def guarded(source: str, ref: str, where: str, parse: Callable[..., T], *args: Any) -> T | Rejected:
+    """``parse(*args)``, or the :class:`Rejected` it earns: its :class:`BadInput` reason, or
+    ``malformed_record`` for any error nobody foresaw. One odd record never stops its file."""
+    try:
+        return parse(*args)
+    except BadInput as bad:
+        return Rejected(source, ref, bad.reason, f"{where}: {bad.detail}")
+    except Exception as exc:
+        return Rejected(source, ref, MALFORMED_RECORD, f"{where}: {unexpected(exc)}")
 
 
 def to_float(value: Any, what: str) -> float:
@@ -228,6 +239,7 @@ def read_text_bounded(path: Path, limits: IngestConfig) -> str | None:
 
 
 Item = Union[SourceRecord, Rejected]
+T = TypeVar("T")
 
 
 class SourceReader(Protocol):

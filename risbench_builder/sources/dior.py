@@ -25,7 +25,7 @@ from ..masks import Box, Point, polygon_box, repair_polygon
 from .base import (
     INVALID_POLYGON, MALFORMED_FILE, MALFORMED_RECORD, PATH_ESCAPE, BadInput, ImageIndex, Item,
     PathEscapeError, Rejected, SourceRecord, check_box_order, check_coordinates, read_text_bounded,
-    read_unit, shown, unexpected, walk_files,
+    guarded, read_unit, shown, unexpected, walk_files,
 )
 
 SPLITS = ("train", "val", "test")
@@ -145,6 +145,14 @@ class XmlReader:
         """(box, polygon, expression, attributes) of one object; raises :class:`BadInput`."""
         raise NotImplementedError
 
+    def _named_object(self, obj: ET.Element) -> tuple[str, tuple[Box, list[Point] | None, str | None, dict[str, Any]]]:
+        name = (obj.findtext("name") or "").strip()
+        if not name:
+            raise BadInput(MALFORMED_RECORD, "object has no <name>")
+        if len(name) > 64:
+            raise BadInput(MALFORMED_RECORD, f"<name> {shown(name)} is not a class name")
+        return name, self.parse_object(obj)
+
     def split_of(self, unit: str, index: int) -> str | None:
         return None
 
@@ -173,19 +181,11 @@ class XmlReader:
             if escape is not None:
                 yield Rejected(self.source, ref, PATH_ESCAPE, escape)
                 continue
-            try:
-                name = (obj.findtext("name") or "").strip()
-                if not name:
-                    raise BadInput(MALFORMED_RECORD, "object has no <name>")
-                if len(name) > 64:
-                    raise BadInput(MALFORMED_RECORD, f"<name> {shown(name)} is not a class name")
-                box, polygon, expression, attributes = self.parse_object(obj)
-            except BadInput as bad:
-                yield Rejected(self.source, ref, bad.reason, f"object {i}: {bad.detail}")
+            parsed = guarded(self.source, ref, f"object {i}", self._named_object, obj)
+            if isinstance(parsed, Rejected):
+                yield parsed
                 continue
-            except Exception as exc:      # one odd object never stops the file (nor the stage)
-                yield Rejected(self.source, ref, MALFORMED_RECORD, f"object {i}: {unexpected(exc)}")
-                continue
+            name, (box, polygon, expression, attributes) = parsed
             attributes.update(self.extra_attributes(unit, i))
             yield SourceRecord(
                 source=self.source, unit=unit, object_ref=f"obj{i}", image_name=image_name,

@@ -25,7 +25,7 @@ from ..masks import polygon_box, repair_polygon
 from .base import (
     INVALID_POLYGON, MALFORMED_FILE, MALFORMED_RECORD, PATH_ESCAPE, BadInput, ImageIndex, Item,
     PathEscapeError, Rejected, SourceRecord, check_coordinates, read_text_bounded, read_unit, shown,
-    to_float, unexpected, walk_files,
+    guarded, to_float, walk_files,
 )
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -152,14 +152,11 @@ class DotaReader:
             if escape is not None:
                 yield Rejected(self.source, ref, PATH_ESCAPE, escape)
                 continue
-            try:
-                polygon, category, attributes = self._parse_row(line, lineno)
-            except BadInput as bad:
-                yield Rejected(self.source, ref, bad.reason, f"line {lineno}: {bad.detail}")
+            parsed = guarded(self.source, ref, f"line {lineno}", self._parse_row, line)
+            if isinstance(parsed, Rejected):
+                yield parsed
                 continue
-            except Exception as exc:      # one odd line never stops the file (nor the stage)
-                yield Rejected(self.source, ref, MALFORMED_RECORD, f"line {lineno}: {unexpected(exc)}")
-                continue
+            polygon, category, attributes = parsed
             attributes.update(meta)
             yield SourceRecord(
                 source=self.source, unit=unit, object_ref=object_ref, image_name=image_name,
@@ -169,7 +166,7 @@ class DotaReader:
             )
 
     @staticmethod
-    def _parse_row(line: str, lineno: int) -> tuple[list[tuple[float, float]], str, dict]:
+    def _parse_row(line: str) -> tuple[list[tuple[float, float]], str, dict]:
         tokens = line.split()
         if len(tokens) not in (9, 10):
             raise BadInput(MALFORMED_RECORD, f"{len(tokens)} tokens, expected 10 ({_ROW})")

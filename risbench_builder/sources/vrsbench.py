@@ -18,7 +18,7 @@ from ..masks import box_area, polygon_box, repair_polygon
 from .base import (
     IMAGE_NAME_MISMATCH, INVALID_POLYGON, MALFORMED_FILE, MALFORMED_RECORD, PATH_ESCAPE, BadInput,
     ImageIndex, Item, PathEscapeError, Rejected, SourceRecord, check_box_order, check_coordinates,
-    load_json_bounded, read_unit, shown, to_float, unexpected, walk_files,
+    guarded, load_json_bounded, read_unit, shown, to_float, walk_files,
 )
 
 _GRID = re.compile(r"\{<(\d+)><(\d+)><(\d+)><(\d+)>(?:\|<-?[\d.]+>)?\}")
@@ -132,12 +132,8 @@ class VrsbenchReader:
             if problem:
                 yield Rejected(self.label, ref, *problem)
                 continue
-            try:
-                yield self._record(unit, object_ref, ref, image_name, image_path, split, obj)
-            except BadInput as bad:
-                yield Rejected(self.label, ref, bad.reason, bad.detail)
-            except Exception as exc:      # one odd object never stops the file (nor the stage)
-                yield Rejected(self.label, ref, MALFORMED_RECORD, f"object {index}: {unexpected(exc)}")
+            yield guarded(self.label, ref, f"object {index}", self._record, unit, object_ref, ref, image_name,
+                          image_path, split, obj)
 
     # ------------------------------------------------------------ one object
     def _record(self, unit: str, object_ref: str, ref: str, image_name: str, image_path: Path | None,
