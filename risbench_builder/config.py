@@ -101,7 +101,16 @@ class RefineConfig(_Strict):
     tiny_box: int = Field(24, ge=0, description="boxes whose longer side is below this (px) are prompted on a crop")
     context_min: int = Field(256, ge=16, description="side of the zoomed context crop for tiny boxes (px)")
     batch_images: int = Field(8, ge=1, description="images per committed transaction")
-    cache_embeddings: bool = True
+    workers: Optional[int] = Field(
+        None, ge=0, le=64, description="host processes that read and decode images and run CPU backends "
+                                       "(default: the machine's cores, at most 8; 0: all in this process)")
+    encoder_batch: int = Field(8, ge=1, le=64, description="sam: views per image-encoder call (1: one at a time)")
+    cache_embeddings: bool = Field(
+        False, description="sam: keep each image embedding under W/cache/embeddings (~4 MiB per image for "
+                           "vit_b/vit_h in float32); sam-refine never reads them back, `adapter train` and "
+                           "a rerun with another adapter do")
+    cache_dtype: Literal["float32", "float16", "bfloat16"] = Field(
+        "float32", description="embedding cache storage: float16 halves the disk use")
     grabcut_iterations: int = Field(4, ge=1, le=100)
     seed: int = Field(0, ge=0)
     route: RouteConfig = RouteConfig()

@@ -70,7 +70,8 @@ def test_grabcut_refine_idempotent_and_rerouted_without_recompute(make_workspace
 
 
 def test_tiny_sam_one_encoder_call_per_image_and_cache_hits(make_workspace) -> None:
-    ws = ingested(make_workspace, segmenter="sam", model="tiny", tiny_box=0, jitter_k=4, chunk_size=8)
+    ws = ingested(make_workspace, segmenter="sam", model="tiny", tiny_box=0, jitter_k=4, chunk_size=8,
+                  cache_embeddings=True)
     cfg = ws.load()
     seg = make_segmenter(cfg.refine, ws)
     report = run_refine(ws, cfg, progress=False, segmenter=seg)

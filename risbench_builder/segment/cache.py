@@ -9,7 +9,8 @@ Layout: ``root/<model_sha[:16]>/<sha256(view key)>.safetensors``. Each file hold
 string metadata, the full view key and model checksum, which :meth:`EmbeddingCache.get`
 checks before trusting a file. Files are written to a temporary name and moved into place with
 ``os.replace``, so a killed run leaves either the old file, the new one or none; never half of
-one. Nothing is pickled and nothing goes through ``torch.load``.
+one. There is no fsync: after a power loss a torn file fails :meth:`EmbeddingCache.get`'s
+checks and counts as a miss. Nothing is pickled and nothing goes through ``torch.load``.
 
 >>> cache = EmbeddingCache(tmp)                                       # doctest: +SKIP
 >>> cache.put("img-sha", "model-sha", {"image_embeddings": emb}, {"note": "x"})  # doctest: +SKIP
@@ -117,9 +118,7 @@ class EmbeddingCache:
         os.close(fd)
         try:
             save_file(payload, tmp, metadata=meta)
-            with open(tmp, "rb") as fh:
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
+            os.replace(tmp, path)      # no fsync: a cache entry can be recomputed, and get() checks it
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

@@ -28,7 +28,11 @@ def _sam(cfg: RefineConfig, ws: Workspace, device: str | None) -> Segmenter:
         from .sam import SamSegmenter
     except ImportError as exc:
         raise ConfigError(f"the sam segmenter needs the sam extra: pip install 'risbench-builder[sam]' ({exc})") from None
-    cache = EmbeddingCache(ws.cache / "embeddings") if cfg.cache_embeddings else None
+    cache = None
+    if cfg.cache_embeddings:
+        import torch
+
+        cache = EmbeddingCache(ws.cache / "embeddings", storage_dtype=getattr(torch, cfg.cache_dtype))
     checkpoint = ws.resolve(cfg.checkpoint) if cfg.checkpoint else None
     seg = SamSegmenter(cfg.model, checkpoint=checkpoint, device=device or cfg.device, cache=cache,
                        chunk_size=cfg.chunk_size, seed=cfg.seed)
