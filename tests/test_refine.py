@@ -197,3 +197,20 @@ def test_calibrate_reaches_target_precision_and_writes_thresholds(make_workspace
     with Catalog(ws.catalog_path) as cat:
         review = cat.count("proposals", "WHERE route='review'") / cat.count("proposals")
     assert rerun.proposals == 0 and review == pytest.approx(proposed["review_share"], abs=0.05)
+
+
+@pytest.mark.parametrize("segmenter, extra", [("grabcut", {}), ("sam", {"model": "tiny", "tiny_box": 40})])
+def test_the_catalog_does_not_depend_on_the_number_of_workers(make_workspace, segmenter: str, extra: dict) -> None:
+    """Workers decode, prompt (and for CPU backends segment) in other processes; the rows, their
+    order of commit aside, are the same as all in one process, and the run records the pipeline."""
+    prints = {}
+    for workers in (0, 2):
+        ws = ingested(make_workspace, f"w{workers}", scenes=2, segmenter=segmenter, workers=workers,
+                      batch_images=1, **extra)
+        report = run_refine(ws, ws.load(), progress=False)
+        prints[workers] = fingerprint(ws)
+        pipeline = json.loads((ws.reports / "refine.json").read_text())["pipeline"]
+        assert pipeline["workers"] == workers
+        assert (pipeline["encoder_batch"] is None) == (segmenter == "grabcut")
+        assert report.crops > 0 and report.images == len(report.image_ids)
+    assert prints[0] == prints[2]

@@ -12,11 +12,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import multiprocessing
 import os
 import shutil
-import sys
-import threading
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,32 +147,6 @@ def prepared(records: Iterable[FinalRecord], pool: Any = None, plan: Plan | None
     while queue:
         done_chunk, result = queue.popleft()
         yield from finish(done_chunk, result.get())
-
-
-def main_importable() -> bool:
-    """Whether a forkserver child can re-import the parent's ``__main__`` (not so for a script
-    piped on stdin: its workers would fail and the pool would respawn them forever)."""
-    main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    return getattr(main, "__spec__", None) is not None or path is None or os.path.exists(path)
-
-
-def make_pool(workers: int, **kwargs: Any) -> Any:
-    """A process pool, or None for ``workers < 1`` (the caller then works in-process).
-
-    On Linux with no other Python thread alive it forks (instant, and callers need no
-    ``if __name__ == "__main__"`` guard; the workers only run numpy / PIL / pycocotools / OpenCV
-    decoders, none of which needs threads from the parent). Otherwise it uses a forkserver,
-    which is safe with threads but re-imports ``__main__`` (skipped, in-process, when that
-    cannot work).
-    """
-    if workers < 1:
-        return None
-    if sys.platform == "linux" and threading.active_count() == 1:
-        return multiprocessing.get_context("fork").Pool(workers, **kwargs)
-    if not main_importable():
-        return None
-    return multiprocessing.get_context("forkserver").Pool(workers, **kwargs)
 
 
 # ----------------------------------------------------------------------------- files

@@ -11,6 +11,7 @@ from .base import MaskOutput, View
 class BoxSegmenter:
     name = "box"
     model_sha256 = ""
+    host_only = True           # plain CPU code: sam-refine runs it whole in its worker processes
 
     def segment(self, view: View, boxes: np.ndarray, jitter: np.ndarray) -> list[MaskOutput]:
         h, w = view.image.shape[:2]

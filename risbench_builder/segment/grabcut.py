@@ -22,6 +22,7 @@ from .base import MaskOutput, View
 class GrabCutSegmenter:
     name = "grabcut"
     model_sha256 = ""
+    host_only = True           # plain CPU code: sam-refine runs it whole in its worker processes
 
     def __init__(self, iterations: int = 4, margin: float = 0.5, min_margin: int = 12, band: float = 0.15,
                  seed: int = 0):

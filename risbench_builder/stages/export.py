@@ -28,7 +28,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..catalog import Catalog, code_version
 from ..config import PipelineConfig
 from ..export import writers
-from ..export.base import AS_IS, PNG, Context, ExportError, ImageRef, Images, Ledger, make_pool, prepared
+from ..export.base import AS_IS, PNG, Context, ExportError, ImageRef, Images, Ledger, prepared
+from ..parallel import make_pool
 from ..export.manifest import read_manifest, write_manifest
 from ..export.refer import REFER_SPLITS
 from ..finalize.records import final_records, split_names

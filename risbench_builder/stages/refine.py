@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import queue
+import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -26,6 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from .. import masks
 from ..catalog import Catalog
 from ..config import PipelineConfig, RefineConfig
+from ..parallel import default_workers, make_pool, ordered_map
 from ..segment.base import MaskOutput, Segmenter, View
 from ..segment.registry import make_segmenter
 from ..segment.routing import route
@@ -120,38 +123,71 @@ class RefineReport:
     rerouted: int = 0
     image_ids: list[str] = field(default_factory=list)
     adapter_sha256: str = ""
+    workers: int = 0                       # host processes (0: all in the main process)
+    encoder_batch: int | None = None       # views per encoder call (model backends)
+    precision: str | None = None           # the model's compute precision (fp32, bf16, ...)
 
     def as_dict(self) -> dict[str, Any]:
         adapter = {"adapter_sha256": self.adapter_sha256} if self.adapter_sha256 else {}
         return {"run_id": self.run_id, "segmenter": self.segmenter, "model_sha256": self.model_sha256, **adapter,
                 "shard": self.shard, "seconds": round(self.seconds, 3), "images": self.images,
                 "proposals": self.proposals, "crops": self.crops, "routes": dict(self.routes),
-                "rejected": dict(self.rejected), "rerouted": self.rerouted}
+                "rejected": dict(self.rejected), "rerouted": self.rerouted,
+                "pipeline": {"workers": self.workers, "encoder_batch": self.encoder_batch,
+                             "precision": self.precision}}
+
+
+@dataclass
+class ViewJob:
+    """One encoder view of an image (the whole image, or a tiny box's context crop) with the
+    prompts it answers; ``window`` places its masks back into the image (None: the whole image)."""
+
+    view: View
+    boxes: np.ndarray
+    jitter: np.ndarray
+    prompt_index: list[int]
+    window: tuple[int, int, int, int] | None = None
+
+
+def image_views(image: np.ndarray, image_key: str, prompts: list[_Prompt], cfg: RefineConfig) -> list[ViewJob]:
+    """The views one image needs: the whole image for every box of normal size, and a zoomed
+    context crop for each tiny box."""
+    h, w = image.shape[:2]
+    size = [max(p.box[2] - p.box[0], p.box[3] - p.box[1]) for p in prompts]
+    tiny = [i for i, s in enumerate(size) if s < cfg.tiny_box]
+    whole = [i for i in range(len(prompts)) if size[i] >= cfg.tiny_box]
+    jobs = []
+    if whole:
+        jobs.append(ViewJob(View(image, image_key, [prompts[i].polygon for i in whole]),
+                            np.stack([prompts[i].box for i in whole]), np.stack([prompts[i].jitter for i in whole]),
+                            whole))
+    for i in tiny:
+        p = prompts[i]
+        side = max(cfg.context_min, int(4 * size[i]))
+        x0, y0, x1, y1 = window = context_window(p.box, side, w, h)
+        offset = np.array([x0, y0, x0, y0], float)
+        view = View(np.ascontiguousarray(image[y0:y1, x0:x1]), f"{image_key}@{x0},{y0},{x1},{y1}",
+                    [None if p.polygon is None else p.polygon - [x0, y0]])
+        jobs.append(ViewJob(view, (p.box - offset)[None], (p.jitter - offset)[None], [i], window))
+    return jobs
+
+
+def place_outputs(jobs: list[ViewJob], results: list[list[MaskOutput]], n_prompts: int, height: int,
+                  width: int) -> list[MaskOutput]:
+    """Each prompt's output in image pixels, in prompt order (crops pasted back)."""
+    outputs: list[MaskOutput | None] = [None] * n_prompts
+    for job, outs in zip(jobs, results):
+        for i, out in zip(job.prompt_index, outs):
+            outputs[i] = out if job.window is None else _paste(out, job.window, height, width)
+    return outputs  # type: ignore[return-value]
 
 
 def segment_image(seg: Segmenter, image: np.ndarray, image_key: str, prompts: list[_Prompt],
                   cfg: RefineConfig) -> tuple[list[MaskOutput], int]:
     """Masks for all prompts of one image, in prompt order; also how many crops were used."""
-    h, w = image.shape[:2]
-    outputs: list[MaskOutput | None] = [None] * len(prompts)
-    tiny = [i for i, p in enumerate(prompts) if max(p.box[2] - p.box[0], p.box[3] - p.box[1]) < cfg.tiny_box]
-    whole = [i for i in range(len(prompts)) if i not in set(tiny)]
-    if whole:
-        view = View(image, image_key, [prompts[i].polygon for i in whole])
-        results = seg.segment(view, np.stack([prompts[i].box for i in whole]),
-                              np.stack([prompts[i].jitter for i in whole]))
-        for i, out in zip(whole, results):
-            outputs[i] = out
-    for i in tiny:
-        p = prompts[i]
-        side = max(cfg.context_min, int(4 * max(p.box[2] - p.box[0], p.box[3] - p.box[1])))
-        x0, y0, x1, y1 = window = context_window(p.box, side, w, h)
-        offset = np.array([x0, y0, x0, y0], float)
-        view = View(np.ascontiguousarray(image[y0:y1, x0:x1]), f"{image_key}@{x0},{y0},{x1},{y1}",
-                    [None if p.polygon is None else p.polygon - [x0, y0]])
-        (out,) = seg.segment(view, (p.box - offset)[None], (p.jitter - offset)[None])
-        outputs[i] = _paste(out, window, h, w)
-    return outputs, len(tiny)  # type: ignore[return-value]
+    jobs = image_views(image, image_key, prompts, cfg)
+    results = [seg.segment(j.view, j.boxes, j.jitter) for j in jobs]
+    return place_outputs(jobs, results, len(prompts), *image.shape[:2]), sum(j.window is not None for j in jobs)
 
 
 def reroute(catalog: Catalog, seg_name: str, model_sha: str, cfg: RefineConfig) -> int:
@@ -222,23 +258,26 @@ def _run_refine(ws: Workspace, cfg: PipelineConfig, part: Shard, force: bool, sh
             "WHERE p.triplet_id = t.triplet_id AND p.segmenter=? AND p.model_sha256=?) "
             "AND NOT EXISTS (SELECT 1 FROM rejects r WHERE r.stage=? AND r.ref = t.triplet_id) "
             "ORDER BY i.image_id", (seg.name, seg.model_sha256, STAGE)).fetchall() if part.owns(r[0])]
+        jobs = (_job(catalog, seg, image_id, path, sha) for image_id, path, sha, _, _ in todo)
+        workers = rcfg.workers if rcfg.workers is not None else default_workers()
+        report.workers = workers if workers > 1 else 0
+        report.encoder_batch = rcfg.encoder_batch if not getattr(seg, "host_only", False) else None
+        report.precision = str(getattr(seg, "precision", "") or "") or None
         columns = (TextColumn(f"[bold]{STAGE}[/] {seg.name}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("images"), TimeRemainingColumn())
-        rows: list[tuple] = []
-        rejects: list[tuple[str, str, str]] = []
-        with Progress(*columns, disable=not progress) as bar:
-            task = bar.add_task("", total=len(todo))
-            for n, (image_id, path, sha, width, height) in enumerate(todo, 1):
-                r, j = _refine_image(catalog, seg, rcfg, image_id, path, sha, width, height, run_id, report)
-                rows += r
-                rejects += j
-                report.image_ids.append(image_id)
-                if n % rcfg.batch_images == 0 or n == len(todo):
-                    with catalog.transaction():
-                        catalog.add("proposals", rows)
-                        catalog.add_rejects(STAGE, rejects, run_id)
-                    rows, rejects = [], []
-                bar.update(task, completed=n)
+        host_seg = seg if getattr(seg, "host_only", False) else None
+        pool = make_pool(workers, initializer=_init_worker,
+                         initargs=(host_seg, rcfg, run_id)) if workers > 1 else None
+        try:
+            with _Writer(catalog_path, rcfg.batch_images, run_id, report) as writer, \
+                    Progress(*columns, disable=not progress) as bar:
+                task = bar.add_task("", total=len(todo))
+                for result in _results(seg, rcfg, run_id, jobs, pool):
+                    writer.put(result)
+                    bar.advance(task)
+        finally:
+            if pool is not None:
+                pool.terminate()
         report.seconds = time.perf_counter() - started
         suffix = "" if part.count == 1 else f"-shard{part.index}of{part.count}"
         ws.reports.mkdir(parents=True, exist_ok=True)
@@ -248,42 +287,180 @@ def _run_refine(ws: Workspace, cfg: PipelineConfig, part: Shard, force: bool, sh
     return report
 
 
-def _refine_image(catalog: Catalog, seg: Segmenter, cfg: RefineConfig, image_id: str, path: str,
-                  sha: str | None, width: int, height: int, run_id: str,
-                  report: RefineReport) -> tuple[list[tuple], list[tuple[str, str, str]]]:
-    triplets = catalog.conn.execute(
+# ----------------------------------------------------------------------------- the pipeline
+@dataclass
+class ImageJob:
+    """What one image needs, read from the catalog by the main process (workers never open it)."""
+
+    image_id: str
+    path: str
+    sha: str | None
+    triplets: list[tuple[str, str, str | None]]      # (triplet_id, box_xyxy JSON, polygon JSON)
+
+
+@dataclass
+class _Prepared:
+    job: ImageJob
+    image: np.ndarray | None
+    key: str
+    prompts: list[_Prompt]
+    rejects: list[tuple[str, str, str]]
+
+
+@dataclass
+class ImageResult:
+    """One image's proposal rows and rejects, committed together."""
+
+    image_id: str
+    rows: list[tuple]
+    rejects: list[tuple[str, str, str]]
+    routes: Counter = field(default_factory=Counter)
+    crops: int = 0
+    segmented: bool = False
+
+
+def _job(catalog: Catalog, seg: Segmenter, image_id: str, path: str, sha: str | None) -> ImageJob:
+    rows = catalog.conn.execute(
         "SELECT triplet_id, box_xyxy, polygon FROM triplets WHERE image_id=? AND NOT EXISTS (SELECT 1 FROM "
         "proposals p WHERE p.triplet_id = triplets.triplet_id AND p.segmenter=? AND p.model_sha256=?) "
         "ORDER BY triplet_id", (image_id, seg.name, seg.model_sha256)).fetchall()
-    rejects: list[tuple[str, str, str]] = []
+    return ImageJob(image_id, path, sha, rows)
+
+
+def prepare(job: ImageJob, cfg: RefineConfig) -> _Prepared:
+    """Decode the image and make its prompts (clipped box, seeded jitter, polygon); an image that
+    cannot be read, or a box under a pixel, becomes rejects with reasons."""
     try:
-        image = load_rgb(path)
+        image = load_rgb(job.path)
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a reject, not a crash
-        report.rejected[UNREADABLE_IMAGE] += len(triplets)
-        return [], [(tid, UNREADABLE_IMAGE, f"{path}: {type(exc).__name__}: {exc}"[:300]) for tid, _, _ in triplets]
+        detail = f"{job.path}: {type(exc).__name__}: {exc}"[:300]
+        return _Prepared(job, None, "", [], [(tid, UNREADABLE_IMAGE, detail) for tid, _, _ in job.triplets])
     h, w = image.shape[:2]
     prompts: list[_Prompt] = []
-    for tid, box_json, poly_json in triplets:
+    rejects: list[tuple[str, str, str]] = []
+    for tid, box_json, poly_json in job.triplets:
         box = np.array(masks.clip_box(json.loads(box_json), w, h), float)
         if box[2] - box[0] < 1 or box[3] - box[1] < 1:
             rejects.append((tid, DEGENERATE_BOX, f"box {json.loads(box_json)} is under 1 px wide or high in {w}x{h}"))
-            report.rejected[DEGENERATE_BOX] += 1
             continue
         rng = np.random.default_rng(int(hashlib.sha256(f"{cfg.seed}:{tid}".encode()).hexdigest()[:12], 16))
         polygon = np.array(json.loads(poly_json), float) if poly_json else None
         prompts.append(_Prompt(tid, box, polygon, jitter_boxes(box, cfg.jitter_k, cfg.jitter_scale, rng, w, h)))
-    if not prompts:
-        return [], rejects
-    key = sha or hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    outputs, crops = segment_image(seg, image, key, prompts, cfg)
-    rows = []
-    for p, out in zip(prompts, outputs):
+    key = (job.sha or hashlib.sha256(Path(job.path).read_bytes()).hexdigest()) if prompts else ""
+    return _Prepared(job, image, key, prompts, rejects)
+
+
+def finish(prep: _Prepared, outputs: list[MaskOutput], crops: int, seg_name: str, model_sha: str,
+           cfg: RefineConfig, run_id: str) -> ImageResult:
+    """Signals, route and COCO RLE of each mask: the rows the writer commits."""
+    result = ImageResult(prep.job.image_id, [], prep.rejects, crops=crops, segmented=bool(prep.prompts))
+    for p, out in zip(prep.prompts, outputs):
         signals = compute_signals(out, p.box, p.polygon)
         decision = route(signals, cfg.route)
-        rows.append((p.triplet_id, seg.name, seg.model_sha256, masks.dumps(masks.encode(out.mask)),
-                     json.dumps(signals, sort_keys=True), decision, run_id))
-        report.routes[decision] += 1
-    report.images += 1
-    report.proposals += len(rows)
-    report.crops += crops
-    return rows, rejects
+        result.rows.append((p.triplet_id, seg_name, model_sha, masks.dumps(masks.encode(out.mask)),
+                            json.dumps(signals, sort_keys=True), decision, run_id))
+        result.routes[decision] += 1
+    return result
+
+
+def refine_on_host(seg: Segmenter, prep: _Prepared, cfg: RefineConfig, run_id: str) -> ImageResult:
+    """The whole of one image with a CPU backend: segment, then finish."""
+    if not prep.prompts:
+        return finish(prep, [], 0, seg.name, seg.model_sha256, cfg, run_id)
+    outputs, crops = segment_image(seg, prep.image, prep.key, prep.prompts, cfg)  # type: ignore[arg-type]
+    return finish(prep, outputs, crops, seg.name, seg.model_sha256, cfg, run_id)
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(seg: Segmenter | None, cfg: RefineConfig, run_id: str) -> None:
+    _WORKER.update(seg=seg, cfg=cfg, run_id=run_id)
+
+
+def _worker_prepare(job: ImageJob) -> _Prepared:
+    return prepare(job, _WORKER["cfg"])
+
+
+def _worker_refine(job: ImageJob) -> ImageResult:
+    return refine_on_host(_WORKER["seg"], prepare(job, _WORKER["cfg"]), _WORKER["cfg"], _WORKER["run_id"])
+
+
+def _results(seg: Segmenter, cfg: RefineConfig, run_id: str, jobs: Iterator[ImageJob], pool: Any) -> Iterator[ImageResult]:
+    """Every image's result, in job order whatever the pool. A CPU backend (``host_only``) runs
+    whole in the workers; a model backend gets its images decoded and prompted there, ahead of
+    the model, which runs here."""
+    ahead = 2 * max(getattr(pool, "_processes", 1) or 1, 1) + 2
+    if getattr(seg, "host_only", False):
+        if pool is None:
+            yield from (refine_on_host(seg, prepare(job, cfg), cfg, run_id) for job in jobs)
+        else:
+            yield from ordered_map(_worker_refine, jobs, pool, ahead)
+        return
+    prepared = (ordered_map(_worker_prepare, jobs, pool, ahead) if pool is not None
+                else (prepare(job, cfg) for job in jobs))
+    for prep in prepared:
+        yield refine_on_host(seg, prep, cfg, run_id)
+
+
+class _Writer:
+    """Commits results in the order given, ``batch`` images per transaction, on its own thread and
+    catalog connection so the segmenter never waits for SQLite. A killed run leaves whole batches."""
+
+    def __init__(self, catalog_path: Path, batch: int, run_id: str, report: RefineReport):
+        self.catalog_path, self.batch, self.run_id, self.report = catalog_path, batch, run_id, report
+        self.queue: queue.Queue = queue.Queue(maxsize=4 * batch)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="refine-writer", daemon=True)
+
+    def __enter__(self) -> "_Writer":
+        self.thread.start()
+        return self
+
+    def put(self, result: ImageResult) -> None:
+        while True:
+            if self.error is not None:
+                raise self.error
+            try:
+                self.queue.put(result, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        self.queue.put(None)                # flush what is pending (also after an error upstream)
+        self.thread.join()
+        if self.error is not None and exc_type is None:
+            raise self.error
+
+    def _run(self) -> None:
+        try:
+            with Catalog(self.catalog_path, create=False) as catalog:
+                pending: list[ImageResult] = []
+                while True:
+                    item = self.queue.get()
+                    if item is not None:
+                        pending.append(item)
+                    if pending and (item is None or len(pending) >= self.batch):
+                        self._commit(catalog, pending)
+                        pending = []
+                    if item is None:
+                        return
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            self.error = exc
+            while True:                  # unblock the producer until it sees the error
+                if self.queue.get() is None:
+                    return
+
+    def _commit(self, catalog: Catalog, results: list[ImageResult]) -> None:
+        with catalog.transaction():
+            catalog.add("proposals", [row for r in results for row in r.rows])
+            catalog.add_rejects(STAGE, [rej for r in results for rej in r.rejects], self.run_id)
+        report = self.report
+        for r in results:
+            report.image_ids.append(r.image_id)
+            report.images += r.segmented
+            report.proposals += len(r.rows)
+            report.crops += r.crops
+            report.routes.update(r.routes)
+            report.rejected.update(reason for _, reason, _ in r.rejects)

@@ -22,7 +22,7 @@ from PIL import Image
 
 from ... import masks
 from ...sources.base import RISBENCH_CLASSES, normalize_class
-from ..base import make_pool
+from ...parallel import make_pool
 from ..manifest import inode
 
 #: Failure kinds, each with what it means (tests assert on these names).
