@@ -382,14 +382,20 @@ def _worker_prepare(job: ImageJob) -> _Prepared:
     return prepare(job, _WORKER["cfg"])
 
 
+def _worker_finish(item: tuple[str, str, _Prepared, list[MaskOutput], int]) -> ImageResult:
+    name, sha, prep, outputs, crops = item
+    return finish(prep, outputs, crops, name, sha, _WORKER["cfg"], _WORKER["run_id"])
+
+
 def _worker_refine(job: ImageJob) -> ImageResult:
     return refine_on_host(_WORKER["seg"], prepare(job, _WORKER["cfg"]), _WORKER["cfg"], _WORKER["run_id"])
 
 
 def _results(seg: Segmenter, cfg: RefineConfig, run_id: str, jobs: Iterator[ImageJob], pool: Any) -> Iterator[ImageResult]:
     """Every image's result, in job order whatever the pool. A CPU backend (``host_only``) runs
-    whole in the workers; a model backend gets its images decoded and prompted there, ahead of
-    the model, which runs here."""
+    whole in the workers; a model backend runs here, between two trips to the workers: its
+    images are decoded and prompted there ahead of it, and its masks turned into signals,
+    routes and RLE there behind it."""
     ahead = 2 * max(getattr(pool, "_processes", 1) or 1, 1) + 2
     if getattr(seg, "host_only", False):
         if pool is None:
@@ -399,8 +405,19 @@ def _results(seg: Segmenter, cfg: RefineConfig, run_id: str, jobs: Iterator[Imag
         return
     prepared = (ordered_map(_worker_prepare, jobs, pool, ahead) if pool is not None
                 else (prepare(job, cfg) for job in jobs))
-    for prep in prepared:
-        yield refine_on_host(seg, prep, cfg, run_id)
+
+    def segmented() -> Iterator[tuple[_Prepared, list[MaskOutput], int]]:
+        for prep in prepared:
+            if not prep.prompts:
+                yield prep, [], 0
+                continue
+            outputs, crops = segment_image(seg, prep.image, prep.key, prep.prompts, cfg)  # type: ignore[arg-type]
+            prep.image = None                   # the workers need the masks, not the pixels
+            yield prep, outputs, crops
+
+    finished = ((seg.name, seg.model_sha256, *item) for item in segmented())
+    yield from ordered_map(_worker_finish, finished, pool, ahead) if pool is not None else (
+        finish(prep, outputs, crops, name, sha, cfg, run_id) for name, sha, prep, outputs, crops in finished)
 
 
 class _Writer:
