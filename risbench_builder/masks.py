@@ -127,6 +127,39 @@ def rle_runs(counts: str | bytes) -> np.ndarray:
     return cnts
 
 
+def rle_from_runs(runs: Any, height: int, width: int) -> RLE:
+    """COCO compressed RLE from the run lengths of a column-major mask, without the mask.
+
+    ``runs``: a 1-D array (or list) of integers >= 0 summing to ``height * width``, alternating
+    0-runs and 1-runs from a 0-run, as ``segment.device_masks.column_runs`` gives them on the
+    device. Empty runs after the first are dropped (their neighbours merge), so the result is
+    byte-identical to :func:`encode` (and ``pycocotools.mask.encode``) of the same mask.
+    Raises :class:`MaskError` (a ValueError) for a size :func:`decode` refuses, runs that are
+    not 1-D integers, a negative run, or runs that do not cover exactly H*W pixels.
+
+    >>> rle_from_runs([0, 1, 3, 1, 3, 1], 3, 3) == encode(np.eye(3, dtype=np.uint8))
+    True
+    """
+    h, w = _dims(height, width)
+    r = np.asarray(runs)
+    if r.ndim != 1 or (r.size and (r.dtype.kind not in "iu")):
+        raise MaskError(f"runs must be a 1-D array of integers, got {r.dtype} of shape {r.shape}")
+    if r.size and (int(r.min()) < 0 or int(r.max()) > h * w):
+        raise MaskError(f"runs hold a run outside 0..{h * w} (H*W)")
+    r = r.astype(np.int64)
+    if int(r.sum()) != h * w:
+        raise MaskError(f"runs cover {int(r.sum())} pixels, size {h}x{w} says {h * w}")
+    value = np.arange(r.size) % 2                     # 0-runs at even, 1-runs at odd positions
+    keep = r > 0
+    r, value = r[keep], value[keep]
+    if r.size:
+        r = np.add.reduceat(r, np.flatnonzero(np.r_[True, value[1:] != value[:-1]]))
+    if r.size == 0 or value[0] == 1:                  # counts start with a (possibly empty) 0-run
+        r = np.r_[np.int64(0), r]
+    compressed = coco_mask.frPyObjects({"counts": r, "size": [h, w]}, h, w)
+    return {"size": [h, w], "counts": compressed["counts"].decode("ascii")}
+
+
 def _coco(rle: Any) -> dict:
     """A validated RLE as pycocotools wants it (bytes counts): the runs cover exactly H*W pixels."""
     if not isinstance(rle, Mapping):

@@ -89,3 +89,38 @@ def test_repair_refuses_a_non_convex_self_intersection() -> None:
     # a self-intersecting pentagon with one vertex inside the hull: reordering cannot explain it
     fixed, why = masks.repair_polygon([(0, 0), (10, 10), (10, 0), (0, 10), (5, 2)])
     assert fixed is None and "not convex" in why
+
+
+# ---------------------------------------------------------------- rle_from_runs
+def _column_runs(m: np.ndarray) -> np.ndarray:
+    flat = np.r_[False, m.astype(bool).ravel(order="F")]
+    ends = np.r_[np.flatnonzero(flat[1:] != flat[:-1]), m.size]
+    return np.diff(np.r_[0, ends])
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_rle_from_runs_equals_encode(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    m = random_mask(seed, int(rng.integers(1, 60)), int(rng.integers(1, 60)))
+    m[0, 0] = seed % 2                                       # starting with a 1-run and with a 0-run
+    runs = _column_runs(m)
+    assert masks.rle_from_runs(runs, *m.shape) == masks.encode(m)
+    assert masks.rle_from_runs(runs.tolist(), *m.shape) == masks.encode(m)
+    assert masks.rle_from_runs(runs.astype(np.uint32), *m.shape) == masks.encode(m)
+    # empty runs in between (a 0-run of 0 pixels joins two 1-runs) are merged away
+    padded = np.insert(runs, [2, 2, len(runs)], 0) if len(runs) > 2 else np.r_[runs, 0, 0]
+    assert masks.rle_from_runs(padded, *m.shape) == masks.encode(m)
+
+
+def test_rle_from_runs_edges_and_refusals() -> None:
+    for shape in [(0, 4), (4, 0), (0, 0)]:
+        assert masks.rle_from_runs([0], *shape) == masks.encode(np.zeros(shape, np.uint8))
+        assert masks.rle_from_runs([], *shape) == masks.encode(np.zeros(shape, np.uint8))
+    assert masks.rle_from_runs([0, 6], 2, 3) == masks.encode(np.ones((2, 3), np.uint8))
+    assert masks.rle_from_runs([6], 2, 3) == masks.encode(np.zeros((2, 3), np.uint8))
+    for bad, match in [([1, 2], "cover 3 pixels"), ([7, -1], "outside"), ([[1, 5]], "1-D"),
+                       ([1.5, 4.5], "integers"), ([1, 9], "outside")]:
+        with pytest.raises(masks.MaskError, match=match):
+            masks.rle_from_runs(bad, 2, 3)
+    with pytest.raises(masks.MaskError, match="height"):
+        masks.rle_from_runs([6], -2, 3)
