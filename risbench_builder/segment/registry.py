@@ -35,7 +35,7 @@ def _sam(cfg: RefineConfig, ws: Workspace, device: str | None) -> Segmenter:
         cache = EmbeddingCache(ws.cache / "embeddings", storage_dtype=getattr(torch, cfg.cache_dtype))
     checkpoint = ws.resolve(cfg.checkpoint) if cfg.checkpoint else None
     seg = SamSegmenter(cfg.model, checkpoint=checkpoint, device=device or cfg.device, cache=cache,
-                       chunk_size=cfg.chunk_size, seed=cfg.seed)
+                       chunk_size=cfg.chunk_size, seed=cfg.seed, encoder_batch=cfg.encoder_batch)
     if cfg.adapter:  # refuses an adapter trained on another SAM (one-line AdapterError)
         from ..adapter.io import load_adapter
 

@@ -407,17 +407,35 @@ def _results(seg: Segmenter, cfg: RefineConfig, run_id: str, jobs: Iterator[Imag
                 else (prepare(job, cfg) for job in jobs))
 
     def segmented() -> Iterator[tuple[_Prepared, list[MaskOutput], int]]:
+        group: list[_Prepared] = []
         for prep in prepared:
-            if not prep.prompts:
-                yield prep, [], 0
-                continue
-            outputs, crops = segment_image(seg, prep.image, prep.key, prep.prompts, cfg)  # type: ignore[arg-type]
-            prep.image = None                   # the workers need the masks, not the pixels
-            yield prep, outputs, crops
+            group.append(prep)
+            if len(group) >= cfg.encoder_batch:
+                yield from _segment_group(seg, group, cfg)
+                group = []
+        yield from _segment_group(seg, group, cfg)
 
     finished = ((seg.name, seg.model_sha256, *item) for item in segmented())
     yield from ordered_map(_worker_finish, finished, pool, ahead) if pool is not None else (
         finish(prep, outputs, crops, name, sha, cfg, run_id) for name, sha, prep, outputs, crops in finished)
+
+
+def _segment_group(seg: Segmenter, group: list[_Prepared], cfg: RefineConfig
+                   ) -> Iterator[tuple[_Prepared, list[MaskOutput], int]]:
+    """Masks for the prompts of several images: one batched call over all their views (whole
+    images and tiny-box crops) when the backend batches its encoder, else image by image."""
+    batched = getattr(seg, "segment_views", None)
+    views = [image_views(p.image, p.key, p.prompts, cfg) if p.prompts else [] for p in group]  # type: ignore[arg-type]
+    flat = [(j.view, j.boxes, j.jitter) for jobs in views for j in jobs]
+    results = batched(flat) if batched is not None else [seg.segment(*item) for item in flat]
+    at = 0
+    for prep, jobs in zip(group, views):
+        outputs = place_outputs(jobs, results[at:at + len(jobs)], len(prep.prompts), *prep.image.shape[:2]) \
+            if jobs else []
+        at += len(jobs)
+        crops = sum(j.window is not None for j in jobs)
+        prep.image = None                       # the workers need the masks, not the pixels
+        yield prep, outputs, crops
 
 
 class _Writer:
