@@ -382,20 +382,17 @@ def _worker_prepare(job: ImageJob) -> _Prepared:
     return prepare(job, _WORKER["cfg"])
 
 
-def _worker_finish(item: tuple[str, str, _Prepared, list[MaskOutput], int]) -> ImageResult:
-    name, sha, prep, outputs, crops = item
-    return finish(prep, outputs, crops, name, sha, _WORKER["cfg"], _WORKER["run_id"])
-
-
 def _worker_refine(job: ImageJob) -> ImageResult:
     return refine_on_host(_WORKER["seg"], prepare(job, _WORKER["cfg"]), _WORKER["cfg"], _WORKER["run_id"])
 
 
 def _results(seg: Segmenter, cfg: RefineConfig, run_id: str, jobs: Iterator[ImageJob], pool: Any) -> Iterator[ImageResult]:
     """Every image's result, in job order whatever the pool. A CPU backend (``host_only``) runs
-    whole in the workers; a model backend runs here, between two trips to the workers: its
-    images are decoded and prompted there ahead of it, and its masks turned into signals,
-    routes and RLE there behind it."""
+    whole in the workers; a model backend runs here, its images decoded and prompted in the
+    workers ahead of it. Its masks become signals, routes and RLE here too: shipping dense masks
+    back to the workers cost more than it saved (bench_refine_pipeline --cpu-proxy: ratio 0.67
+    with that trip, against 0.76 without, 2 cores); on a GPU the device is to hand back counts
+    and run lengths instead (segment/device_masks.py)."""
     ahead = 2 * max(getattr(pool, "_processes", 1) or 1, 1) + 2
     if getattr(seg, "host_only", False):
         if pool is None:
@@ -415,9 +412,8 @@ def _results(seg: Segmenter, cfg: RefineConfig, run_id: str, jobs: Iterator[Imag
                 group = []
         yield from _segment_group(seg, group, cfg)
 
-    finished = ((seg.name, seg.model_sha256, *item) for item in segmented())
-    yield from ordered_map(_worker_finish, finished, pool, ahead) if pool is not None else (
-        finish(prep, outputs, crops, name, sha, cfg, run_id) for name, sha, prep, outputs, crops in finished)
+    for prep, outputs, crops in segmented():
+        yield finish(prep, outputs, crops, seg.name, seg.model_sha256, cfg, run_id)
 
 
 def _segment_group(seg: Segmenter, group: list[_Prepared], cfg: RefineConfig
