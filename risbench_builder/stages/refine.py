@@ -272,7 +272,7 @@ def _run_refine(ws: Workspace, cfg: PipelineConfig, part: Shard, force: bool, sh
             with _Writer(catalog_path, rcfg.batch_images, run_id, report) as writer, \
                     Progress(*columns, disable=not progress) as bar:
                 task = bar.add_task("", total=len(todo))
-                for result in _results(seg, rcfg, run_id, jobs, pool):
+                for result in _results(seg, rcfg, run_id, jobs, pool, workers):
                     writer.put(result)
                     bar.advance(task)
         finally:
@@ -386,14 +386,15 @@ def _worker_refine(job: ImageJob) -> ImageResult:
     return refine_on_host(_WORKER["seg"], prepare(job, _WORKER["cfg"]), _WORKER["cfg"], _WORKER["run_id"])
 
 
-def _results(seg: Segmenter, cfg: RefineConfig, run_id: str, jobs: Iterator[ImageJob], pool: Any) -> Iterator[ImageResult]:
+def _results(seg: Segmenter, cfg: RefineConfig, run_id: str, jobs: Iterator[ImageJob], pool: Any,
+             workers: int) -> Iterator[ImageResult]:
     """Every image's result, in job order whatever the pool. A CPU backend (``host_only``) runs
     whole in the workers; a model backend runs here, its images decoded and prompted in the
     workers ahead of it. Its masks become signals, routes and RLE here too: shipping dense masks
     back to the workers cost more than it saved (bench_refine_pipeline --cpu-proxy: ratio 0.67
-    with that trip, against 0.76 without, 2 cores); on a GPU the device is to hand back counts
+    with that trip, against 0.77 without, 2 cores); on a GPU the device is to hand back counts
     and run lengths instead (segment/device_masks.py)."""
-    ahead = 2 * max(getattr(pool, "_processes", 1) or 1, 1) + 2
+    ahead = 2 * workers + 2                     # images decoded ahead of the model: memory stays flat
     if getattr(seg, "host_only", False):
         if pool is None:
             yield from (refine_on_host(seg, prepare(job, cfg), cfg, run_id) for job in jobs)
@@ -430,7 +431,7 @@ def _segment_group(seg: Segmenter, group: list[_Prepared], cfg: RefineConfig
             if jobs else []
         at += len(jobs)
         crops = sum(j.window is not None for j in jobs)
-        prep.image = None                       # the workers need the masks, not the pixels
+        prep.image = None                       # the pixels are done with; only the masks go on
         yield prep, outputs, crops
 
 
