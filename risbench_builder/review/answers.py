@@ -22,13 +22,13 @@ risbench_builder.review.answers.InvalidAnswer: verdict 'maybe' is not one of acc
 from __future__ import annotations
 
 import hashlib
-import unicodedata
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 import numpy as np
 
 from .. import masks
+from ..text import clean_text, shown
 from .consensus import VERDICTS
 from .tasks import FROM_FIX, FROM_MASK, FROM_VERDICT
 
@@ -53,28 +53,6 @@ class Answer:
 
 def _kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__
-
-
-def shown(value: Any, limit: int = 40) -> str:
-    """A short, one-line ``repr`` of an untrusted value (containers by type and length)."""
-    if isinstance(value, (list, dict, tuple)) and len(value) > 8:
-        text = f"<{type(value).__name__} of {len(value)}>"
-    else:
-        try:
-            text = repr(value)
-        except (ValueError, RecursionError):     # an int too long to print, lists in lists in lists
-            text = f"<{type(value).__name__}>"
-    text = clean_text(text)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def clean_text(value: str) -> str:
-    """Whitespace runs (newlines included) as one space; control, format and surrogate
-    characters dropped: what is left prints on one line and encodes as UTF-8."""
-    text = " ".join(value.split())
-    if text.isprintable():
-        return text
-    return "".join(c for c in text if c == " " or unicodedata.category(c)[0] not in "CZ")
 
 
 def bounded(text: str, limit: int) -> str:

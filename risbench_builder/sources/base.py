@@ -22,6 +22,7 @@ import numpy as np
 from ..config import IngestConfig
 from ..masks import Box, Point
 from ..paths import PathEscapeError
+from ..text import shown, unexpected
 
 # Reject reasons (one vocabulary for the catalog, the report and the tests).
 MISSING_IMAGE = "missing_image"
@@ -98,18 +99,6 @@ class BadInput(ValueError):
     def __init__(self, reason: str, detail: str):
         super().__init__(detail)
         self.reason, self.detail = reason, detail
-
-
-def shown(value: Any, limit: int = 40) -> str:
-    """``repr(value)`` cut to ``limit`` characters: untrusted values go into one-line details."""
-    text = repr(value) if not isinstance(value, (list, dict, tuple)) or len(value) < 64 else f"<{type(value).__name__} of {len(value)}>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def unexpected(exc: BaseException) -> str:
-    """A one-line detail for an exception nobody planned for (the type says most)."""
-    message = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {message[:200]}" if message else type(exc).__name__
 
 
 def guarded(source: str, ref: str, where: str, parse: Callable[..., T], *args: Any) -> T | Rejected:

@@ -22,10 +22,11 @@ from typing import Any, Iterator
 
 from ..config import IngestConfig, SourceConfig
 from ..masks import Box, Point, polygon_box, repair_polygon
+from ..text import shown, unexpected
 from .base import (
     INVALID_POLYGON, MALFORMED_FILE, MALFORMED_RECORD, PATH_ESCAPE, BadInput, ImageIndex, Item,
     PathEscapeError, Rejected, SourceRecord, check_box_order, check_coordinates, read_text_bounded,
-    guarded, read_unit, shown, unexpected, walk_files,
+    guarded, read_unit, walk_files,
 )
 
 SPLITS = ("train", "val", "test")

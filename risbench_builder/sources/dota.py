@@ -22,10 +22,11 @@ from typing import Iterator
 
 from ..config import IngestConfig, SourceConfig
 from ..masks import polygon_box, repair_polygon
+from ..text import shown
 from .base import (
     INVALID_POLYGON, MALFORMED_FILE, MALFORMED_RECORD, PATH_ESCAPE, BadInput, ImageIndex, Item,
-    PathEscapeError, Rejected, SourceRecord, check_coordinates, read_text_bounded, read_unit, shown,
-    guarded, to_float, walk_files,
+    PathEscapeError, Rejected, SourceRecord, check_coordinates, guarded, read_text_bounded, read_unit,
+    to_float, walk_files,
 )
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")

@@ -15,10 +15,11 @@ from typing import Any, Iterator
 
 from ..config import IngestConfig, SourceConfig
 from ..masks import box_area, polygon_box, repair_polygon
+from ..text import shown
 from .base import (
     IMAGE_NAME_MISMATCH, INVALID_POLYGON, MALFORMED_FILE, MALFORMED_RECORD, PATH_ESCAPE, BadInput,
     ImageIndex, Item, PathEscapeError, Rejected, SourceRecord, check_box_order, check_coordinates,
-    guarded, load_json_bounded, read_unit, shown, to_float, walk_files,
+    guarded, load_json_bounded, read_unit, to_float, walk_files,
 )
 
 _GRID = re.compile(r"\{<(\d+)><(\d+)><(\d+)><(\d+)>(?:\|<-?[\d.]+>)?\}")

@@ -29,8 +29,8 @@ from ..sources.base import (
     BOX_OUTSIDE_IMAGE, DUPLICATE, EMPTY_EXPRESSION, EXPRESSION_TOO_LONG, IMAGE_SIZE_MISMATCH,
     MALFORMED_FILE, MALFORMED_RECORD, MISSING_IMAGE, UNKNOWN_CLASS, UNREADABLE_IMAGE, ZERO_AREA_BOX,
     BadInput, Rejected, SourceRecord, check_coordinates, normalize_class, normalize_expression,
-    scene_id_from_name, unexpected,
-)
+    scene_id_from_name, )
+from ..text import unexpected
 from ..workspace import Workspace
 
 STAGE = "ingest"
