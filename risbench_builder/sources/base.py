@@ -21,7 +21,7 @@ import numpy as np
 
 from ..config import IngestConfig
 from ..masks import Box, Point
-from ..paths import PathEscapeError
+from ..paths import PathEscapeError, path_escape
 from ..text import shown, unexpected
 
 # Reject reasons (one vocabulary for the catalog, the report and the tests).
@@ -153,11 +153,11 @@ def check_box_order(box: Box, what: str) -> Box:
 def read_unit(root: Path, unit: str, limits: IngestConfig) -> bytes:
     """The bytes of an annotation file, refused (:class:`BadInput`) when it resolves outside
     ``root`` (a symlink out), is not a regular file (a FIFO would block) or is over the size limit."""
-    path = root / unit
+    reason = path_escape(root, root, unit)              # the one confinement rule (paths.py)
+    if reason:
+        raise BadInput(PATH_ESCAPE, f"{unit} {reason}")
     try:
-        resolved = path.resolve()
-        if not resolved.is_relative_to(root.resolve()):
-            raise BadInput(PATH_ESCAPE, f"{unit} is a link to {resolved}, outside the source root {root}")
+        resolved = (root / unit).resolve()
         info = resolved.stat()
         if not stat.S_ISREG(info.st_mode):
             raise BadInput(MALFORMED_FILE, f"{unit} is not a regular file")
