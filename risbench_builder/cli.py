@@ -171,6 +171,30 @@ def report(workspace: Path = WorkspaceOpt,
 
 @app.command()
 @_friendly
+def audit(workspace: Path = WorkspaceOpt,
+          fresh: Optional[bool] = typer.Option(None, "--fresh/--no-fresh", help="compare each mask with a fresh one "
+                                               "from refine.segmenter (default: when the pipeline names one)"),
+          as_json: bool = typer.Option(False, "--json", help="print only the summary JSON on stdout"),
+          progress: bool = typer.Option(sys.stderr.isatty(), help="show progress bars")) -> None:
+    """Find the defects of an imported dataset's masks; write W/reports/audit.json and AUDIT.md and send
+    the flagged triplets to review."""
+    from .stages.audit import run_audit, summary
+
+    ws = Workspace(workspace.resolve())
+    result = run_audit(ws, ws.load(), fresh=fresh, progress=progress)
+    if as_json:
+        _plain(json.dumps(summary(result)))
+        return
+    counts = {k: v for k, v in result.counts.items() if v}
+    console.print(f"audit: {result.triplets:,} triplets, {len(result.flagged):,} flagged"
+                  + (": " + ", ".join(f"{n:,} {k}" for k, n in counts.items()) if counts else ""))
+    if result.routes:
+        console.print(f"  routes: {result.routes['review']:,} to review, {result.routes['accept']:,} kept as they are")
+    console.print(f"  report: {ws.reports / 'AUDIT.md'}\n  next: risbench review push -w {ws.path}")
+
+
+@app.command()
+@_friendly
 def check(path: Path = typer.Argument(..., help="an export folder, W/exports, a workspace, or a downloaded "
                                                 "RRSIS-D / RefSegRS / RISBench folder"),
           report: Optional[Path] = typer.Option(None, "--report", help="also write every failure as JSON here")) -> None:

@@ -14,7 +14,7 @@ from typing import Literal, Optional, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-SourceKind = Literal["vrsbench", "dota", "dior", "dior_r", "dior_rsvg"]
+SourceKind = Literal["vrsbench", "dota", "dior", "dior_r", "dior_rsvg", "refer", "native", "hf"]
 
 
 class _Strict(BaseModel):
@@ -120,9 +120,10 @@ class SplitConfig(_Strict):
     """How kept triplets are split; always grouped by scene, so no source scene spans two splits."""
 
     seed: int = Field(0, ge=0)
-    protocol: Literal["grouped", "risbench"] = Field(
+    protocol: Literal["grouped", "risbench", "origin"] = Field(
         "grouped", description="grouped: ratios over all scenes, stratified by category; risbench: test = "
-                               "the VRSBench eval refers (origin split val), train/val from VRSBench train")
+                               "the VRSBench eval refers (origin split val), train/val from VRSBench train; "
+                               "origin: keep each triplet's upstream split (repairing an imported dataset)")
     ratios: dict[str, float] = Field(default_factory=lambda: {"train": 0.7, "val": 0.1, "test": 0.2})
     train_val: tuple[int, int] = Field((26300, 10013), description="risbench protocol: the paper's train : val")
 
@@ -190,6 +191,22 @@ class ReviewConfig(_Strict):
     timeout_s: float = Field(120.0, gt=0, description="per HTTP request")
 
 
+class AuditConfig(_Strict):
+    """What ``risbench audit`` counts as a defect of a finished dataset's masks (README: "Audit an
+    existing dataset"); every threshold is a flag for a reviewer, never a deletion."""
+
+    min_box_iou: float = Field(0.5, ge=0.0, le=1.0, description="mask_box_disagreement below this IoU of the "
+                                                                "mask's tight box with the dataset's box")
+    max_outside_fraction: float = Field(0.2, ge=0.0, le=1.0, description="mask_outside_box: share of mask pixels "
+                                                                         "outside the dataset's box above this")
+    max_components: int = Field(2, ge=1, description="many_components: more components (each >= 5% of the mask)")
+    min_fresh_iou: float = Field(0.5, ge=0.0, le=1.0, description="fresh_mask_disagreement: IoU of the imported "
+                                                                  "mask with a fresh one below this")
+    fresh_masks: Optional[bool] = Field(None, description="compare with a fresh mask from refine.segmenter "
+                                                          "(default: when the pipeline names refine.segmenter)")
+    gallery: int = Field(12, ge=0, le=200, description="examples per defect kind in the HTML report")
+
+
 class PipelineConfig(_Strict):
     name: str = "pipeline"
     synthetic: Optional[SyntheticConfig] = None
@@ -199,6 +216,7 @@ class PipelineConfig(_Strict):
     review: ReviewConfig = ReviewConfig()
     finalize: FinalizeConfig = FinalizeConfig()
     export: ExportConfig = ExportConfig()
+    audit: AuditConfig = AuditConfig()
 
     def sha256(self) -> str:
         return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()

@@ -2,8 +2,10 @@
 
 A triplet can hold proposals from several sam-refine runs (GrabCut first, SAM later; an
 imported mask beside a fresh one). Which of them is *the* proposal is decided here once:
-the proposal set of the newest finished sam-refine run (optionally of one segmenter), else,
-before any run finished, the newest proposals written. finalize, calibrate, the review queue,
+the proposal set of the newest finished run that made one (a sam-refine run, or an ingest run
+that imported a finished dataset's masks; optionally of one segmenter), else, before any run
+finished, the newest proposals written. ``audit``'s fresh masks are written without such a run,
+so they sit beside the imported ones without replacing them. finalize, calibrate, the review queue,
 review pull and the QA report all read it through :func:`current_proposal_set`, so a second
 run with another model can never make them pick different masks.
 """
@@ -23,10 +25,10 @@ CONFIDENCE_SIGNALS = ("iou_pred", "stability", "jitter_agreement", "box_iou", "p
 
 # ------------------------------------------------------------------ proposals
 def current_proposal_set(catalog: Catalog, segmenter: Optional[str] = None) -> Optional[ProposalSet]:
-    """(segmenter, model_sha256) of the newest finished sam-refine run (of ``segmenter`` when
-    given), else of the newest proposals written; None when there is none."""
+    """(segmenter, model_sha256) of the newest finished run that made proposals (of ``segmenter``
+    when given), else of the newest proposals written; None when there is none."""
     for (counts,) in catalog.conn.execute(
-            "SELECT counts_json FROM runs WHERE stage='sam-refine' AND finished IS NOT NULL AND counts_json IS NOT NULL "
+            "SELECT counts_json FROM runs WHERE stage IN ('sam-refine', 'ingest') AND finished IS NOT NULL AND counts_json IS NOT NULL "
             "ORDER BY started DESC, rowid DESC"):
         data = json.loads(counts)
         if "segmenter" in data and (segmenter is None or data["segmenter"] == segmenter):
@@ -95,6 +97,9 @@ class QueueItem:
     scores: dict
     segmenter: str
     model_sha256: str
+    #: the triplet's masks from other proposal sets, (segmenter, model_sha256, rle), e.g. audit's
+    #: fresh mask beside an imported one: reviewers see them as further predictions
+    alternatives: tuple[tuple[str, str, dict], ...] = ()
 
     @property
     def confidence(self) -> float:
@@ -124,8 +129,19 @@ def review_queue(catalog: Catalog) -> list[QueueItem]:
     current = current_proposal_set(catalog)
     if current is None:
         return []
-    items = [QueueItem(tid, path, w, h, cat, expr, masks.loads(rle), json.loads(scores), seg, sha)
-             for tid, path, w, h, cat, expr, rle, scores, seg, sha in catalog.conn.execute(_QUEUE_SQL, current)]
+    rows = catalog.conn.execute(_QUEUE_SQL, current).fetchall()
+    others: dict[str, list[tuple[str, str, dict]]] = {}
+    if rows and catalog.conn.execute("SELECT 1 FROM proposals WHERE segmenter != ? OR model_sha256 != ? LIMIT 1",
+                                     current).fetchone():
+        wanted = {r[0] for r in rows}
+        for tid, seg, sha, rle in catalog.conn.execute(
+                "SELECT triplet_id, segmenter, model_sha256, rle FROM proposals WHERE NOT (segmenter = ? AND "
+                "model_sha256 = ?) ORDER BY triplet_id, segmenter, model_sha256", current):
+            if tid in wanted:
+                others.setdefault(tid, []).append((seg, sha, masks.loads(rle)))
+    items = [QueueItem(tid, path, w, h, cat, expr, masks.loads(rle), json.loads(scores), seg, sha,
+                       tuple(others.get(tid, ())))
+             for tid, path, w, h, cat, expr, rle, scores, seg, sha in rows]
     return sorted(items, key=lambda q: (q.confidence, q.triplet_id))
 
 

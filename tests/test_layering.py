@@ -77,7 +77,7 @@ LEVELS = {
     "masks": 1, "paths": 1, "config": 1, "ddp": 1, "parallel": 1, "text": 1,
     "catalog": 2, "workspace": 2, "readmodel": 2,
     "sources": 3.0, "synthetic": 3.0, "segment": 3.1, "finalize": 3.1,
-    "adapter": 3.2, "review": 3.2, "export": 3.2, "qa": 3.2, "crobim": 3.2,
+    "adapter": 3.2, "review": 3.2, "export": 3.2, "qa": 3.2, "crobim": 3.2, "audit": 3.2,
     "stages": 4,
     "cli": 5, "console": 5, "demo": 5, "__main__": 5,
 }

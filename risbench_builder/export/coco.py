@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..sources.base import RISBENCH_CLASSES
+from ..sources.base import OTHER_CATEGORY, RISBENCH_CLASSES
 from .base import AS_IS, Context, Counts, Item, Ledger, compact_json, round_coordinate
 
 CATEGORY_IDS = {name: i + 1 for i, name in enumerate(RISBENCH_CLASSES)}
+OTHER_ID = len(RISBENCH_CLASSES) + 1     # imported objects of no RISBench class: listed when used
 
 
 def annotation_file(split: str) -> str:
@@ -33,7 +34,14 @@ class CocoWriter:
         self.counts = Counts()
         self._next = 1
 
+    def _category(self, name: str) -> int:
+        if name == OTHER_CATEGORY:
+            self._other = True
+            return OTHER_ID
+        return CATEGORY_IDS[name]
+
     def begin_split(self, split: str) -> None:
+        self._other = False
         self._images: dict[str, str] = {}
         self._annotations: list[str] = []
 
@@ -48,7 +56,7 @@ class CocoWriter:
                 "scene_id": rec.scene_id, "source_image_id": rec.image_id, "license": 1})
         x1, y1, x2, y2 = item.mask_box
         self._annotations.append(compact_json({
-            "id": self._next, "image_id": ref.number, "category_id": CATEGORY_IDS[rec.category],
+            "id": self._next, "image_id": ref.number, "category_id": self._category(rec.category),
             "segmentation": {"size": [int(v) for v in rec.rle["size"]], "counts": str(rec.rle["counts"])},
             "area": item.area, "bbox": [round_coordinate(x1), round_coordinate(y1), round_coordinate(x2 - x1), round_coordinate(y2 - y1)], "iscrowd": 0,
             "expression": rec.expression, "triplet_id": rec.triplet_id, "mask_origin": rec.mask_origin,
@@ -62,6 +70,8 @@ class CocoWriter:
         licenses = [{"id": 1, "name": self.ctx.license,
                      "url": "see README.md: images keep their upstream terms (DOTA academic use, DIOR terms)"}]
         categories = [{"id": i, "name": n, "supercategory": "object"} for n, i in CATEGORY_IDS.items()]
+        if self._other:
+            categories.append({"id": OTHER_ID, "name": OTHER_CATEGORY, "supercategory": "object"})
         images = [self._images[k] for k in sorted(self._images, key=lambda k: self.ctx.image_refs[k].number)]
         text = ('{"info":' + compact_json(info) + ',"licenses":' + compact_json(licenses) + ',"images":[' + ",".join(images)
                 + '],"annotations":[' + ",".join(self._annotations) + '],"categories":' + compact_json(categories) + "}\n")

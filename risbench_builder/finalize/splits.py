@@ -67,7 +67,12 @@ def risbench_split(items: Iterable[Item], cfg: SplitConfig) -> dict[str, str]:
 
 
 def assign(items: Iterable[Item], cfg: SplitConfig) -> dict[str, str]:
+    """Triplet id -> split. ``origin`` keeps the upstream split of each triplet that has one (a
+    repaired dataset keeps its splits; ``audit`` reports the scenes they leak), and leaves the
+    rest out."""
     items = list(items)
+    if cfg.protocol == "origin":
+        return {it.triplet_id: it.origin_split for it in items if it.origin_split}
     return risbench_split(items, cfg) if cfg.protocol == "risbench" else grouped_split(items, cfg.ratios, cfg.seed)
 
 

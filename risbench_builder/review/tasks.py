@@ -103,7 +103,10 @@ def task_payload(item: QueueItem, roots: Roots, version: str) -> dict[str, Any]:
                  "note": f"proposed by {version}, confidence {conf:.2f}",
                  "proposal": {"segmenter": item.segmenter, "model_sha256": item.model_sha256}},
         "predictions": [{"model_version": version, "score": round(conf, 4),
-                         "result": [brush_result(item.rle, item.width, item.height, item.triplet_id[:10])]}],
+                         "result": [brush_result(item.rle, item.width, item.height, item.triplet_id[:10])]}]
+        + [{"model_version": model_version(seg, sha), "score": 0.0,          # e.g. audit's fresh mask
+            "result": [brush_result(rle, item.width, item.height, f"{item.triplet_id[:8]}-{i}")]}
+           for i, (seg, sha, rle) in enumerate(item.alternatives, 1)],
     }
 
 

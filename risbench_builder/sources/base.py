@@ -42,17 +42,43 @@ NON_FINITE_COORDINATE = "non_finite_coordinate"
 INVERTED_BOX = "inverted_box"
 EXPRESSION_TOO_LONG = "expression_too_long"
 FILE_TOO_LARGE = "file_too_large"
+# imports of finished datasets (refer / native / hf)
+MISSING_MASK = "missing_mask"
+UNDECODABLE_MASK = "undecodable_mask"
+MASK_SIZE_MISMATCH = "mask_size_mismatch"
 
 REJECT_REASONS = (
     MISSING_IMAGE, UNREADABLE_IMAGE, IMAGE_SIZE_MISMATCH, ZERO_AREA_BOX, BOX_OUTSIDE_IMAGE,
     EMPTY_EXPRESSION, UNKNOWN_CLASS, DUPLICATE, MALFORMED_FILE, MALFORMED_RECORD,
     INVALID_POLYGON, PATH_ESCAPE, IMAGE_NAME_MISMATCH, NON_FINITE_COORDINATE, INVERTED_BOX,
-    EXPRESSION_TOO_LONG, FILE_TOO_LARGE,
+    EXPRESSION_TOO_LONG, FILE_TOO_LARGE, MISSING_MASK, UNDECODABLE_MASK, MASK_SIZE_MISMATCH,
 )
+
+#: Source kinds that read a finished dataset (expression + mask) rather than build one.
+IMPORT_KINDS = ("refer", "native", "hf")
+#: The category of an imported object whose dataset names no class and whose expression names
+#: none of the 26 (RefSegRS's roads and buildings): kept, not rejected.
+OTHER_CATEGORY = "other"
 
 # No real source image is a million pixels wide (DOTA's largest is ~20,000): a coordinate beyond
 # this is junk, and letting it through would overflow integer rasterisation later.
 MAX_COORDINATE_PX = 1e6
+
+
+@dataclass
+class ImportedMask:
+    """A finished dataset's own mask for one record (import kinds only), exactly one of: a COCO
+    RLE as the dataset stores it (``{"size": [h, w], "counts": str | list}``), a mask image file
+    (already confined below the source root), or mask image bytes (PNG/TIFF, e.g. from parquet).
+
+    The reader does not decode it: ingest does, against the image, so that an undecodable RLE or
+    a mask of another size becomes a reject or a finding with a reason, never a crash.
+    """
+
+    rle: dict[str, Any] | None = None
+    path: Path | None = None
+    data: bytes | None = None
+    where: str = ""                # provenance for reject details (file, annotation id)
 
 
 @dataclass
@@ -62,6 +88,11 @@ class SourceRecord:
     ``polygon`` is the oriented outline when the source has one (DOTA quad, DIOR-R robndbox,
     VRSBench corners), unclipped; ``box_xyxy`` is the axis-aligned box, unclipped. Label-only
     sources (DOTA, DIOR, DIOR-R) have ``expression=None``.
+
+    Imports of finished datasets also give ``mask`` (the dataset's own mask) and may leave
+    ``box_xyxy`` as None when the dataset has no boxes (RefSegRS, RISBench): ingest then uses
+    the mask's tight box. ``scene_id`` overrides the scene guessed from the image name (our own
+    exports record it).
     """
 
     source: str
@@ -71,12 +102,14 @@ class SourceRecord:
     image_path: Path | None        # resolved path (None when it could not be found)
     category_raw: str
     expression: str | None
-    box_xyxy: Box
+    box_xyxy: Box | None
     polygon: list[Point] | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
     origin_split: str | None = None
     expected_size: tuple[int, int] | None = None   # (width, height) the annotation claims
     gsd: float | None = None
+    mask: ImportedMask | None = None
+    scene_id: str | None = None
 
     @property
     def ref(self) -> str:
@@ -284,6 +317,42 @@ def normalize_class(raw: str) -> str | None:
     key = re.sub(r"[\s_]+", "-", str(raw).strip().lower())
     key = _ALIASES.get(key, key)
     return key if key in RISBENCH_CLASSES else None
+
+
+# words of free text that name a class (the class names themselves, with spaces or hyphens, also do)
+_CLASS_WORDS = {
+    "car": "vehicle", "cars": "vehicle", "truck": "vehicle", "trucks": "vehicle", "bus": "vehicle",
+    "vehicles": "vehicle", "van": "vehicle", "plane": "airplane", "planes": "airplane", "aircraft": "airplane",
+    "airplanes": "airplane", "boat": "ship", "boats": "ship", "ships": "ship", "vessel": "ship",
+    "tank": "storage-tank", "tanks": "storage-tank", "pool": "swimming-pool", "bridges": "bridge",
+    "crane": "container-crane", "cranes": "container-crane", "chimneys": "chimney", "windmills": "windmill",
+    "golf": "golffield", "port": "harbor", "harbour": "harbor", "helicopters": "helicopter",
+    "stadiums": "stadium", "dams": "dam", "airports": "airport", "overpasses": "overpass",
+    "roundabouts": "roundabout", "helipads": "helipad", "baseball": "baseball-diamond",
+    "basketball": "basketball-court", "tennis": "tennis-court", "soccer": "soccer-ball-field",
+    "football": "soccer-ball-field", "track": "ground-track-field",
+}
+_CLASS_PHRASES = sorted(((c.replace("-", " "), c) for c in RISBENCH_CLASSES), key=lambda p: -len(p[0]))
+
+
+def infer_category(expression: str) -> str:
+    """The RISBench class an expression names, for datasets that ship no class labels (RefSegRS,
+    RISBench native): the longest class name it contains, else the first class word, else
+    :data:`OTHER_CATEGORY`.
+
+    >>> infer_category("The large storage tank at the top"), infer_category("a white car"), infer_category("the road")
+    ('storage-tank', 'vehicle', 'other')
+    """
+    text = " " + " ".join(re.findall(r"[a-z]+", expression.lower())) + " "
+    for phrase, cls in _CLASS_PHRASES:
+        if f" {phrase} " in text:
+            return cls
+    for word in text.split():
+        if word in _CLASS_WORDS:
+            return _CLASS_WORDS[word]
+        if word in RISBENCH_CLASSES:
+            return word
+    return OTHER_CATEGORY
 
 
 def normalize_expression(text: str) -> str:

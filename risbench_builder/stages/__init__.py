@@ -41,6 +41,12 @@ def plan(stage: str, until: str | None) -> list[str]:
     return list(PIPELINE[first:last + 1])
 
 
+def _imports_only(cfg: PipelineConfig) -> bool:
+    from ..sources.base import IMPORT_KINDS
+
+    return bool(cfg.sources) and all(src.kind in IMPORT_KINDS for src in cfg.sources)
+
+
 def run_stage(name: str, ws: Workspace, cfg: PipelineConfig, **options: Any) -> Any:
     return implementations()[name](ws, cfg, **options)
 
@@ -50,8 +56,14 @@ def run_plan(ws: Workspace, stage: str, until: str | None, **options: Any) -> di
     import inspect
 
     cfg = ws.load()
-    results = {}
-    for name in plan(stage, until):
+    results: dict[str, Any] = {}
+    names = plan(stage, until)
+    for name in names:
+        if name == "sam-refine" and len(names) > 1 and _imports_only(cfg):
+            # a finished dataset brings its masks; `risbench audit` compares fresh ones, and an
+            # explicit `--stage sam-refine` still re-segments everything
+            results[name] = {"skipped": "every source is a finished dataset with its own masks"}
+            continue
         accepted = inspect.signature(implementations()[name]).parameters
         results[name] = run_stage(name, ws, cfg, **{k: v for k, v in options.items()
                                                     if k in accepted and v is not None})

@@ -27,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..catalog import Catalog, code_version
 from ..config import PipelineConfig
-from ..export import writers
+from ..export import changes, writers
 from ..export.base import AS_IS, PNG, Context, ExportError, ImageRef, Images, Ledger, prepared
 from ..parallel import make_pool
 from ..export.manifest import read_manifest, write_manifest
@@ -49,11 +49,12 @@ class ExportReport:
     up_to_date: bool = False
     workers: int = 0
     targets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    changes: int | None = None             # rows of exports/CHANGES.csv (imported datasets only)
 
     def as_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "seconds": round(self.seconds, 3), "triplets": self.triplets,
                 "pending": self.pending, "up_to_date": self.up_to_date, "workers": self.workers,
-                "targets": self.targets}
+                "targets": self.targets, **({"changes": self.changes} if self.changes is not None else {})}
 
 
 # ----------------------------------------------------------------------------- catalog facts
@@ -159,6 +160,7 @@ def run_export(ws: Workspace, cfg: PipelineConfig, *, force: bool = False, progr
                 m = read_manifest(ws.exports / t) or {}
                 report.triplets = m.get("counts", {}).get("triplets", 0)
                 report.targets[t] = {"path": str(ws.exports / t), "counts": m.get("counts", {}), "up_to_date": True}
+            _write_changes(catalog, ws, cfg, report)
             return report
         run_id = catalog.start_run(STAGE, cfg.sha256())
         split_counts = dict(catalog.conn.execute("SELECT split, COUNT(*) FROM final GROUP BY split"))
@@ -224,11 +226,19 @@ def run_export(ws: Workspace, cfg: PipelineConfig, *, force: bool = False, progr
         for t in targets:
             _swap(staging / t, ws.exports / t)
         shutil.rmtree(staging, ignore_errors=True)
+        _write_changes(catalog, ws, cfg, report)
         report.seconds = time.perf_counter() - started
         ws.reports.mkdir(parents=True, exist_ok=True)
         (ws.reports / "export.json").write_text(json.dumps(report.as_dict(), indent=2) + "\n")
         catalog.finish_run(run_id, report.as_dict())
     return report
+
+
+def _write_changes(catalog: Catalog, ws: Workspace, cfg: PipelineConfig, report: ExportReport) -> None:
+    """CHANGES.csv beside the exports when the workspace repairs an imported dataset."""
+    labels = changes.import_labels(cfg.sources)
+    if labels:
+        report.changes = changes.write_changes(catalog, ws.exports / "CHANGES.csv", ws.reports, labels)
 
 
 class _FilePlan:

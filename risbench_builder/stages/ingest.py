@@ -21,20 +21,25 @@ from typing import Any, Iterable
 from PIL import Image
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from .. import masks
 from ..catalog import Catalog, stable_id
-from ..config import IngestConfig, PipelineConfig, SourceConfig
+from ..config import IngestConfig, PipelineConfig, RouteConfig, SourceConfig
 from ..masks import clip_box
+from ..segment.base import MaskOutput
+from ..segment.routing import route
+from ..segment.signals import compute_signals
 from ..sources import make_reader
 from ..sources.base import (
-    BOX_OUTSIDE_IMAGE, DUPLICATE, EMPTY_EXPRESSION, EXPRESSION_TOO_LONG, IMAGE_SIZE_MISMATCH,
+    BOX_OUTSIDE_IMAGE, DUPLICATE, EMPTY_EXPRESSION, EXPRESSION_TOO_LONG, IMAGE_SIZE_MISMATCH, IMPORT_KINDS,
     MALFORMED_FILE, MALFORMED_RECORD, MISSING_IMAGE, UNKNOWN_CLASS, UNREADABLE_IMAGE, ZERO_AREA_BOX,
-    BadInput, Rejected, SourceRecord, check_coordinates, normalize_class, normalize_expression,
+    BadInput, Rejected, SourceRecord, check_coordinates, infer_category, normalize_class, normalize_expression,
     scene_id_from_name, )
+from ..sources.imported import IMPORTED_SEGMENTER, decode_imported
 from ..text import unexpected
 from ..workspace import Workspace
 
 STAGE = "ingest"
-EXPRESSION_KINDS = {"vrsbench", "dior_rsvg"}
+EXPRESSION_KINDS = {"vrsbench", "dior_rsvg", *IMPORT_KINDS}
 _TABLES_FROM_HERE = ("final", "consensus", "reviews", "proposals", "triplets", "images")
 MAX_DETAIL_CHARS = 500             # a reject's detail is one line, whatever the input held
 
@@ -62,6 +67,8 @@ class IngestReport:
     per_source: dict[str, dict[str, int]] = field(default_factory=dict)
     eval_checked: int = 0
     eval_agree: int = 0
+    imported: int = 0                     # imported masks written as proposals
+    imported_routes: Counter = field(default_factory=Counter)
 
     @property
     def reject_rate(self) -> float:
@@ -76,6 +83,8 @@ class IngestReport:
             "rejected": dict(sorted(self.rejected.items())), "reject_rate": round(self.reject_rate, 4),
             "per_source": self.per_source,
             "eval_cross_check": {"checked": self.eval_checked, "agree": self.eval_agree},
+            **({"segmenter": IMPORTED_SEGMENTER, "model_sha256": "", "imported_masks": self.imported,
+                "routes": dict(sorted(self.imported_routes.items()))} if self.imported_routes else {}),
         }
 
 
@@ -114,11 +123,17 @@ def _json(value: Any) -> str:
 class _Batch:
     """Rows of some units, validated against the catalog and written in one transaction."""
 
-    def __init__(self, catalog: Catalog, src: SourceConfig, limits: IngestConfig, report: IngestReport):
+    def __init__(self, catalog: Catalog, src: SourceConfig, limits: IngestConfig, report: IngestReport,
+                 route_cfg: RouteConfig | None = None):
         self.catalog, self.src, self.report = catalog, src, report
-        self.hash_images, self.max_expression_chars = limits.hash_images, limits.max_expression_chars
+        self.importing = src.kind in IMPORT_KINDS
+        # imports always hash: the same image under two names in two splits is an audit finding
+        self.hash_images = limits.hash_images or self.importing
+        self.max_expression_chars = limits.max_expression_chars
+        self.route_cfg = route_cfg or RouteConfig()
         self.images: dict[str, tuple] = {}
         self.triplets: list[tuple] = []
+        self.proposals: list[tuple] = []
         self.rejects: list[tuple[str, str, str]] = []
         self._image_info: dict[Path | None, ImageInfo] = {}
         self._expressions: dict[str, dict[str, str]] = {}   # image_id -> {normalised expr: triplet_id}
@@ -154,6 +169,8 @@ class _Batch:
 
     def _validate(self, rec: SourceRecord) -> tuple[str, str] | None:
         category = normalize_class(rec.category_raw)
+        if category is None and self.importing:      # a finished dataset's object is kept, class or not
+            category = infer_category(rec.expression if isinstance(rec.expression, str) else "")
         if category is None:
             return UNKNOWN_CLASS, f"class {rec.category_raw!r} is not one of the 26 RISBench classes"
         expression = rec.expression
@@ -165,7 +182,7 @@ class _Batch:
                 return EXPRESSION_TOO_LONG, (f"referring expression of {len(expression):,} characters, over "
                                              f"ingest.max_expression_chars ({self.max_expression_chars:,})")
             expression = " ".join(expression.split())
-        check_coordinates(rec.box_xyxy, "box")
+        check_coordinates(rec.box_xyxy or (), "box")
         check_coordinates((v for point in rec.polygon or () for v in point), "polygon")
         if rec.image_path not in self._image_info:
             self._image_info[rec.image_path] = inspect_image(rec.image_path, self.hash_images)
@@ -176,6 +193,24 @@ class _Batch:
         if rec.expected_size and tuple(rec.expected_size) != (info.width, info.height):
             return IMAGE_SIZE_MISMATCH, (f"{rec.image_name} is {info.width}x{info.height}, the annotation "
                                          f"expects {rec.expected_size[0]}x{rec.expected_size[1]}")
+        attrs = dict(rec.attributes)
+        proposal = None
+        if self.importing:
+            decoded = decode_imported(rec.mask, info.width, info.height)
+            rle = masks.encode(decoded.mask)
+            if decoded.problem:
+                attrs["mask_problem"] = f"{decoded.problem[0]}: {decoded.problem[1]}"
+            if decoded.fitted:
+                attrs["mask_fitted"] = decoded.fitted
+            if rec.box_xyxy is None:
+                if not decoded.mask.any():
+                    return decoded.problem or (ZERO_AREA_BOX, "the dataset gives no box and its mask is empty: "
+                                                             "nothing locates the object")
+                rec.box_xyxy = masks.bbox_xyxy(rle)
+                attrs["box_from_mask"] = True
+            proposal = (decoded.mask, rle)
+        elif rec.box_xyxy is None:
+            return MALFORMED_RECORD, "the record has no box"
         x1, y1, x2, y2 = rec.box_xyxy
         if x2 <= 0 or y2 <= 0 or x1 >= info.width or y1 >= info.height:
             return BOX_OUTSIDE_IMAGE, f"box {_fmt(rec.box_xyxy)} lies outside the {info.width}x{info.height} image"
@@ -185,11 +220,10 @@ class _Batch:
 
         image_id = f"{self.src.label}:{Path(rec.image_name).stem}"
         triplet_id = stable_id(self.src.label, rec.image_name, rec.object_ref, expression or "")
-        if expression:
+        if expression and not self.importing:      # an import keeps duplicates: audit flags them
             dup_of = self._duplicate_of(image_id, normalize_expression(expression), triplet_id)
             if dup_of:
                 return DUPLICATE, f"same image and expression as triplet {dup_of}"
-        attrs = dict(rec.attributes)
         if box != tuple(float(v) for v in rec.box_xyxy):
             attrs["box_clipped"] = True
         if category != rec.category_raw:
@@ -197,8 +231,10 @@ class _Batch:
         if "eval_grid_agrees" in attrs:
             self.report.eval_checked += 1
             self.report.eval_agree += bool(attrs["eval_grid_agrees"])
+        if proposal is not None:
+            self._propose(triplet_id, box, *proposal)
         self.images.setdefault(image_id, (
-            image_id, str(rec.image_path), self.src.label, scene_id_from_name(rec.image_name),
+            image_id, str(rec.image_path), self.src.label, rec.scene_id or scene_id_from_name(rec.image_name),
             info.width, info.height, rec.gsd, info.sha256))
         polygon = [[round(x, 3), round(y, 3)] for x, y in rec.polygon] if rec.polygon else None
         self.triplets.append((
@@ -208,6 +244,15 @@ class _Batch:
         self.report.accepted += 1
         self._stats["triplets"] += 1
         return None
+
+    def _propose(self, triplet_id: str, box: tuple, mask: Any, rle: dict) -> None:
+        """The dataset's own mask as this triplet's proposal, with the signals and route every
+        proposal gets (an unusable mask is empty, so it always goes to review)."""
+        signals = compute_signals(MaskOutput(mask=mask), box, None)
+        decision = route(signals, self.route_cfg)
+        self.proposals.append((triplet_id, IMPORTED_SEGMENTER, "", masks.dumps(rle),
+                               json.dumps(signals, sort_keys=True), decision))
+        self.report.imported_routes[decision] += 1
 
     def _duplicate_of(self, image_id: str, norm: str, triplet_id: str) -> str | None:
         known = self._expressions.get(image_id)
@@ -225,6 +270,7 @@ class _Batch:
         with self.catalog.transaction():
             self.catalog.add("images", self.images.values())
             self.report.new_triplets += self.catalog.add("triplets", self.triplets)
+            self.report.imported += self.catalog.add("proposals", (row + (run_id,) for row in self.proposals))
             self.catalog.add_rejects(STAGE, self.rejects, run_id)
 
 
@@ -253,7 +299,8 @@ def run_ingest(ws: Workspace, cfg: PipelineConfig, *, force: bool = False,
         from ..synthetic import generate_sources
 
         generate_sources(ws.resolve(cfg.synthetic.out), cfg.synthetic)
-    readers = [(src, make_reader(src, ws.resolve(src.root), cfg.ingest)) for src in cfg.sources]
+    readers = [(src, make_reader(src, ws.resolve(src.root), cfg.ingest, ws.path / "imported" / src.label))
+               for src in cfg.sources]
     started = time.perf_counter()
     with Catalog(ws.catalog_path) as catalog:
         if force:
@@ -266,13 +313,13 @@ def run_ingest(ws: Workspace, cfg: PipelineConfig, *, force: bool = False,
             for src, reader in readers:
                 units = reader.units()
                 task = bar.add_task(src.label, total=len(units))
-                batch = _Batch(catalog, src, cfg.ingest, report)
+                batch = _Batch(catalog, src, cfg.ingest, report, cfg.refine.route)
                 for i, unit in enumerate(units, 1):
                     batch.add_unit(reader, unit)
                     report.units += 1
                     if i % cfg.ingest.batch_size == 0:
                         batch.commit(run_id)
-                        batch = _Batch(catalog, src, cfg.ingest, report)
+                        batch = _Batch(catalog, src, cfg.ingest, report, cfg.refine.route)
                         bar.update(task, completed=i)
                 batch.commit(run_id)
                 bar.update(task, completed=len(units))

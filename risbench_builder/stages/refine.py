@@ -209,16 +209,19 @@ def shard_catalog_path(ws: Workspace, part: Shard) -> Path:
 
 def run_refine(ws: Workspace, cfg: PipelineConfig, *, force: bool = False, shard: str | None = None,
                shard_catalog: bool = False, progress: bool = True,
-               segmenter: Segmenter | None = None) -> RefineReport:
+               segmenter: Segmenter | None = None, run_stage: str = STAGE) -> RefineReport:
     """Propose a mask for every triplet of this shard that has none from this segmenter yet.
 
     On one node all ranks write the workspace catalog (WAL). With ``shard_catalog`` (several
     nodes, no shared SQLite) a rank works on its own copy under ``W/shards/``, which
     ``risbench catalog merge`` joins back.
+
+    ``run_stage`` names the run in the catalog: ``audit`` makes fresh masks under its own name, so
+    they sit beside the imported ones without becoming the current proposal set.
     """
     part = Shard.parse(shard)
     with distributed(part):
-        return _run_refine(ws, cfg, part, force, shard_catalog, progress, segmenter)
+        return _run_refine(ws, cfg, part, force, shard_catalog, progress, segmenter, run_stage)
 
 
 def _local_device(cfg: RefineConfig) -> str | None:
@@ -232,7 +235,7 @@ def _local_device(cfg: RefineConfig) -> str | None:
 
 
 def _run_refine(ws: Workspace, cfg: PipelineConfig, part: Shard, force: bool, shard_catalog: bool,
-                progress: bool, segmenter: Segmenter | None) -> RefineReport:
+                progress: bool, segmenter: Segmenter | None, run_stage: str = STAGE) -> RefineReport:
     rcfg = cfg.refine
     seg = segmenter or make_segmenter(rcfg, ws, _local_device(rcfg))
     started = time.perf_counter()
@@ -248,7 +251,7 @@ def _run_refine(ws: Workspace, cfg: PipelineConfig, part: Shard, force: bool, sh
                 catalog.conn.execute("DELETE FROM proposals WHERE segmenter=? AND model_sha256=?",
                                      (seg.name, seg.model_sha256))
                 catalog.conn.execute("DELETE FROM rejects WHERE stage=?", (STAGE,))
-        run_id = catalog.start_run(STAGE, cfg.sha256())
+        run_id = catalog.start_run(run_stage, cfg.sha256())
         report = RefineReport(run_id, seg.name, seg.model_sha256, f"{part.index}/{part.count}",
                               adapter_sha256=str(getattr(seg, "adapter_sha256", "") or ""))
         report.rerouted = reroute(catalog, seg.name, seg.model_sha256, rcfg)
@@ -281,7 +284,7 @@ def _run_refine(ws: Workspace, cfg: PipelineConfig, part: Shard, force: bool, sh
         report.seconds = time.perf_counter() - started
         suffix = "" if part.count == 1 else f"-shard{part.index}of{part.count}"
         ws.reports.mkdir(parents=True, exist_ok=True)
-        (ws.reports / f"refine{suffix}.json").write_text(
+        (ws.reports / f"{'refine' if run_stage == STAGE else run_stage + '-fresh'}{suffix}.json").write_text(
             json.dumps({**report.as_dict(), "image_ids": report.image_ids}, indent=2) + "\n")
         catalog.finish_run(run_id, report.as_dict())
     return report

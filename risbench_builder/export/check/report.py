@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 
 from ... import masks
-from ...sources.base import RISBENCH_CLASSES, normalize_class
+from ...sources.base import OTHER_CATEGORY, RISBENCH_CLASSES, normalize_class
 from ...parallel import make_pool
 from ..manifest import inode
 
@@ -159,7 +159,8 @@ def expression_failures(text: Any, where: str) -> list[Failure]:
 
 
 def category_failures(name: Any, where: str, exact: bool = False) -> list[Failure]:
-    ok = name in RISBENCH_CLASSES if exact else (isinstance(name, str) and normalize_class(name) is not None)
+    ok = name == OTHER_CATEGORY or (name in RISBENCH_CLASSES if exact else
+                                     (isinstance(name, str) and normalize_class(name) is not None))
     return [] if ok else [Failure("unknown_category", where, f"{name!r} is not a RISBench class")]
 
 
