@@ -12,6 +12,7 @@ audit of a 17,402-triplet dataset holds one mask in memory at a time; checks acr
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
@@ -40,7 +41,8 @@ DEFECTS: dict[str, str] = {
     "many_components": "the mask falls apart into several sizeable pieces (one referent is one object)",
     "duplicate_expression": "the same expression on the same image names two different masks (ambiguous), "
                             "or the same triplet is in the dataset twice",
-    "duplicate_mask": "two different objects of the same image have the very same mask",
+    "duplicate_mask": "the very same mask on two different images (a copied mask file), or on two objects "
+                      "the dataset declares different",
     "split_leak_image": "the same image (same bytes) is in two splits",
     "split_leak_scene": "images of one scene are in two splits",
     "position_contradiction": "the expression names a position (left, top, ...) that the mask contradicts",
@@ -77,9 +79,9 @@ class AuditRow:
 
     @property
     def object_key(self) -> str:
-        """What identifies the object inside its image. A downloaded REFER set declares objects
-        (annotation ids); our own exports write one annotation or file per *expression*, so there
-        an identical mask is the same object named twice; elsewhere each triplet is its own object."""
+        """What identifies the object inside its image: a downloaded REFER set's annotation id, a
+        downloaded native set's line (each line is its own referent). Our own exports write one
+        annotation or file per *expression*, so there an identical mask is one object named twice."""
         if "origin_triplet_id" in self.attributes:
             return f"mask:{self.rle}"
         ann = self.attributes.get("ann_id")
@@ -171,34 +173,59 @@ def image_findings(group: Sequence[Measured]) -> dict[str, list[tuple[str, str]]
         if m.area:
             by_mask[m.row.rle].append(m)
     for same in by_expression.values():
-        objects = {m.row.object_key for m in same}
         if len(same) < 2:
             continue
         masks_differ = len({m.row.rle for m in same}) > 1
         for m in same:
             others = [o.row.triplet_id for o in same if o is not m]
             why = "names another mask too" if masks_differ else "is in the dataset again"
-            if masks_differ or len(objects) == 1:
-                out[m.row.triplet_id].append(("duplicate_expression", f"the same expression {why}: "
-                                                                      f"{', '.join(others[:3])}"))
+            out[m.row.triplet_id].append(("duplicate_expression", f"the same expression {why}: "
+                                                                  f"{', '.join(others[:3])}"))
     for same in by_mask.values():
-        objects = {m.row.object_key for m in same}
-        if len(objects) < 2:
+        # one mask under two different expressions is one object named twice, unless the dataset
+        # declares them different objects (REFER annotation ids)
+        if len({m.row.object_key for m in same}) < 2 or len({normalize_expression(m.row.expression)
+                                                              for m in same}) < 2:
             continue
         for m in same:
             others = [o.row.triplet_id for o in same if o.row.object_key != m.row.object_key]
-            out[m.row.triplet_id].append(("duplicate_mask", f"another object has the same mask: "
+            out[m.row.triplet_id].append(("duplicate_mask", f"another object of this image has the same mask: "
                                                             f"{', '.join(others[:3])}"))
     for m in group:
         if not m.area:
             continue
         others = [(o.centroid[0], o.centroid[1], float(o.area)) for o in group
-                  if o.area and o.row.category == m.row.category and o.row.object_key != m.row.object_key]
+                  if o.area and o.row.category == m.row.category and o.row.rle != m.row.rle]
         found = geometry_check(parse(m.row.expression), m.centroid, (m.row.width, m.row.height), float(m.area), others)
         if found:
             out[m.row.triplet_id].append(("position_contradiction",
                                           "; ".join(f"'{f.word}': {f.reason}" for f in found)))
     return out
+
+
+class MaskCopies:
+    """The same non-empty mask on two different images: a mask file copied under another name
+    (a mask that matches another image's object exactly is not chance)."""
+
+    def __init__(self) -> None:
+        self._images: dict[str, dict[str, list[str]]] = defaultdict(dict)   # mask digest -> image -> triplets
+
+    def add(self, image_key: str, m: Measured) -> None:
+        if m.area:
+            digest = hashlib.sha256(f"{m.row.source}\x1f{m.row.rle}".encode()).hexdigest()
+            self._images[digest].setdefault(image_key, []).append(m.row.triplet_id)
+
+    def findings(self) -> dict[str, list[tuple[str, str]]]:
+        out: dict[str, list[tuple[str, str]]] = defaultdict(list)
+        for by_image in self._images.values():
+            if len(by_image) < 2:
+                continue
+            for image, tids in by_image.items():
+                others = [t for other, ts in by_image.items() if other != image for t in ts]
+                for tid in tids:
+                    out[tid].append(("duplicate_mask", f"a triplet of another image has the very same mask: "
+                                                       f"{', '.join(others[:3])}"))
+        return out
 
 
 def split_leaks(rows: Iterable[AuditRow]) -> dict[str, list[tuple[str, str]]]:

@@ -21,7 +21,8 @@ from typing import Any, Iterator
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..audit import report as audit_report
-from ..audit.findings import AuditRow, Measured, fresh_finding, image_findings, measure, single_findings, split_leaks
+from ..audit.findings import (AuditRow, MaskCopies, Measured, fresh_finding, image_findings, measure, single_findings,
+                              split_leaks)
 from ..catalog import Catalog
 from ..config import PipelineConfig
 from ..readmodel import current_proposal_set
@@ -91,11 +92,13 @@ def run_audit(ws: Workspace, cfg: PipelineConfig, *, fresh: bool | None = None,
                               "WHERE p.segmenter=? AND p.model_sha256=? AND t.expression IS NOT NULL", current)
         findings: dict[str, list[tuple[str, str]]] = {}
         rows: list[AuditRow] = []
+        copies = MaskCopies()
         columns = (TextColumn("[bold]audit[/] masks"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         with Progress(*columns, disable=not progress) as bar:
             task = bar.add_task("", total=total)
             # grouped by image *content*: RISBench's native layout stores one copy of an image per referent
-            for _, image_rows in groupby(_rows(catalog, current), key=lambda r: (r.source, r.sha256 or r.image_id)):
+            for image_key, image_rows in groupby(_rows(catalog, current),
+                                                 key=lambda r: (r.source, r.sha256 or r.image_id)):
                 group: list[Measured] = []
                 for row in image_rows:
                     try:
@@ -108,12 +111,15 @@ def run_audit(ws: Workspace, cfg: PipelineConfig, *, fresh: bool | None = None,
                     rows.append(row)
                 for tid, extra in image_findings(group).items():
                     findings[tid] += extra
+                for m in group:
+                    copies.add(str(image_key), m)
                 if fresh_set is None:
                     for m in group:
                         m.row.rle = ""          # masks are done with: memory stays flat
                 bar.advance(task, len(group))
-        for tid, extra in split_leaks(rows).items():
-            findings[tid] += extra
+        for source in (split_leaks(rows), copies.findings()):
+            for tid, extra in source.items():
+                findings[tid] += extra
         if fresh_set is not None:
             compared = 0
             for row in rows:

@@ -30,7 +30,7 @@ from ..segment.routing import route
 from ..segment.signals import compute_signals
 from ..sources import make_reader
 from ..sources.base import (
-    BOX_OUTSIDE_IMAGE, DUPLICATE, EMPTY_EXPRESSION, EXPRESSION_TOO_LONG, IMAGE_SIZE_MISMATCH, IMPORT_KINDS,
+    BOX_OUTSIDE_IMAGE, DUPLICATE, EMPTY_EXPRESSION, EMPTY_MASK, EXPRESSION_TOO_LONG, IMAGE_SIZE_MISMATCH, IMPORT_KINDS,
     MALFORMED_FILE, MALFORMED_RECORD, MISSING_IMAGE, UNKNOWN_CLASS, UNREADABLE_IMAGE, ZERO_AREA_BOX,
     BadInput, Rejected, SourceRecord, check_coordinates, infer_category, normalize_class, normalize_expression,
     scene_id_from_name, )
@@ -204,8 +204,8 @@ class _Batch:
                 attrs["mask_fitted"] = decoded.fitted
             if rec.box_xyxy is None:
                 if not decoded.mask.any():
-                    return decoded.problem or (ZERO_AREA_BOX, "the dataset gives no box and its mask is empty: "
-                                                             "nothing locates the object")
+                    return decoded.problem or (EMPTY_MASK, "the dataset gives no box and its mask is empty: "
+                                                          "nothing locates the object")
                 rec.box_xyxy = masks.bbox_xyxy(rle)
                 attrs["box_from_mask"] = True
             proposal = (decoded.mask, rle)
