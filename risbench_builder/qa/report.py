@@ -7,6 +7,7 @@ Layout under ``W/reports/``::
     data/items.js            columnar table of every triplet (id, thumbnail key, category, split, route)
     data/signal-NAME.js      one quality signal for every triplet, loaded when you sort by it
     data/gallery-SLUG.js     which triplets (and which non-triplet rejects) a gallery holds
+                             (``audit-KIND`` ones come from ``audit.json``, when `risbench audit` ran)
     data/detail-NNNNN.js     every field of a block of triplets, loaded when one is clicked
     thumbs/                  the thumbnail cache (see thumbs.py)
 
@@ -27,6 +28,7 @@ import re
 import shlex
 import time
 import urllib.parse
+from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -108,9 +110,82 @@ def is_contradiction(rec: TripletRecord, flagged: dict[str, list] | None) -> boo
                 or (rec.proposal and rec.proposal.scores.get("forced_review") == "geometry"))
 
 
+@dataclass(frozen=True)
+class AuditFindings:
+    """What `risbench audit` flagged, from ``reports/audit.json``."""
+
+    meanings: dict[str, str]                       # defect kind -> what it means, in the audit's order
+    flagged: dict[str, list[tuple[str, str]]]      # triplet_id -> [(kind, detail)]
+
+    def counts(self) -> dict[str, int]:
+        """Flagged triplets per kind (a triplet with two kinds counts in both, as in audit.json)."""
+        c = Counter(kind for reasons in self.flagged.values() for kind in {k for k, _ in reasons})
+        return {kind: c.get(kind, 0) for kind in self.meanings}
+
+
+def load_audit(reports: Path) -> AuditFindings | None:
+    """The findings of ``audit.json``; None when audit never ran or its file does not read as one
+    (the report then has no audit section). Entries that are not a triplet with reasons are skipped."""
+    try:
+        data = json.loads((reports / "audit.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("flagged"), list):
+        return None
+    kinds = data.get("defect_kinds")
+    meanings = {str(k): str(v) for k, v in kinds.items()} if isinstance(kinds, dict) else {}
+    flagged: dict[str, list[tuple[str, str]]] = {}
+    for entry in data["flagged"]:
+        if not isinstance(entry, dict) or not isinstance(entry.get("triplet_id"), str):
+            continue
+        reasons = [(r["kind"], str(r.get("detail", ""))) for r in entry.get("reasons") or []
+                   if isinstance(r, dict) and isinstance(r.get("kind"), str)]
+        if reasons:
+            flagged.setdefault(entry["triplet_id"], []).extend(reasons)
+    for reasons in flagged.values():
+        for kind, _ in reasons:
+            meanings.setdefault(kind, "")
+    return AuditFindings(meanings, flagged)
+
+
+def _unique_slug(name: str, taken: set[str]) -> str:
+    """``name``, or ``name-2``, ``name-3``...: "a b" and "a-b" would otherwise share a data file."""
+    found, n = name, 1
+    while found in taken:
+        n += 1
+        found = f"{name}-{n}"
+    taken.add(found)
+    return found
+
+
+def audit_galleries(records: Sequence[TripletRecord], audit: AuditFindings) -> list[Gallery]:
+    """One gallery per defect kind with flagged triplets, each holding all of them in catalog order
+    (galleries page, so a kind with thousands costs one page at a time, like a reject reason)."""
+    index = {rec.triplet_id: i for i, rec in enumerate(records)}
+    items: dict[str, list[int]] = {}
+    gone: Counter = Counter()                        # flagged, but no longer in the catalog
+    for tid, reasons in audit.flagged.items():
+        for kind in dict.fromkeys(k for k, _ in reasons):
+            if tid in index:
+                items.setdefault(kind, []).append(index[tid])
+            else:
+                gone[kind] += 1
+    out, taken = [], set()
+    for kind, meaning in audit.meanings.items():
+        if kind not in items and not gone[kind]:
+            continue
+        about = meaning or f"triplets `risbench audit` flagged as {kind}"
+        stale = f"{gone[kind]} flagged triplets are no longer in the catalog (rerun `risbench audit`)"
+        out.append(Gallery(_unique_slug(f"audit-{slug(kind)}", taken), f"Audit: {kind}",
+                           f"{about}; {stale}" if gone[kind] else about, stale, sorted(items.get(kind, []))))
+    return out
+
+
 def build_galleries(records: Sequence[TripletRecord], orphans: Sequence[tuple[str, str, str, str]],
-                    counts: dict[str, int], flagged: dict[str, list] | None, opts: ReportOptions) -> list[Gallery]:
-    """The fixed galleries (always present, with a note when empty) and one per reject reason."""
+                    counts: dict[str, int], flagged: dict[str, list] | None, opts: ReportOptions,
+                    audit: AuditFindings | None = None) -> list[Gallery]:
+    """The fixed galleries (always present, with a note when empty), one per audit defect kind
+    (when `risbench audit` ran) and one per reject reason."""
     def why(stage: str, table: str) -> str:
         return f"empty: the {stage} stage has not run yet" if not counts.get(table) else "none in this build"
 
@@ -131,14 +206,12 @@ def build_galleries(records: Sequence[TripletRecord], orphans: Sequence[tuple[st
                                   else "empty: the expression-geometry check (finalize) has not run yet"),
     }
     reasons: dict[tuple[str, str], Gallery] = {}
+    taken: set[str] = set()
 
     def reason_gallery(stage: str, reason: str) -> Gallery:
         key = (stage, reason)
         if key not in reasons:
-            name, n = f"reject-{slug(stage)}-{slug(reason)}", 1
-            while any(r.slug == name for r in reasons.values()):  # "a b" and "a-b" would share a file
-                n += 1
-                name = f"reject-{slug(stage)}-{slug(reason)}-{n}"
+            name = _unique_slug(f"reject-{slug(stage)}-{slug(reason)}", taken)
             reasons[key] = Gallery(name, f"Rejected at {stage}: {reason}", f"what the {stage} stage rejected as {reason}")
         return reasons[key]
 
@@ -168,7 +241,8 @@ def build_galleries(records: Sequence[TripletRecord], orphans: Sequence[tuple[st
     for gal in reasons.values():
         if gal.text_total > len(gal.texts):
             gal.about += f"; the first {len(gal.texts)} of {gal.text_total} listed (all in rejects.csv)"
-    return list(g.values()) + [reasons[k] for k in sorted(reasons)]
+    audited = audit_galleries(records, audit) if audit is not None else []
+    return list(g.values()) + audited + [reasons[k] for k in sorted(reasons)]
 
 
 # --------------------------------------------------------------------------- data files
@@ -216,13 +290,14 @@ def _image_url(path: str, reports: Path, folders: dict[str, str]) -> str:
 
 
 def _detail(rec: TripletRecord, p: ThumbPlan, reports: Path, route_cfg: RouteConfig | None, ws: Workspace,
-            flagged: dict[str, list] | None, folders: dict[str, str]) -> dict:
+            flagged: dict[str, list] | None, folders: dict[str, str],
+            audit: AuditFindings | None = None) -> dict:
     prop = None
     if rec.proposal:
         pr = rec.proposal
         prop = {"segmenter": pr.segmenter, "model_sha256": pr.model_sha256[:12], "route": pr.route,
                 "scores": pr.scores, "failed": failed_tests(pr.scores, route_cfg) if route_cfg else None}
-    return {
+    fields = {
         "id": rec.triplet_id, "image": _image_url(rec.image_path, reports, folders), "image_path": rec.image_path,
         "W": rec.width, "H": rec.height, "source": rec.source, "ref": rec.source_ref, "category": rec.category,
         "expression": rec.expression, "box": list(rec.box), "polygon": rec.polygon, "attributes": rec.attributes,
@@ -238,6 +313,9 @@ def _detail(rec: TripletRecord, p: ThumbPlan, reports: Path, route_cfg: RouteCon
         "contradictions": (flagged or {}).get(rec.triplet_id, []),
         "show": f"risbench show --workspace {shlex.quote(str(ws.path))} {shlex.quote(rec.triplet_id)}",
     }
+    if audit is not None and rec.triplet_id in audit.flagged:   # only then: without audit.json the files are as they were
+        fields["audit"] = [list(r) for r in audit.flagged[rec.triplet_id]]
+    return fields
 
 
 def _write(path: Path, text: str, written: set[Path]) -> None:
@@ -249,7 +327,7 @@ def _write(path: Path, text: str, written: set[Path]) -> None:
 def _write_data(out: Path, records: Sequence[TripletRecord], plans: dict[str, ThumbPlan], galleries: list[Gallery],
                 signals: list[str], cats: list[str], splits: list[str], routes: list[str],
                 route_cfg: RouteConfig | None, ws: Workspace, flagged: dict[str, list] | None,
-                opts: ReportOptions) -> set[Path]:
+                opts: ReportOptions, audit: AuditFindings | None = None) -> set[Path]:
     data, written = out / "data", set()
     cat_i, split_i, route_i = ({v: i for i, v in enumerate(xs)} for xs in (cats, splits, routes))
     _write(data / "items.js", _js("items", {
@@ -263,7 +341,7 @@ def _write_data(out: Path, records: Sequence[TripletRecord], plans: dict[str, Th
                written)
     folders: dict[str, str] = {}
     for start in range(0, len(records), opts.detail_chunk):
-        block = [_detail(r, plans[r.triplet_id], out, route_cfg, ws, flagged, folders)
+        block = [_detail(r, plans[r.triplet_id], out, route_cfg, ws, flagged, folders, audit)
                  for r in records[start: start + opts.detail_chunk]]
         _write(data / f"detail-{start // opts.detail_chunk:05d}.js", _js("detail", start // opts.detail_chunk, block),
                written)
@@ -271,13 +349,14 @@ def _write_data(out: Path, records: Sequence[TripletRecord], plans: dict[str, Th
 
 
 # --------------------------------------------------------------------------- summary HTML
-def _table(title: str, rows: Sequence[tuple[Any, ...]], head: Sequence[str] = ("what", "count")) -> str:
+def _table(title: str, rows: Sequence[tuple[Any, ...]], head: Sequence[str] = ("what", "count"), css: str = "") -> str:
+    cls = f"card-table {css}".strip()
     if not rows:
-        return f"<section class='card-table'><h3>{html.escape(title)}</h3><p class='muted'>none</p></section>"
+        return f"<section class='{cls}'><h3>{html.escape(title)}</h3><p class='muted'>none</p></section>"
     th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
     body = "".join("<tr>" + "".join(f"<td>{c if isinstance(c, _Raw) else html.escape(str(c))}</td>" for c in row)
                    + "</tr>" for row in rows)
-    return f"<section class='card-table'><h3>{html.escape(title)}</h3><table><tr>{th}</tr>{body}</table></section>"
+    return f"<section class='{cls}'><h3>{html.escape(title)}</h3><table><tr>{th}</tr>{body}</table></section>"
 
 
 class _Raw(str):
@@ -288,8 +367,10 @@ def _link(gallery: str, text: str) -> _Raw:
     return _Raw(f"<a href='#g={urllib.parse.quote(gallery)}' class='glink'>{html.escape(text)}</a>")
 
 
-def summary_html(summary: dict[str, Any], galleries: list[Gallery], reports: Path) -> str:
-    """Counts per stage, route and split, rejects by reason (linked to their gallery), runs, figures."""
+def summary_html(summary: dict[str, Any], galleries: list[Gallery], reports: Path,
+                 audit: AuditFindings | None = None) -> str:
+    """Counts per stage, route and split, rejects by reason and audit defects by kind (linked to their
+    gallery), runs, figures."""
     by_title = {g.title: g for g in galleries}
     rejects = []
     for stage, reasons in summary["rejects"].items():
@@ -305,11 +386,19 @@ def summary_html(summary: dict[str, Any], galleries: list[Gallery], reports: Pat
         _table("Triplets per source split", list(summary["triplets_by_origin_split"].items())),
         _table("Triplets per source", list(summary["triplets_by_source"].items())),
         _table("Rejects by reason", rejects, ("stage", "reason", "count")),
+    ]
+    if audit is not None:                            # every kind the audit checks, the clean ones too
+        defects = []
+        for kind, n in audit.counts().items():
+            gal = by_title.get(f"Audit: {kind}")
+            defects.append((_link(gal.slug, kind) if gal else kind, n, audit.meanings[kind]))
+        parts.append(_table("Audit", defects, ("kind", "count", "meaning"), "audit"))
+    parts += [
         _table("Last runs", [(r["run_id"], r["started"], r["finished"] or "(unfinished)") for r in summary["runs"]],
                ("run", "started", "finished")),
     ]
     files = [f for f in ("stats.json", "STATS.md", "ingest.json", "refine.json", "calibration.json", "rejects.csv")
-             if (reports / f).is_file()]
+             + (("audit.json", "AUDIT.md") if audit is not None else ()) if (reports / f).is_file()]
     links = " · ".join(f"<a href='{urllib.parse.quote(f)}'>{html.escape(f)}</a>" for f in files)
     figures = sorted((reports / "figures").glob("*.png")) if (reports / "figures").is_dir() else []
     figs = "".join(f"<figure class='fig'><img src='figures/{urllib.parse.quote(f.name)}' alt='{html.escape(f.stem)}'>"
@@ -344,12 +433,14 @@ def write_report(ws: Workspace, options: ReportOptions | None = None) -> ReportR
     route_cfg = _route_config(ws)
     thumb_stats, plans = ensure_thumbs(out / "thumbs", records, workers=opts.workers, progress=opts.progress)
     flagged = load_contradictions(out)
-    galleries = build_galleries(records, orphans, summary["counts"], flagged, opts)
+    audit = load_audit(out)
+    galleries = build_galleries(records, orphans, summary["counts"], flagged, opts, audit)
     signals = _signal_names(records)
     cats = sorted({r.category for r in records})
     splits = sorted({r.split for r in records})
     routes = sorted({r.proposal.route for r in records if r.proposal} | {"-"})
-    written = _write_data(out, records, plans, galleries, signals, cats, splits, routes, route_cfg, ws, flagged, opts)
+    written = _write_data(out, records, plans, galleries, signals, cats, splits, routes, route_cfg, ws, flagged, opts,
+                          audit)
     for stale in (out / "data").glob("*.js"):
         if stale not in written:
             stale.unlink()
@@ -364,7 +455,7 @@ def write_report(ws: Workspace, options: ReportOptions | None = None) -> ReportR
             "categories": cats, "splits": splits, "routes": routes}
     fills = {"title": html.escape(meta["title"]),
              "subtitle": html.escape(f"{ws.path} · {len(records)} triplets · generated {meta['generated']}"),
-             "summary": summary_html(summary, galleries, out),
+             "summary": summary_html(summary, galleries, out, audit),
              "meta": json.dumps(meta, separators=(",", ":"), ensure_ascii=False).replace("</", "<\\/")}
     page = re.sub(r"\{\{(\w+)\}\}", lambda m: fills[m.group(1)], _asset("index.html"))  # one pass: data never re-expands
     index = out / "index.html"

@@ -367,6 +367,7 @@
     if (d.final) { row("final", d.final.split + " (" + d.final.mask_origin + ")"); }
     d.rejects.forEach(function (r) { row("rejected at " + r[0], r[1] + (r[2] ? ": " + r[2] : ""), "fail"); });
     d.contradictions.forEach(function (c) { row("contradiction", "“" + c.word + "”: " + c.reason, "fail"); });
+    (d.audit || []).forEach(function (a) { row("audit " + a[0], a[1], "fail"); });
     row("attributes", el("pre", {}, JSON.stringify(d.attributes, null, 1)));
     row("render", el("code", {}, d.show));
     box.appendChild(t);
