@@ -204,7 +204,6 @@ class AuditConfig(_Strict):
                                                                   "mask with a fresh one below this")
     fresh_masks: Optional[bool] = Field(None, description="compare with a fresh mask from refine.segmenter "
                                                           "(default: when the pipeline names refine.segmenter)")
-    gallery: int = Field(12, ge=0, le=200, description="examples per defect kind in the HTML report")
 
 
 class PipelineConfig(_Strict):
