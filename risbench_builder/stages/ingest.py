@@ -30,10 +30,10 @@ from ..segment.routing import route
 from ..segment.signals import compute_signals
 from ..sources import make_reader
 from ..sources.base import (
-    BOX_OUTSIDE_IMAGE, DUPLICATE, EMPTY_EXPRESSION, EMPTY_MASK, EXPRESSION_TOO_LONG, IMAGE_SIZE_MISMATCH, IMPORT_KINDS,
-    MALFORMED_FILE, MALFORMED_RECORD, MISSING_IMAGE, UNKNOWN_CLASS, UNREADABLE_IMAGE, ZERO_AREA_BOX,
-    BadInput, Rejected, SourceRecord, check_coordinates, infer_category, normalize_class, normalize_expression,
-    scene_id_from_name, )
+    BOX_OUTSIDE_IMAGE, DUPLICATE, EMPTY_EXPRESSION, EMPTY_MASK, EXPRESSION_TOO_LONG, IMAGE_SIZE_MISMATCH,
+    IMPORT_KINDS, MALFORMED_FILE, MALFORMED_RECORD, MASK_SIZE_MISMATCH, MISSING_IMAGE, MISSING_MASK,
+    UNDECODABLE_MASK, UNKNOWN_CLASS, UNREADABLE_IMAGE, ZERO_AREA_BOX, BadInput, Rejected, SourceRecord,
+    check_coordinates, infer_category, normalize_class, normalize_expression, scene_id_from_name)
 from ..sources.imported import IMPORTED_SEGMENTER, decode_imported
 from ..text import unexpected
 from ..workspace import Workspace
@@ -41,6 +41,7 @@ from ..workspace import Workspace
 STAGE = "ingest"
 EXPRESSION_KINDS = {"vrsbench", "dior_rsvg", *IMPORT_KINDS}
 _TABLES_FROM_HERE = ("final", "consensus", "reviews", "proposals", "triplets", "images")
+_MASK_PROBLEMS = (MISSING_MASK, UNDECODABLE_MASK, MASK_SIZE_MISMATCH, EMPTY_MASK)
 MAX_DETAIL_CHARS = 500             # a reject's detail is one line, whatever the input held
 
 
@@ -198,7 +199,10 @@ class _Batch:
         if self.importing:
             decoded = decode_imported(rec.mask, info.width, info.height)
             rle = masks.encode(decoded.mask)
-            if decoded.problem:
+            if rec.mask is None and isinstance(attrs.get("mask_problem"), str):   # the reader said why
+                code, _, detail = attrs["mask_problem"].partition(": ")
+                decoded.problem = (code if code in _MASK_PROBLEMS else MISSING_MASK, detail or code)
+            elif decoded.problem:
                 attrs["mask_problem"] = f"{decoded.problem[0]}: {decoded.problem[1]}"
             if decoded.fitted:
                 attrs["mask_fitted"] = decoded.fitted
