@@ -23,6 +23,7 @@ import re
 from typing import Any
 
 from ..sources.base import RISBENCH_CLASSES
+from ..sources.refer import load_plain_pickle  # noqa: F401 - re-exported: crobim/data.py reads our export with it
 from .base import AS_IS, Context, Counts, Item, Ledger, compact_json, round_coordinate
 
 REFER_SPLITS = ("train", "val", "test")
@@ -47,20 +48,6 @@ def dump_pickle(obj: Any) -> bytes:
     pickler.fast = True   # the memo depends on object identity; refs hold no cycles
     pickler.dump(obj)
     return buf.getvalue()
-
-
-class _PlainUnpickler(pickle.Unpickler):
-    """REFER refs are lists, dicts, str, int and float: anything that would import code is refused."""
-
-    def find_class(self, module: str, name: str) -> Any:
-        raise pickle.UnpicklingError(f"refs pickle refers to {module}.{name}; only plain lists/dicts/str/int are "
-                                     "allowed (refusing to load arbitrary objects)")
-
-
-def load_plain_pickle(raw: bytes) -> Any:
-    """An untrusted ``refs(unc).p``: builtin containers and scalars only, never a class or a
-    function (``pickle.UnpicklingError`` otherwise)."""
-    return _PlainUnpickler(io.BytesIO(raw)).load()
 
 
 class ReferWriter:

@@ -8,7 +8,7 @@ from typing import Any
 
 from ...paths import path_escape
 from ...sources.base import scene_id_from_name
-from ..refer import load_plain_pickle
+from ...sources.refer import load_plain_pickle
 from .report import (CheckReport, Failure, Runner, SplitEntry, category_failures, check_images, chunks,
                      duplicate_failures, expression_failures, load_json, seg_batch)
 
