@@ -172,3 +172,19 @@ def test_the_repair_loop_writes_the_dataset_back_with_changes(make_workspace, tm
         origin = dict(cat.conn.execute("SELECT triplet_id, origin_split FROM triplets"))
     assert all(r["split"] == origin[t] for t, (r, _) in exported.items())
     assert pickle.loads((ws.exports / "refer/rrsisd/refs(unc).p").read_bytes()) == refs
+
+
+def test_a_repaired_refsegrs_exports_in_every_layout_and_passes_check(make_workspace, tmp_path: Path) -> None:
+    """RefSegRS names roads and buildings, no RISBench class: they stay as ``other`` and every
+    export (native as it came, refer, coco, hf) lists that category and passes ``risbench check``."""
+    from risbench_builder.export.check.run import check_path
+
+    ws, _, result = _audited(make_workspace, tmp_path, "native", make_refsegrs,
+                             export={"targets": ["native", "refer", "coco", "hf"]}, **REPAIR)
+    run_plan(ws, "finalize", "export", progress=False)
+    reports = check_path(ws.exports, workers=0)
+    assert reports and all(not r.failures for r in reports), [f for r in reports for f in r.failures][:5]
+    instances = json.loads(next((ws.exports / "refer").glob("*/instances.json")).read_text())
+    assert "other" in {c["name"] for c in instances["categories"]}
+    lines = [ln for p in sorted((ws.exports / "native").glob("output_phrase_*.txt")) for ln in p.read_text().splitlines()]
+    assert len(lines) == result.triplets - len(result.flagged)       # flagged ones wait for review

@@ -22,13 +22,14 @@ import pickle
 import re
 from typing import Any
 
-from ..sources.base import RISBENCH_CLASSES
+from ..sources.base import OTHER_CATEGORY, RISBENCH_CLASSES
 from ..sources.refer import load_plain_pickle  # noqa: F401 - re-exported: crobim/data.py reads our export with it
 from .base import AS_IS, Context, Counts, Item, Ledger, compact_json, round_coordinate
 
 REFER_SPLITS = ("train", "val", "test")
 PICKLE_PROTOCOL = 4
 CATEGORY_IDS = {name: i for i, name in enumerate(RISBENCH_CLASSES)}      # ids from 0, like RRSIS-D
+OTHER_ID = len(RISBENCH_CLASSES)        # imported objects of no RISBench class (RefSegRS roads): listed when used
 _WORD = re.compile(r"\w+(?:['\-]\w+)*")
 
 
@@ -61,6 +62,7 @@ class ReferWriter:
         self.images: dict[str, dict[str, Any]] = {}
         self.counts = Counts()
         self._next = 1
+        self._other = False
 
     def begin_split(self, split: str) -> None:
         if split not in REFER_SPLITS:
@@ -76,10 +78,11 @@ class ReferWriter:
             self.images[rec.image_id] = {"id": ref.number, "file_name": name, "height": rec.height,
                                          "width": rec.width, "scene_id": rec.scene_id,
                                          "source_image_id": rec.image_id}
-        if rec.category not in CATEGORY_IDS:
+        if rec.category not in CATEGORY_IDS and rec.category != OTHER_CATEGORY:
             raise ValueError(f"refer export: triplet {rec.triplet_id} has category {rec.category!r}, not one of "
                              "the RISBench classes")
-        cat = CATEGORY_IDS[rec.category]
+        cat = CATEGORY_IDS.get(rec.category, OTHER_ID)
+        self._other = self._other or cat == OTHER_ID
         n = self._next
         self._next += 1
         x1, y1, x2, y2 = (round_coordinate(v) for v in item.box)
@@ -102,6 +105,8 @@ class ReferWriter:
     def finish(self) -> dict[str, Any]:
         images = sorted(self.images.values(), key=lambda im: im["id"])
         categories = [{"id": i, "name": name, "supercategory": "object"} for name, i in CATEGORY_IDS.items()]
+        if self._other:
+            categories.append({"id": OTHER_ID, "name": OTHER_CATEGORY, "supercategory": "object"})
         text = ('{"images":[' + ",".join(compact_json(im) for im in images) + '],"annotations":['
                 + ",".join(self.annotations) + '],"categories":' + compact_json(categories) + "}\n")
         self.ledger.write_text(f"{self.dataset}/instances.json", text)
