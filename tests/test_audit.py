@@ -188,3 +188,18 @@ def test_a_repaired_refsegrs_exports_in_every_layout_and_passes_check(make_works
     assert "other" in {c["name"] for c in instances["categories"]}
     lines = [ln for p in sorted((ws.exports / "native").glob("output_phrase_*.txt")) for ln in p.read_text().splitlines()]
     assert len(lines) == result.triplets - len(result.flagged)       # flagged ones wait for review
+
+
+def test_split_leaks_by_image_bytes_and_by_scene() -> None:
+    from risbench_builder.audit.findings import AuditRow, split_leaks
+
+    def row(tid: str, sha: str, scene: str, split: str) -> AuditRow:
+        return AuditRow(tid, f"img-{sha}", f"/x/{sha}.png", scene, sha, "native", "ship", "a ship", (0, 0, 4, 4),
+                        {}, split, 8, 8, "")
+
+    rows = [row("a", "s1", "P1", "train"), row("b", "s1", "P1", "test"),      # one image in two splits
+            row("c", "s2", "P2", "train"), row("d", "s3", "P2", "val"),       # two patches of one scene
+            row("e", "s4", "P3", "train"), row("f", "s5", "P3", "train")]     # one scene, one split: fine
+    found = {tid: [k for k, _ in v] for tid, v in split_leaks(rows).items()}
+    assert found == {"a": ["split_leak_image"], "b": ["split_leak_image"],
+                     "c": ["split_leak_scene"], "d": ["split_leak_scene"]}
