@@ -203,3 +203,20 @@ def test_split_leaks_by_image_bytes_and_by_scene() -> None:
     found = {tid: [k for k, _ in v] for tid, v in split_leaks(rows).items()}
     assert found == {"a": ["split_leak_image"], "b": ["split_leak_image"],
                      "c": ["split_leak_scene"], "d": ["split_leak_scene"]}
+
+
+def test_a_tiny_object_whose_box_is_a_pixel_off_is_not_flagged() -> None:
+    """A 4x4 vehicle whose box is one pixel short on each side: 44 % of its pixels lie outside the
+    box and the box IoU is 0.25, yet nothing is wrong with the mask (bench_audit found such cases)."""
+    from risbench_builder.audit.findings import AuditRow, measure, single_findings
+    from risbench_builder.config import AuditConfig
+
+    mask = np.zeros((32, 32), np.uint8)
+    mask[10:14, 10:14] = 1
+    rle = masks.dumps(masks.encode(mask))
+    tiny = AuditRow("t", "i", "/x/i.png", "i", "s", "refer", "vehicle", "a car", (11.0, 11.0, 13.0, 13.0), {},
+                    "train", 32, 32, rle)
+    assert single_findings(measure(tiny), AuditConfig()) == []
+    far = AuditRow("f", "i", "/x/i.png", "i", "s", "refer", "vehicle", "a car", (20.0, 20.0, 24.0, 24.0), {},
+                   "train", 32, 32, rle)
+    assert {k for k, _ in single_findings(measure(far), AuditConfig())} == {"mask_outside_box", "mask_box_disagreement"}
