@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from . import __version__
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -37,7 +37,7 @@ CREATE INDEX IF NOT EXISTS triplets_image ON triplets(image_id);
 CREATE TABLE IF NOT EXISTS proposals (
     triplet_id TEXT NOT NULL REFERENCES triplets(triplet_id), segmenter TEXT NOT NULL,
     model_sha256 TEXT NOT NULL DEFAULT '', rle TEXT NOT NULL, scores_json TEXT NOT NULL DEFAULT '{}',
-    route TEXT NOT NULL, run_id TEXT, PRIMARY KEY (triplet_id, segmenter, model_sha256));
+    route TEXT NOT NULL, run_id TEXT, round INTEGER, PRIMARY KEY (triplet_id, segmenter, model_sha256));
 CREATE TABLE IF NOT EXISTS reviews (
     triplet_id TEXT NOT NULL REFERENCES triplets(triplet_id), task_id TEXT NOT NULL,
     annotator TEXT NOT NULL, rle TEXT, verdict TEXT NOT NULL, corrected_expression TEXT,
@@ -51,13 +51,23 @@ CREATE TABLE IF NOT EXISTS final (
 CREATE TABLE IF NOT EXISTS rejects (
     stage TEXT NOT NULL, ref TEXT NOT NULL, reason TEXT NOT NULL, detail TEXT NOT NULL DEFAULT '',
     run_id TEXT, PRIMARY KEY (stage, ref, reason));
+CREATE TABLE IF NOT EXISTS samples (
+    triplet_id TEXT PRIMARY KEY REFERENCES triplets(triplet_id), round INTEGER NOT NULL, stratum TEXT NOT NULL,
+    run_id TEXT);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, stage TEXT NOT NULL, config_sha256 TEXT, code_version TEXT,
     started TEXT NOT NULL, finished TEXT, counts_json TEXT);
 """
 
 # version -> function that upgrades a catalog from (version - 1) to version.
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {}
+def _v2(conn: sqlite3.Connection) -> None:
+    """v2: ``samples`` (audit samples of auto-accepted masks; made by CREATE IF NOT EXISTS) and
+    ``proposals.round`` (the data-engine round that decided a proposal's route; NULL is round 1)."""
+    if "round" not in {row[1] for row in conn.execute("PRAGMA table_info(proposals)")}:
+        conn.execute("ALTER TABLE proposals ADD COLUMN round INTEGER")
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _v2}
 
 # Tables whose content defines the dataset; run bookkeeping (run_id, runs) is excluded from
 # fingerprints so a resumed build compares equal to a clean one.
@@ -70,11 +80,12 @@ DATA_TABLES: dict[str, tuple[str, ...]] = {
     "consensus": ("triplet_id", "rle", "agreement", "decision"),
     "final": ("triplet_id", "split", "mask_origin"),
     "rejects": ("stage", "ref", "reason", "detail"),
+    "samples": ("triplet_id", "round", "stratum"),
 }
 
 
 _RUN_COLUMNS = ("run_id", "stage", "config_sha256", "code_version", "started", "finished", "counts_json")
-_TABLES_WITH_RUN_ID = {"proposals", "reviews", "consensus", "rejects"}
+_TABLES_WITH_RUN_ID = {"proposals", "reviews", "consensus", "rejects", "samples"}
 
 
 def columns(table: str) -> tuple[str, ...]:

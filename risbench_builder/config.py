@@ -187,6 +187,12 @@ class ReviewConfig(_Strict):
     keep_corrected_expressions: bool = Field(True, description="a reviewer's corrected expression becomes "
                                                                "a new candidate triplet")
     batch_size: int = Field(250, ge=1, description="tasks per import request")
+    audit_fraction: float = Field(0.05, ge=0.0, le=1.0, description="share of auto-accepted masks sent to "
+                                                                     "reviewers as ordinary tasks, to measure "
+                                                                     "the router's precision (0: none)")
+    audit_min: int = Field(20, ge=0, description="at least this many auto-accepted masks in the sample "
+                                                 "(all of them when there are fewer)")
+    audit_seed: int = Field(0, ge=0, description="seed of the sample (with the round, it fixes the sample)")
     page_size: int = Field(100, ge=1, description="tasks per page when pulling")
     timeout_s: float = Field(120.0, gt=0, description="per HTTP request")
 

@@ -117,19 +117,31 @@ _QUEUE_SQL = """
 SELECT p.triplet_id, i.path, i.width, i.height, t.category, t.expression, p.rle, p.scores_json,
        p.segmenter, p.model_sha256
 FROM proposals p JOIN triplets t USING (triplet_id) JOIN images i ON i.image_id = t.image_id
-WHERE p.segmenter = ? AND p.model_sha256 = ? AND p.route = 'review' AND t.expression IS NOT NULL
+WHERE p.segmenter = ? AND p.model_sha256 = ? AND {which} AND t.expression IS NOT NULL
   AND NOT EXISTS (SELECT 1 FROM consensus c WHERE c.triplet_id = p.triplet_id)
   AND NOT EXISTS (SELECT 1 FROM rejects r WHERE r.stage = 'review' AND r.ref = p.triplet_id)
 """
+_ROUTED = "p.route = 'review'"
+_SAMPLED = "p.route = 'accept' AND EXISTS (SELECT 1 FROM samples s WHERE s.triplet_id = p.triplet_id)"
 
 
 def review_queue(catalog: Catalog) -> list[QueueItem]:
     """Triplets of the current proposal set waiting for people (routed to review, with an
     expression, no decision, not rejected by reviewers), most uncertain first, ties by id."""
+    return _queue(catalog, _ROUTED)
+
+
+def sample_queue(catalog: Catalog) -> list[QueueItem]:
+    """Auto-accepted triplets drawn into the audit sample (``samples``) that reviewers have not
+    decided yet: sent as ordinary tasks beside :func:`review_queue`."""
+    return _queue(catalog, _SAMPLED)
+
+
+def _queue(catalog: Catalog, which: str) -> list[QueueItem]:
     current = current_proposal_set(catalog)
     if current is None:
         return []
-    rows = catalog.conn.execute(_QUEUE_SQL, current).fetchall()
+    rows = catalog.conn.execute(_QUEUE_SQL.format(which=which), current).fetchall()
     others: dict[str, list[tuple[str, str, dict]]] = {}
     if rows and catalog.conn.execute("SELECT 1 FROM proposals WHERE segmenter != ? OR model_sha256 != ? LIMIT 1",
                                      current).fetchone():

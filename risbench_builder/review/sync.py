@@ -37,7 +37,8 @@ import numpy as np
 
 from .. import masks
 from ..catalog import Catalog, columns, stable_id
-from ..readmodel import proposal_rle, review_queue
+from ..readmodel import proposal_rle
+from .sample import review_items
 from ..config import PipelineConfig
 from ..workspace import Workspace
 from .answers import (
@@ -168,7 +169,7 @@ def push(ws: Workspace, cfg: PipelineConfig | None = None, *, client: LabelStudi
     rc = cfg.review
     started = time.perf_counter()
     with Catalog(ws.catalog_path, create=False) as catalog:
-        items = review_queue(catalog)
+        items = review_items(catalog, rc)
         roots = resolve_roots(ws, rc, catalog_image_paths(catalog))
     client = client or LabelStudio.from_config(rc)
     client.whoami()                                          # a bad token fails here, in one line

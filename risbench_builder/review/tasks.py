@@ -19,7 +19,8 @@ from urllib.parse import quote
 from .. import masks
 from ..catalog import Catalog
 from ..config import PipelineConfig, ReviewConfig, shipped_file
-from ..readmodel import QueueItem, review_queue
+from ..readmodel import QueueItem
+from .sample import review_items
 from ..workspace import Workspace
 from .client import ReviewError
 
@@ -122,7 +123,7 @@ def export_import_file(ws: Workspace, cfg: PipelineConfig | None = None) -> Impo
     the whole queue (no server needed; Label Studio's Import dialog reads this file too)."""
     cfg = cfg or ws.load()
     with Catalog(ws.catalog_path, create=False) as catalog:
-        items = review_queue(catalog)
+        items = review_items(catalog, cfg.review)
         roots = resolve_roots(ws, cfg.review, catalog_image_paths(catalog))
     tasks = [task_payload(q, roots, model_version(q.segmenter, q.model_sha256, cfg.refine.adapter)) for q in items]
     out = ws.review / "import-tasks.json"

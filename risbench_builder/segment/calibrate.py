@@ -188,13 +188,16 @@ def propose(samples: list[ScoredMask], target: float = 0.95, good_iou: float = G
     return RouteConfig(**chosen), precision >= target
 
 
-def calibrate_workspace(ws: Workspace, truth: Path | None, target: float = 0.95, write: bool = False) -> dict[str, Any]:
+def calibrate_workspace(ws: Workspace, truth: Path | None, target: float = 0.95, write: bool = False,
+                        reviewed_only: bool = False) -> dict[str, Any]:
     """Evaluate the current router, propose thresholds, optionally write them into pipeline.yaml.
 
-    Without ``truth``, a workspace built from synthetic sources uses their true masks.
+    Without ``truth``, a workspace built from synthetic sources uses their true masks, unless
+    ``reviewed_only``: then only the reviewers' consensus masks count (a data-engine round on
+    real data has nothing else).
     """
     cfg = ws.load()
-    if truth is None and cfg.synthetic is not None:
+    if truth is None and cfg.synthetic is not None and not reviewed_only:
         truth = ws.resolve(cfg.synthetic.out) / "vrsbench_truth"
     with Catalog(ws.catalog_path, create=False) as catalog:
         name, _, samples = collect(catalog, trusted_masks(catalog, truth))

@@ -40,6 +40,7 @@ class FinalizeReport:
     geometry: dict[str, Any] = field(default_factory=dict)
     upstream_leaks: dict[str, list[str]] = field(default_factory=dict)
     split_leaks: dict[str, list[str]] = field(default_factory=dict)
+    sample_confirmed: int = 0        # audit-sample masks reviewers accepted: kept as auto-accepted
 
     def as_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "seconds": round(self.seconds, 3), "candidates": self.candidates,
@@ -47,7 +48,8 @@ class FinalizeReport:
                 "pending": dict(self.pending), "rejected": dict(sorted(self.rejected.items())),
                 "geometry": {k: v for k, v in self.geometry.items() if k != "all"},
                 "upstream_scene_leaks": len(self.upstream_leaks), "split_scene_leaks": len(self.split_leaks),
-                "upstream_leak_examples": dict(list(self.upstream_leaks.items())[:10])}
+                "upstream_leak_examples": dict(list(self.upstream_leaks.items())[:10]),
+                "sample_confirmed": self.sample_confirmed}
 
 
 _SQL = """
@@ -65,10 +67,14 @@ def _decide(catalog: Catalog, report: FinalizeReport, progress: bool) -> tuple[l
     """Candidates with a decided mask, and reviewer rejections; everything else is pending."""
     seg = current_proposal_set(catalog) or ("", "")
     rows = catalog.conn.execute(_SQL, seg).fetchall()
+    kept_as_accepted = _sample_confirmed(catalog)
     candidates, rejects = [], []
     for (tid, image_id, scene, category, expression, box, attrs, origin_split, w, h, c_rle, decision,
          p_rle, p_route) in track(rows, description="[bold]finalize[/] masks", disable=not progress):
-        if decision in _REVIEW_ORIGINS and c_rle:
+        if decision == "consensus" and p_route == "accept" and tid in kept_as_accepted:
+            rle, origin = p_rle, "auto"          # an audit-sample mask reviewers accepted stays as it was
+            report.sample_confirmed += 1
+        elif decision in _REVIEW_ORIGINS and c_rle:
             rle, origin = c_rle, decision
         elif decision and decision.startswith(("reject", "expression", "drop")):
             rejects.append((tid, filters.REVIEWER_REJECTED, f"review decision: {decision}"))
@@ -85,6 +91,16 @@ def _decide(catalog: Catalog, report: FinalizeReport, progress: bool) -> tuple[l
                                             json.loads(attrs), origin_split, json.loads(rle), origin,
                                             (w, h)).measure())
     return candidates, rejects
+
+
+def _sample_confirmed(catalog: Catalog) -> set[str]:
+    """Audit-sample triplets whose reviewers mostly accepted the mask as shown: their consensus
+    only measures the router, it does not replace the mask (a correction, a rejection or an
+    adjudication does, and is counted by ``risbench quality``)."""
+    return {tid for tid, accepted, corrected in catalog.conn.execute(
+        "SELECT r.triplet_id, SUM(r.verdict = 'accept'), SUM(r.verdict = 'corrected') FROM reviews r "
+        "JOIN samples s USING (triplet_id) WHERE r.task_id NOT LIKE 'adj:%' GROUP BY r.triplet_id")
+            if accepted > corrected}
 
 
 def _geometry(catalog: Catalog, kept: list[filters.Candidate], mode: str,

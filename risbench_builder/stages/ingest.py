@@ -40,7 +40,7 @@ from ..workspace import Workspace
 
 STAGE = "ingest"
 EXPRESSION_KINDS = {"vrsbench", "dior_rsvg", *IMPORT_KINDS}
-_TABLES_FROM_HERE = ("final", "consensus", "reviews", "proposals", "triplets", "images")
+_TABLES_FROM_HERE = ("final", "samples", "consensus", "reviews", "proposals", "triplets", "images")
 _MASK_PROBLEMS = (MISSING_MASK, UNDECODABLE_MASK, MASK_SIZE_MISMATCH, EMPTY_MASK)
 MAX_DETAIL_CHARS = 500             # a reject's detail is one line, whatever the input held
 

@@ -29,6 +29,7 @@ from .. import masks
 from ..catalog import Catalog
 from ..config import PipelineConfig, RefineConfig
 from ..parallel import default_workers, make_pool, ordered_map
+from ..readmodel import current_proposal_set
 from ..segment.base import MaskOutput, Segmenter, View
 from ..segment.registry import make_segmenter
 from ..segment.routing import route
@@ -126,6 +127,9 @@ class RefineReport:
     workers: int = 0                       # host processes (0: all in the main process)
     encoder_batch: int | None = None       # views per encoder call (model backends)
     precision: str | None = None           # the model's compute precision (fp32, bf16, ...)
+    round: int = 1                         # data-engine round (README "Rounds")
+    round_routes: dict[str, int] = field(default_factory=dict)
+    carried: int = 0                       # decided proposals copied into a new model's set
 
     def as_dict(self) -> dict[str, Any]:
         adapter = {"adapter_sha256": self.adapter_sha256} if self.adapter_sha256 else {}
@@ -134,7 +138,8 @@ class RefineReport:
                 "proposals": self.proposals, "crops": self.crops, "routes": dict(self.routes),
                 "rejected": dict(self.rejected), "rerouted": self.rerouted,
                 "pipeline": {"workers": self.workers, "encoder_batch": self.encoder_batch,
-                             "precision": self.precision}}
+                             "precision": self.precision},
+                "round": self.round, "round_routes": self.round_routes, "carried": self.carried}
 
 
 @dataclass
@@ -190,17 +195,57 @@ def segment_image(seg: Segmenter, image: np.ndarray, image_key: str, prompts: li
     return place_outputs(jobs, results, len(prompts), *image.shape[:2]), sum(j.window is not None for j in jobs)
 
 
-def reroute(catalog: Catalog, seg_name: str, model_sha: str, cfg: RefineConfig) -> int:
-    """Apply the current thresholds to proposals already made: no masks are recomputed."""
+def reroute(catalog: Catalog, seg_name: str, model_sha: str, cfg: RefineConfig,
+            only: set[str] | None = None, round_no: int | None = None) -> int:
+    """Apply the current thresholds to proposals already made (of ``only`` when given): no masks
+    are recomputed. In a round, every proposal it re-decides is marked with the round."""
     rows = catalog.conn.execute("SELECT triplet_id, scores_json, route FROM proposals WHERE segmenter=? AND "
                                 "model_sha256=?", (seg_name, model_sha)).fetchall()
+    rows = [r for r in rows if only is None or r[0] in only]
     changes = [(new, tid, seg_name, model_sha) for tid, scores, old in rows
                if (new := route(json.loads(scores), cfg.route)) != old]
-    if changes:
-        with catalog.transaction():
+    with catalog.transaction():
+        if changes:
             catalog.conn.executemany("UPDATE proposals SET route=? WHERE triplet_id=? AND segmenter=? AND "
                                      "model_sha256=?", changes)
+        if round_no is not None:
+            catalog.conn.executemany("UPDATE proposals SET round=? WHERE triplet_id=? AND segmenter=? AND "
+                                     "model_sha256=?", [(round_no, tid, seg_name, model_sha) for tid, _, _ in rows])
     return len(changes)
+
+
+def undecided(catalog: Catalog) -> set[str]:
+    """Triplets still waiting for people: routed to review in the current set, no consensus, not
+    rejected by review. A data-engine round works on these only."""
+    current = current_proposal_set(catalog)
+    if current is None:
+        return set()
+    return {tid for (tid,) in catalog.conn.execute(
+        "SELECT p.triplet_id FROM proposals p WHERE p.segmenter=? AND p.model_sha256=? AND p.route='review' "
+        "AND NOT EXISTS (SELECT 1 FROM consensus c WHERE c.triplet_id = p.triplet_id) "
+        "AND NOT EXISTS (SELECT 1 FROM rejects r WHERE r.stage='review' AND r.ref = p.triplet_id)", current)}
+
+
+def _carry_decided(catalog: Catalog, previous: tuple[str, str], seg_name: str, model_sha: str,
+                   waiting: set[str]) -> int:
+    """A round with a new model copies the decided triplets' proposals into the new set (same mask,
+    route and round), so the new set is complete and becomes the current one without losing them."""
+    rows = [r for r in catalog.conn.execute(
+        "SELECT triplet_id, rle, scores_json, route, run_id, round FROM proposals WHERE segmenter=? AND "
+        "model_sha256=?", previous) if r[0] not in waiting]
+    with catalog.transaction():
+        before = catalog.conn.total_changes
+        catalog.conn.executemany(
+            "INSERT OR IGNORE INTO proposals (triplet_id, segmenter, model_sha256, rle, scores_json, route, run_id, "
+            "round) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", [(tid, seg_name, model_sha, *rest) for tid, *rest in rows])
+        return catalog.conn.total_changes - before
+
+
+def _round_routes(catalog: Catalog, seg_name: str, model_sha: str, round_no: int) -> dict[str, int]:
+    """Routes of the proposals this round decided (round 1: every proposal of the set)."""
+    return dict(catalog.conn.execute(
+        "SELECT route, COUNT(*) FROM proposals WHERE segmenter=? AND model_sha256=? AND COALESCE(round, 1)=? "
+        "GROUP BY route ORDER BY route", (seg_name, model_sha, round_no)).fetchall())
 
 
 def shard_catalog_path(ws: Workspace, part: Shard) -> Path:
@@ -209,7 +254,8 @@ def shard_catalog_path(ws: Workspace, part: Shard) -> Path:
 
 def run_refine(ws: Workspace, cfg: PipelineConfig, *, force: bool = False, shard: str | None = None,
                shard_catalog: bool = False, progress: bool = True,
-               segmenter: Segmenter | None = None, run_stage: str = STAGE) -> RefineReport:
+               segmenter: Segmenter | None = None, run_stage: str = STAGE,
+               round_no: int | None = None) -> RefineReport:
     """Propose a mask for every triplet of this shard that has none from this segmenter yet.
 
     On one node all ranks write the workspace catalog (WAL). With ``shard_catalog`` (several
@@ -218,10 +264,14 @@ def run_refine(ws: Workspace, cfg: PipelineConfig, *, force: bool = False, shard
 
     ``run_stage`` names the run in the catalog: ``audit`` makes fresh masks under its own name, so
     they sit beside the imported ones without becoming the current proposal set.
+
+    ``round_no`` > 1 is a data-engine round (README "Rounds"): only the triplets still waiting for
+    review are re-decided, with the pipeline's current thresholds and model (a recalibrated router,
+    a newly trained adapter); everything people or the router already decided stays as it is.
     """
     part = Shard.parse(shard)
     with distributed(part):
-        return _run_refine(ws, cfg, part, force, shard_catalog, progress, segmenter, run_stage)
+        return _run_refine(ws, cfg, part, force, shard_catalog, progress, segmenter, run_stage, round_no)
 
 
 def _local_device(cfg: RefineConfig) -> str | None:
@@ -235,7 +285,8 @@ def _local_device(cfg: RefineConfig) -> str | None:
 
 
 def _run_refine(ws: Workspace, cfg: PipelineConfig, part: Shard, force: bool, shard_catalog: bool,
-                progress: bool, segmenter: Segmenter | None, run_stage: str = STAGE) -> RefineReport:
+                progress: bool, segmenter: Segmenter | None, run_stage: str = STAGE,
+                round_no: int | None = None) -> RefineReport:
     rcfg = cfg.refine
     seg = segmenter or make_segmenter(rcfg, ws, _local_device(rcfg))
     started = time.perf_counter()
@@ -254,7 +305,14 @@ def _run_refine(ws: Workspace, cfg: PipelineConfig, part: Shard, force: bool, sh
         run_id = catalog.start_run(run_stage, cfg.sha256())
         report = RefineReport(run_id, seg.name, seg.model_sha256, f"{part.index}/{part.count}",
                               adapter_sha256=str(getattr(seg, "adapter_sha256", "") or ""))
-        report.rerouted = reroute(catalog, seg.name, seg.model_sha256, rcfg)
+        waiting: set[str] | None = None
+        if round_no is not None and round_no > 1:
+            waiting = undecided(catalog)
+            previous = current_proposal_set(catalog)
+            if previous is not None and previous != (seg.name, seg.model_sha256):
+                report.carried = _carry_decided(catalog, previous, seg.name, seg.model_sha256, waiting)
+        report.round = round_no or 1
+        report.rerouted = reroute(catalog, seg.name, seg.model_sha256, rcfg, waiting, round_no)
         todo = [r for r in catalog.conn.execute(
             "SELECT DISTINCT i.image_id, i.path, i.sha256, i.width, i.height FROM images i "
             "JOIN triplets t ON t.image_id = i.image_id WHERE NOT EXISTS (SELECT 1 FROM proposals p "
@@ -281,6 +339,11 @@ def _run_refine(ws: Workspace, cfg: PipelineConfig, part: Shard, force: bool, sh
         finally:
             if pool is not None:
                 pool.terminate()
+        if round_no is not None:
+            with catalog.transaction():
+                catalog.conn.execute("UPDATE proposals SET round=? WHERE run_id=? AND segmenter=? AND model_sha256=?",
+                                     (round_no, run_id, seg.name, seg.model_sha256))
+        report.round_routes = _round_routes(catalog, seg.name, seg.model_sha256, report.round)
         report.seconds = time.perf_counter() - started
         suffix = "" if part.count == 1 else f"-shard{part.index}of{part.count}"
         ws.reports.mkdir(parents=True, exist_ok=True)
