@@ -195,6 +195,24 @@ def audit(workspace: Path = WorkspaceOpt,
 
 @app.command()
 @_friendly
+def quality(workspace: Path = WorkspaceOpt,
+            as_json: bool = typer.Option(False, "--json", help="print only quality.json on stdout")) -> None:
+    """Measure mask quality from the reviewed audit sample and review decisions; write
+    W/reports/quality.json and QUALITY.md."""
+    from .finalize.quality import write_quality
+
+    ws = Workspace(workspace.resolve())
+    with Catalog(ws.catalog_path, create=False) as catalog:
+        result = write_quality(catalog, ws.load(), ws.reports)
+    if as_json:
+        _plain(json.dumps(result))
+        return
+    _plain(result["statement"])
+    console.print(f"  report: {ws.reports / 'QUALITY.md'}")
+
+
+@app.command()
+@_friendly
 def check(path: Path = typer.Argument(..., help="an export folder, W/exports, a workspace, or a downloaded "
                                                 "RRSIS-D / RefSegRS / RISBench folder"),
           report: Optional[Path] = typer.Option(None, "--report", help="also write every failure as JSON here")) -> None:

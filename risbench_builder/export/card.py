@@ -4,6 +4,7 @@ The YAML's ``dataset_info.features`` is rendered from :func:`.schema.features` a
 ``configs`` list one ``data_files`` entry per split, so ``load_dataset`` needs nothing else.
 The body holds the field table (from :data:`.schema.COLUMNS`), the statistics the ``stats``
 stage wrote (``W/reports/STATS.md`` and ``figures/*.png``, copied in when present), the
+measured mask quality (``meta["quality"]``, :func:`..finalize.quality.measure_quality`), the
 provenance, the review protocol with its agreement figures, and the upstream licences.
 Nothing in it depends on the clock, so two exports of one catalog write the same card.
 """
@@ -14,6 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from ..finalize.quality import quality_rows
 from . import schema
 from .base import Context, Ledger
 
@@ -109,6 +111,25 @@ def _stats_section(ctx: Context, ledger: Ledger) -> list[str]:
     return out
 
 
+def _quality_section(meta: dict[str, Any]) -> list[str]:
+    """The measured mask quality: the statement and one row per route; says so when none was measured."""
+    q = meta.get("quality")
+    out = ["## Mask quality", ""]
+    if not q:
+        return out + ["Mask quality was not measured for this build: no audit sample of the automatically "
+                      "accepted masks was reviewed (`risbench quality` measures it).", ""]
+    out += [q["statement"], ""]
+    rows = quality_rows(q)
+    if any(r[1] != "0" for r in rows):
+        out += ["| masks | measured | IoU >= 0.9 (95 % CI) | IoU >= 0.75 (95 % CI) |", "|---|---|---|---|"]
+        out += ["| " + " | ".join(r) + " |" for r in rows]
+        out += ["", "IoU against the reviewers' consensus mask; intervals are Wilson 95 % intervals. Auto-accepted "
+                "masks are measured on a seeded random audit sample, stratified by category and size, that "
+                "reviewers saw as ordinary tasks; for reviewed masks the share says how often the model's "
+                "proposal already matched what review settled on.", ""]
+    return out
+
+
 def _review_section(meta: dict[str, Any]) -> list[str]:
     review = meta.get("review") or {}
     origins = meta.get("mask_origins", {})
@@ -171,6 +192,7 @@ def card_body(ctx: Context, counts: dict[str, Any], ledger: Ledger) -> str:
     lines += ["", "Boxes are `[x1, y1, x2, y2]` in pixels with exclusive right/bottom edges. Masks decode to "
               "0/255; `np.array(row['mask']) > 0` is the object.", ""]
     lines += _stats_section(ctx, ledger)
+    lines += _quality_section(meta)
     lines += _review_section(meta)
     lines += ["## Provenance", "", "| item | value |", "|---|---|",
               f"| pipeline config sha256 | `{meta.get('config_sha256', '')}` |",

@@ -36,6 +36,7 @@ from typing import Any, Sequence
 
 from ..catalog import Catalog
 from ..config import ConfigError, RouteConfig
+from ..finalize.quality import quality_rows
 from ..segment.routing import failed_tests
 from ..workspace import Workspace
 from .records import TripletRecord, load_records, orphan_rejects
@@ -88,6 +89,17 @@ class ReportResult:
 
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
+
+
+def load_quality(reports: Path) -> dict[str, Any] | None:
+    """``reports/quality.json`` (`risbench quality`); None when it was never written or does not read
+    as one (the summary then has no mask-quality table)."""
+    try:
+        data = json.loads((reports / "quality.json").read_text(encoding="utf-8"))
+        quality_rows(data)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+    return data if isinstance(data.get("statement"), str) else None
 
 
 # --------------------------------------------------------------------------- galleries
@@ -368,9 +380,9 @@ def _link(gallery: str, text: str) -> _Raw:
 
 
 def summary_html(summary: dict[str, Any], galleries: list[Gallery], reports: Path,
-                 audit: AuditFindings | None = None) -> str:
-    """Counts per stage, route and split, rejects by reason and audit defects by kind (linked to their
-    gallery), runs, figures."""
+                 audit: AuditFindings | None = None, quality: dict[str, Any] | None = None) -> str:
+    """Counts per stage, route and split, rejects by reason, audit defects by kind (linked to their
+    gallery), measured mask quality (from quality.json), runs, figures."""
     by_title = {g.title: g for g in galleries}
     rejects = []
     for stage, reasons in summary["rejects"].items():
@@ -393,19 +405,24 @@ def summary_html(summary: dict[str, Any], galleries: list[Gallery], reports: Pat
             gal = by_title.get(f"Audit: {kind}")
             defects.append((_link(gal.slug, kind) if gal else kind, n, audit.meanings[kind]))
         parts.append(_table("Audit", defects, ("kind", "count", "meaning"), "audit"))
+    if quality is not None:
+        parts.append(_table("Mask quality", quality_rows(quality),
+                            ("route", "measured", "IoU ≥ 0.9 (95 % CI)", "IoU ≥ 0.75 (95 % CI)"), "quality"))
     parts += [
         _table("Last runs", [(r["run_id"], r["started"], r["finished"] or "(unfinished)") for r in summary["runs"]],
                ("run", "started", "finished")),
     ]
     files = [f for f in ("stats.json", "STATS.md", "ingest.json", "refine.json", "calibration.json", "rejects.csv")
-             + (("audit.json", "AUDIT.md") if audit is not None else ()) if (reports / f).is_file()]
+             + (("audit.json", "AUDIT.md") if audit is not None else ())
+             + (("quality.json", "QUALITY.md") if quality is not None else ()) if (reports / f).is_file()]
     links = " · ".join(f"<a href='{urllib.parse.quote(f)}'>{html.escape(f)}</a>" for f in files)
     figures = sorted((reports / "figures").glob("*.png")) if (reports / "figures").is_dir() else []
     figs = "".join(f"<figure class='fig'><img src='figures/{urllib.parse.quote(f.name)}' alt='{html.escape(f.stem)}'>"
                    f"<figcaption>{html.escape(f.stem)}</figcaption></figure>" for f in figures)
     stats = (f"<h3>Statistics figures</h3><div class='figs'>{figs}</div>" if figs
              else "<p class='muted'>No statistics figures yet: the stats stage has not run.</p>")
-    return (f"<div class='tables'>{''.join(parts)}</div>"
+    said = (f"<p class='quality'>{html.escape(quality['statement'])}</p>" if quality is not None else "")
+    return (f"{said}<div class='tables'>{''.join(parts)}</div>"
             f"<p class='files'>{('Reports: ' + links) if links else ''}</p>{stats}")
 
 
@@ -434,6 +451,7 @@ def write_report(ws: Workspace, options: ReportOptions | None = None) -> ReportR
     thumb_stats, plans = ensure_thumbs(out / "thumbs", records, workers=opts.workers, progress=opts.progress)
     flagged = load_contradictions(out)
     audit = load_audit(out)
+    quality = load_quality(out)
     galleries = build_galleries(records, orphans, summary["counts"], flagged, opts, audit)
     signals = _signal_names(records)
     cats = sorted({r.category for r in records})
@@ -455,7 +473,7 @@ def write_report(ws: Workspace, options: ReportOptions | None = None) -> ReportR
             "categories": cats, "splits": splits, "routes": routes}
     fills = {"title": html.escape(meta["title"]),
              "subtitle": html.escape(f"{ws.path} · {len(records)} triplets · generated {meta['generated']}"),
-             "summary": summary_html(summary, galleries, out, audit),
+             "summary": summary_html(summary, galleries, out, audit, quality),
              "meta": json.dumps(meta, separators=(",", ":"), ensure_ascii=False).replace("</", "<\\/")}
     page = re.sub(r"\{\{(\w+)\}\}", lambda m: fills[m.group(1)], _asset("index.html"))  # one pass: data never re-expands
     index = out / "index.html"

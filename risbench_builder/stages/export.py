@@ -32,6 +32,7 @@ from ..export.base import AS_IS, PNG, Context, ExportError, ImageRef, Images, Le
 from ..parallel import make_pool
 from ..export.manifest import read_manifest, write_manifest
 from ..export.refer import REFER_SPLITS
+from ..finalize.quality import measure_quality
 from ..finalize.records import final_records, split_names
 from ..readmodel import consensus_summary, current_proposal_set
 from ..workspace import Workspace
@@ -172,6 +173,7 @@ def run_export(ws: Workspace, cfg: PipelineConfig, *, force: bool = False, progr
             "pending": pending, "segmenter": seg[0], "model_sha256": seg[1],
             "sources": _source_kinds(catalog, cfg), "review": review_figures(catalog),
             "mask_origins": dict(catalog.conn.execute("SELECT mask_origin, COUNT(*) FROM final GROUP BY 1 ORDER BY 1")),
+            "quality": measure_quality(catalog, cfg),
         }
         staging = ws.exports / ".staging"
         shutil.rmtree(staging, ignore_errors=True)
