@@ -45,11 +45,14 @@ def build(workspace: Path = WorkspaceOpt,
               None, help="sam-refine: take only shard i/n of the images (default: torchrun's RANK/WORLD_SIZE)"),
           shard_catalog: bool = typer.Option(
               False, help="sam-refine: write this shard's own catalog under W/shards/ (multi-node)"),
+          round_no: Optional[int] = typer.Option(
+              None, "--round", min=1, help="sam-refine: data-engine round N > 1 re-decides only the triplets "
+                                           "still waiting for review (README: Rounds)"),
           progress: bool = typer.Option(sys.stderr.isatty(), help="show progress bars")) -> None:
     """Run one stage, or all stages in order."""
     ws = Workspace(workspace.resolve())
     results = run_plan(ws, stage, until, force=force, max_reject_rate=max_reject_rate, shard=shard,
-                     shard_catalog=shard_catalog or None, progress=progress)
+                     shard_catalog=shard_catalog or None, round_no=round_no, progress=progress)
     for name, result in results.items():
         summary = result.as_dict() if hasattr(result, "as_dict") else result
         console.print(f"[bold]{name}[/]: " + json.dumps(_headline(summary)))
@@ -129,10 +132,13 @@ def _print_evaluation(label: str, ev: dict[str, Any]) -> None:
 def calibrate(workspace: Path = WorkspaceOpt,
               truth: Optional[Path] = typer.Option(None, help="truth masks.jsonl (default: the synthetic truth)"),
               target: float = typer.Option(0.95, help="auto-accept precision to reach"),
-              write: bool = typer.Option(False, help="write the proposed thresholds into pipeline.yaml")) -> None:
+              write: bool = typer.Option(False, help="write the proposed thresholds into pipeline.yaml"),
+              reviewed_only: bool = typer.Option(False, "--reviewed-only", help="trust only the reviewers' "
+                                                 "consensus masks, not the synthetic truth (a data-engine round)")
+              ) -> None:
     """Router precision and recall against trusted masks, and thresholds that reach a target precision."""
     ws = Workspace(workspace.resolve())
-    result = calibrate_workspace(ws, truth, target, write)
+    result = calibrate_workspace(ws, truth, target, write, reviewed_only=reviewed_only)
     _print_evaluation("current thresholds ", result["current"])
     _print_evaluation("proposed thresholds", result["proposed"])
     changed = {k: v for k, v in result["proposed"]["thresholds"].items() if result["current"]["thresholds"][k] != v}
@@ -387,6 +393,9 @@ def demo(workspace: Path = typer.Option(Path("demo-workspace"), "--workspace", "
     console.print(f"  review    : {result['queued']} masks routed to people; Label Studio import file "
                   f"{result['import_file']}")
     console.print(f"              demo stand-in reviewers (synthetic truth) decided: {result['review_decisions']}")
+    for r in result.get("rounds", []):
+        console.print(f"  round {r['round']}   : {r['tasks']} tasks sent to people ({r['sampled']} of them the audit "
+                      f"sample of auto-accepted masks), {r['answered']} answered")
     if result.get("stats"):
         console.print(f"  stats     : {result['stats']}")
         for fig in result["figures"]:
@@ -397,6 +406,9 @@ def demo(workspace: Path = typer.Option(Path("demo-workspace"), "--workspace", "
     console.print(f"  reports   : {ws.reports}")
     console.print(f"  report    : {result['report']}  (open {result['report'].as_uri()})")
     console.print(f"  status    : risbench status --workspace {ws.path}")
+    if result.get("quality_statement"):
+        console.print(f"\n[bold]measured quality[/] ({result['quality_report']})")
+        _plain(f"  {result['quality_statement']}")
 
 
 if __name__ == "__main__":  # pragma: no cover

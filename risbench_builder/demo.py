@@ -7,9 +7,12 @@ Studio import file a real team would use has been written.
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
+from .catalog import Catalog
 from .review import export_import_file
+from .review.sample import review_items
 from .review.simulate import simulate_review
 from .segment.calibrate import calibrate_workspace
 from .stages import implementations, run_plan
@@ -17,18 +20,43 @@ from .workspace import Workspace, init_workspace
 
 
 def run_demo(ws: Workspace, progress: bool = False) -> dict[str, Any]:
-    """Build the demo workspace end to end; returns what the CLI prints."""
+    """Build the demo workspace end to end, as two data-engine rounds; returns what the CLI prints.
+
+    Round 1: sam-refine, the Label Studio import file (review queue + audit sample), and the
+    stand-in reviewers get through the first half of it. Round 2: the router is recalibrated on
+    the reviewers' masks alone, ``sam-refine --round 2`` re-decides only what still waits, and
+    the reviewers answer the rest. Then finalize, stats, export and the measured quality.
+    """
     if not ws.pipeline_path.exists():
         init_workspace(ws.path, "demo")
     cfg = ws.load()
-    run_plan(ws, "ingest", "sam-refine", progress=progress)
+    run_plan(ws, "ingest", "sam-refine", progress=progress, round_no=1)
     truth = ws.resolve(cfg.synthetic.out) / "vrsbench_truth"
     quality = calibrate_workspace(ws, truth, 0.95, write=False)["current"]
     queued = export_import_file(ws, cfg)
-    decisions = simulate_review(ws, cfg, truth)
+    decisions: Counter = Counter()
+    rounds = []
+    for round_no in (1, 2):
+        if round_no == 2:
+            calibrate_workspace(ws, None, 0.95, write=True, reviewed_only=True)
+            cfg = ws.load()
+            run_plan(ws, "sam-refine", None, progress=progress, round_no=2)
+        with Catalog(ws.catalog_path) as catalog:
+            items = review_items(catalog, cfg.review)
+            sampled = {t for (t,) in catalog.conn.execute("SELECT triplet_id FROM samples")}
+        limit = (len(items) + 1) // 2 if round_no == 1 else None
+        answered = simulate_review(ws, cfg, truth, limit=limit)
+        decisions.update(answered)
+        rounds.append({"round": round_no, "tasks": len(items), "sampled": sum(q.triplet_id in sampled for q in items),
+                       "answered": sum(answered.values())})
     results = run_plan(ws, "finalize", "export", progress=progress)
     out: dict[str, Any] = {"quality": quality, "sources": ws.resolve(cfg.synthetic.out), "queued": queued.tasks,
-                           "import_file": queued.path, "review_decisions": decisions}
+                           "import_file": queued.path, "review_decisions": dict(decisions), "rounds": rounds}
+    from .finalize.quality import write_quality
+
+    with Catalog(ws.catalog_path) as catalog:
+        measured = write_quality(catalog, cfg, ws.reports)
+    out["quality_statement"], out["quality_report"] = measured.get("statement", ""), ws.reports / "QUALITY.md"
     if "stats" in results:
         out["stats"] = ws.reports / "STATS.md"
         out["figures"] = sorted((ws.reports / "figures").glob("*.png"))

@@ -171,7 +171,9 @@ def measure_quality(catalog: Catalog, cfg: PipelineConfig) -> dict[str, Any]:
             measured.append((tid, int(rnd), iou))
         else:
             counts["unusable"] += 1                            # no mask to compare, or masks of other sizes
-    population = sum(1 for _, route, _ in props.values() if route == "accept")
+    # the masks the samples were drawn from: auto-accepted ones, counting a sampled mask that a later
+    # check (finalize's geometry review) re-routed since
+    population = sum(1 for tid, (_, route, _) in props.items() if route == "accept" or tid in sample)
     ious = [v for _, _, v in measured]
     area = {tid: masks.area(masks.loads(props[tid][0])) for tid, _, _ in measured if tid in props}
     auto = {"population": population, "sampled": len(sample), "reviewed": len(sample) - counts["awaiting_review"],

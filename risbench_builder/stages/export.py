@@ -95,7 +95,8 @@ def _stats_sha(ws: Workspace) -> str:
 
 def input_fingerprint(catalog: Catalog, ws: Workspace, cfg: PipelineConfig) -> str:
     """What an export depends on: catalog content, pipeline, code version and the stats files."""
-    parts = [catalog.fingerprint(["images", "triplets", "proposals", "reviews", "consensus", "final", "rejects"]),
+    parts = [catalog.fingerprint(["images", "triplets", "proposals", "reviews", "consensus", "final", "rejects",
+                                  "samples"]),
              cfg.sha256(), code_version(), _stats_sha(ws)]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 

@@ -1,0 +1,33 @@
+"""The demo build (what `make demo` runs) as two data-engine rounds with an audit sample: round 2
+sends fewer tasks to people at no lower measured precision, or the quality statement says it did
+not; the statement is printed and carried by the hf dataset card."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from risbench_builder.cli import app
+
+
+def test_the_demo_runs_two_rounds_and_states_its_measured_quality(tmp_path: Path) -> None:
+    ws = tmp_path / "demo-workspace"
+    out = CliRunner().invoke(app, ["demo", "-w", str(ws), "--no-progress"])
+    assert out.exit_code == 0, out.output
+    quality = json.loads((ws / "reports/quality.json").read_text())
+    statement = quality["statement"]
+    assert "Auto-accepted masks" in statement and " ".join(statement.split()) in " ".join(out.output.split())
+    assert [r["round"] for r in quality["rounds"]] == [1, 2]
+    assert quality["auto_accepted"]["sampled"] >= 2                      # an audit sample in each round
+    comparison = quality["round_comparison"]
+    t1, t2 = comparison["review_tasks"]
+    if comparison["fewer_tasks"] and comparison["precision_not_lower"]:
+        assert t2 < t1 and "at no lower measured precision" in statement
+    else:                                                                 # the report says it did not
+        assert ("not fewer tasks" in statement) or ("a lower measured precision" in statement) or \
+            ("not measured in both rounds" in statement)
+    card = (ws / "exports/hf/README.md").read_text()
+    assert "## Mask quality" in card and " ".join(statement.split())[:60] in " ".join(card.split())
+    assert (ws / "reports/QUALITY.md").is_file()
