@@ -23,9 +23,9 @@ from .. import masks
 from ..config import AuditConfig
 from ..finalize.geometry import check as geometry_check
 from ..finalize.geometry import parse
+from ..segment.signals import SPECK_FRACTION, component_count
 from ..sources.base import MASK_SIZE_MISMATCH, MISSING_MASK, UNDECODABLE_MASK, normalize_expression
 
-SPECK_FRACTION = 0.05      # the components signal's rule: parts under 5 % of the mask are specks
 BOX_SLACK_PX = 1           # box checks forgive a box one pixel off (tiny objects would fail on that alone)
 
 #: defect kind -> what it means (README and AUDIT.md render this table)
@@ -102,14 +102,6 @@ class Measured:
     findings: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _components(crop: np.ndarray) -> int:
-    import cv2
-
-    n, _, stats, _ = cv2.connectedComponentsWithStats(crop.astype(np.uint8), connectivity=8)
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    return int((areas >= SPECK_FRACTION * areas.sum()).sum())
-
-
 def measure(row: AuditRow) -> Measured:
     """Decode the mask once and keep area, tight box, pixels outside the box, components, centroid."""
     m = Measured(row)
@@ -129,7 +121,7 @@ def measure(row: AuditRow) -> Measured:
     inside = masks.rasterize_box((x1 - BOX_SLACK_PX, y1 - BOX_SLACK_PX, x2 + BOX_SLACK_PX, y2 + BOX_SLACK_PX),
                                  row.height, row.width).astype(bool)
     m.outside = m.area - int(np.count_nonzero(mask & inside))
-    m.components = _components(crop)
+    m.components = component_count(crop)
     return m
 
 
