@@ -125,7 +125,10 @@ def test_fresh_masks_are_compared_and_offered_to_reviewers(make_workspace, tmp_p
     with Catalog(ws.catalog_path) as cat:
         assert current_proposal_set(cat) == (IMPORTED_SEGMENTER, "")
     tasks = json.loads(export_import_file(ws).path.read_text())
-    assert tasks and len(tasks) == len(fresh.flagged)
+    with Catalog(ws.catalog_path) as cat:        # the flagged triplets, and an audit sample of the accepted ones
+        sampled = {t for (t,) in cat.conn.execute("SELECT triplet_id FROM samples")}
+    assert sampled and not sampled & {e["triplet_id"] for e in fresh.flagged}
+    assert {t["data"]["triplet_id"] for t in tasks} == {e["triplet_id"] for e in fresh.flagged} | sampled
     assert all([p["model_version"] for p in t["predictions"]] == ["imported", "box"] for t in tasks)
 
 
