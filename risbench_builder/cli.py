@@ -14,7 +14,7 @@ from .catalog import Catalog
 from .console import EXIT_ERROR, WorkspaceOpt, console
 from .console import friendly as _friendly
 from .console import plain as _plain
-from .stages import PIPELINE, run_plan
+from .stages import PIPELINE, WAITING, run_plan
 from .segment.calibrate import calibrate_workspace
 from .workspace import Workspace, init_workspace
 
@@ -53,10 +53,14 @@ def build(workspace: Path = WorkspaceOpt,
     ws = Workspace(workspace.resolve())
     results = run_plan(ws, stage, until, force=force, max_reject_rate=max_reject_rate, shard=shard,
                      shard_catalog=shard_catalog or None, round_no=round_no, progress=progress)
+    waiting = results.pop(WAITING, None)
     for name, result in results.items():
         summary = result.as_dict() if hasattr(result, "as_dict") else result
         console.print(f"[bold]{name}[/]: " + json.dumps(_headline(summary)))
     _print_status(ws)
+    if waiting is not None:
+        console.print(f"[bold]stopped before the next stage[/]: {waiting.waiting}")
+    _print_next(ws)
 
 
 def _headline(summary: Any) -> Any:
@@ -66,6 +70,13 @@ def _headline(summary: Any) -> Any:
             "segmenter", "shard", "images", "proposals", "crops", "routes", "rerouted", "kept", "pending",
             "triplets", "splits", "figures")
     return {k: summary[k] for k in keep if k in summary}
+
+
+def _print_next(ws: Workspace) -> None:
+    from .stages.next_step import next_step
+
+    step = next_step(ws.path)
+    console.print(f"[bold]next[/]: {step.waiting}: {step.command}", soft_wrap=True)
 
 
 def _print_status(ws: Workspace) -> dict[str, Any]:
@@ -93,12 +104,16 @@ def _print_status(ws: Workspace) -> dict[str, Any]:
 def status(workspace: Path = WorkspaceOpt,
            as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
     """Counts per stage, route and split, rejects by reason, and the last runs."""
+    from .stages.next_step import next_step
+
     ws = Workspace(workspace.resolve())
     if as_json:
         with Catalog(ws.catalog_path, create=False) as catalog:
-            console.print_json(json.dumps(catalog.summary()))
+            summary = catalog.summary()
+        _plain(json.dumps({**summary, "next": next_step(ws.path).as_dict()}))
     else:
         _print_status(ws)
+        _print_next(ws)
 
 
 catalog_app = typer.Typer(help="Catalog maintenance.", no_args_is_help=True)

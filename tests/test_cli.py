@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 from typer.testing import CliRunner
 
+from risbench_builder.catalog import Catalog
 from risbench_builder.cli import app
 from tests.sources.test_vrsbench import write_p0003_tree
 
@@ -73,3 +74,33 @@ def test_max_reject_rate_exits_non_zero(tmp_path: Path) -> None:
     assert result.returncode == 3
     assert "100.0% of records rejected" in result.stderr and "1 missing_image" in result.stderr
     assert "rejects.csv" in result.stderr
+
+
+def test_build_all_stops_at_review_then_goes_on_after_it(tmp_path: Path) -> None:
+    """`--stage all` on masks routed to people: exit 0, the waiting count and the next command (not
+    a later stage's error); after the review it runs through export."""
+    from risbench_builder.review.simulate import simulate_review
+    from risbench_builder.workspace import Workspace
+
+    ws = _init(tmp_path, {"synthetic": {"out": "sources", "seed": 2, "scenes": 2, "patches_per_scene": 2},
+                          "sources": [{"kind": "vrsbench", "root": "sources/vrsbench"}],
+                          "refine": {"segmenter": "box", "jitter_k": 0, "route": {"min_area_ratio": 5.0}},
+                          "finalize": {"min_words": 0, "require_distinguisher": False, "geometry_check": "off"},
+                          "export": {"targets": ["native"]}})
+    result = runner.invoke(app, ["build", "-w", str(ws), "--stage", "all", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "error" not in text.lower() and "finalize:" not in text
+    with Catalog(ws / "catalog.sqlite") as cat:
+        waiting = cat.count("proposals", "WHERE route='review'")
+    assert waiting and f"{waiting} masks await review" in text
+    assert f"risbench review push -w {ws.resolve()}" in text
+    status = json.loads(runner.invoke(app, ["status", "-w", str(ws), "--json"]).output)
+    assert status["next"]["waiting"] == f"{waiting} masks await review"
+
+    w = Workspace(ws.resolve())
+    simulate_review(w, w.load(), ws / "sources" / "vrsbench_truth")
+    result = runner.invoke(app, ["build", "-w", str(ws), "--stage", "all", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert (ws / "exports" / "native" / "manifest.json").is_file()
+    assert "the dataset is built" in " ".join(result.output.split())

@@ -51,14 +51,37 @@ def run_stage(name: str, ws: Workspace, cfg: PipelineConfig, **options: Any) -> 
     return implementations()[name](ws, cfg, **options)
 
 
+WAITING = "waiting"      # the key of run_plan's result when it stopped before a stage (a NextStep)
+
+
 def run_plan(ws: Workspace, stage: str, until: str | None, **options: Any) -> dict[str, Any]:
-    """Run ``plan(stage, until)`` in order; each stage gets the options it accepts."""
+    """Run ``plan(stage, until)`` in order; each stage gets the options it accepts.
+
+    A plan that runs sam-refine and goes on stops before finalize while masks wait for people
+    (or an import waits for its audit), and before stats/export when nothing is final: the
+    result then holds :data:`WAITING`, a :class:`~.next_step.NextStep` with the command that comes
+    next. Not an error: the build did all it could.
+    """
     import inspect
+
+    from ..catalog import Catalog
+    from .next_step import next_step
 
     cfg = ws.load()
     results: dict[str, Any] = {}
     names = plan(stage, until)
     for name in names:
+        if len(names) > 1 and "sam-refine" in names and name == "finalize":
+            step = next_step(ws.path)
+            if step.blocks_finalize:
+                results[WAITING] = step
+                return results
+        if len(names) > 1 and name in ("stats", "export") and ws.catalog_path.exists():
+            with Catalog(ws.catalog_path, create=False) as catalog:
+                empty = not catalog.count("final")
+            if empty:
+                results[WAITING] = next_step(ws.path)
+                return results
         if name == "sam-refine" and len(names) > 1 and _imports_only(cfg):
             # a finished dataset brings its masks; `risbench audit` compares fresh ones, and an
             # explicit `--stage sam-refine` still re-segments everything

@@ -1,0 +1,80 @@
+"""What a workspace waits for, and the one command that comes next.
+
+``risbench build --stage all`` stops where the inputs of the next stage are not ready (masks that
+people must review first, an import not audited yet) and prints this; ``risbench status`` prints
+it too, so a newcomer always sees the true state and the right next command rather than an error
+from a later stage that found nothing to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..catalog import Catalog
+from ..readmodel import current_proposal_set, review_queue, sample_queue
+from ..sources.imported import IMPORTED_SEGMENTER
+
+
+@dataclass(frozen=True)
+class NextStep:
+    waiting: str              # what the workspace waits for, in words ("65 masks await review")
+    command: str              # the command that comes next
+    blocks_finalize: bool = False   # True: finalizing now would leave out work people have not done
+
+    def line(self) -> str:
+        return f"{self.waiting}: {self.command}"
+
+    def as_dict(self) -> dict[str, str | bool]:
+        return {"waiting": self.waiting, "next": self.command, "blocks_finalize": self.blocks_finalize}
+
+
+def _has_run(catalog: Catalog, stage: str) -> bool:
+    return catalog.conn.execute("SELECT 1 FROM runs WHERE stage=? AND finished IS NOT NULL LIMIT 1",
+                                (stage,)).fetchone() is not None
+
+
+def review_waiting(catalog: Catalog, ws: Path) -> NextStep | None:
+    """Masks routed to people (and the audit sample) that nobody has decided yet."""
+    queued = len(review_queue(catalog)) + len(sample_queue(catalog))
+    if not queued:
+        return None
+    decided = catalog.count("consensus")
+    what = f"{queued:,} masks await review" + (f" ({decided:,} decided so far)" if decided else "")
+    return NextStep(what, f"risbench review push -w {ws}, then risbench review pull -w {ws} (or export what is "
+                          f"decided now: risbench build -w {ws} --stage finalize --until export)",
+                    blocks_finalize=True)
+
+
+def next_step(ws: Path) -> NextStep:
+    """The workspace's state as one line: what it waits for and the command that comes next."""
+    catalog_path = ws / "catalog.sqlite"
+    if not catalog_path.exists():
+        return NextStep("nothing built yet", f"risbench build -w {ws} --stage ingest")
+    with Catalog(catalog_path, create=False) as catalog:
+        if not catalog.count("triplets"):
+            return NextStep("no triplets in the catalog", f"risbench build -w {ws} --stage ingest "
+                                                          f"(see reports/rejects.csv if every record was rejected)")
+        current = current_proposal_set(catalog)
+        if current is None:
+            return NextStep("no masks yet", f"risbench build -w {ws} --stage sam-refine")
+        if current[0] == IMPORTED_SEGMENTER and not _has_run(catalog, "audit"):
+            return NextStep("the imported dataset is not audited yet", f"risbench audit -w {ws}",
+                            blocks_finalize=True)
+        waiting = review_waiting(catalog, ws)
+        if waiting is not None:
+            return waiting
+        if not catalog.count("final"):
+            return NextStep("every mask is decided, nothing is final yet",
+                            f"risbench build -w {ws} --stage finalize --until export")
+        latest = catalog.conn.execute("SELECT MAX(started) FROM runs WHERE finished IS NOT NULL AND stage IN "
+                                      "('sam-refine', 'review-simulated', 'review', 'audit')").fetchone()[0]
+        finalized = catalog.conn.execute("SELECT MAX(started) FROM runs WHERE stage='finalize' AND finished IS NOT "
+                                         "NULL").fetchone()[0]
+        if latest and finalized and latest > finalized:
+            return NextStep("decisions newer than the last finalize", f"risbench build -w {ws} --stage finalize "
+                                                                      "--until export")
+    if not (ws / "exports" / "hf").exists() and not any((ws / "exports").glob("*/manifest.json")):
+        return NextStep("the dataset is final, not exported", f"risbench build -w {ws} --stage export")
+    return NextStep("the dataset is built", f"risbench train --smoke --data {ws / 'exports' / 'hf'} "
+                                            f"(validate the splits) or risbench publish -w {ws} --repo-id ORG/NAME")
