@@ -11,7 +11,10 @@ import typer
 from rich.table import Table
 
 from .catalog import Catalog
-from .console import EXIT_ERROR, WorkspaceOpt, console
+from enum import Enum
+
+from . import __version__
+from .console import EXIT_ERROR, WorkspaceOpt, console, emit_json, json_mode
 from .console import friendly as _friendly
 from .console import plain as _plain
 from .stages import PIPELINE, WAITING, run_plan
@@ -20,6 +23,21 @@ from .workspace import Workspace, init_workspace
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Build referring remote-sensing segmentation datasets the RISBench way.")
+JsonOpt = typer.Option(False, "--json", help="print only JSON on stdout (everything else goes to stderr)")
+StageName = Enum("StageName", {name: name for name in (*PIPELINE, "all")}, type=str)     # --stage choices
+UntilName = Enum("UntilName", {name: name for name in PIPELINE}, type=str)
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"risbench-builder {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True,
+                                      help="print the version and exit")) -> None:
+    """Build referring remote-sensing segmentation datasets the RISBench way."""
 
 
 @app.command()
@@ -36,8 +54,10 @@ def init(workspace: Path = typer.Argument(..., help="folder to create"),
 @app.command()
 @_friendly
 def build(workspace: Path = WorkspaceOpt,
-          stage: str = typer.Option("all", "--stage", "-s", help=f"one of: {', '.join(PIPELINE)}, all"),
-          until: Optional[str] = typer.Option(None, help="run from --stage up to and including this stage"),
+          stage: StageName = typer.Option("all", "--stage", "-s", help="the stage to run, or all (review and train "
+                                                                       "are commands of their own: risbench review, "
+                                                                       "risbench train)"),
+          until: Optional[UntilName] = typer.Option(None, help="run from --stage up to and including this stage"),
           force: bool = typer.Option(False, help="recompute the stage (drops its rows and those downstream)"),
           max_reject_rate: Optional[float] = typer.Option(
               None, help="ingest: exit 3 when more than this fraction of records is rejected"),
@@ -48,19 +68,27 @@ def build(workspace: Path = WorkspaceOpt,
           round_no: Optional[int] = typer.Option(
               None, "--round", min=1, help="sam-refine: data-engine round N > 1 re-decides only the triplets "
                                            "still waiting for review (README: Rounds)"),
+          as_json: bool = JsonOpt,
           progress: bool = typer.Option(sys.stderr.isatty(), help="show progress bars")) -> None:
     """Run one stage, or all stages in order."""
+    from .stages.next_step import next_step
+
     ws = Workspace(workspace.resolve())
-    results = run_plan(ws, stage, until, force=force, max_reject_rate=max_reject_rate, shard=shard,
-                     shard_catalog=shard_catalog or None, round_no=round_no, progress=progress)
-    waiting = results.pop(WAITING, None)
-    for name, result in results.items():
-        summary = result.as_dict() if hasattr(result, "as_dict") else result
-        console.print(f"[bold]{name}[/]: " + json.dumps(_headline(summary)))
-    _print_status(ws)
-    if waiting is not None:
-        console.print(f"[bold]stopped before the next stage[/]: {waiting.waiting}")
-    _print_next(ws)
+    with json_mode(as_json):
+        results = run_plan(ws, stage.value, until.value if until else None, force=force, max_reject_rate=max_reject_rate, shard=shard,
+                           shard_catalog=shard_catalog or None, round_no=round_no, progress=progress)
+        waiting = results.pop(WAITING, None)
+        summaries = {name: r.as_dict() if hasattr(r, "as_dict") else r for name, r in results.items()}
+        if as_json:
+            emit_json({"stages": summaries, "stopped": waiting.as_dict() if waiting else None,
+                       "next": next_step(ws.path).as_dict()})
+            return
+        for name, summary in summaries.items():
+            console.print(f"[bold]{name}[/]: " + json.dumps(_headline(summary)))
+        _print_status(ws)
+        if waiting is not None:
+            console.print(f"[bold]stopped before the next stage[/]: {waiting.waiting}")
+        _print_next(ws)
 
 
 def _headline(summary: Any) -> Any:
@@ -110,7 +138,7 @@ def status(workspace: Path = WorkspaceOpt,
     if as_json:
         with Catalog(ws.catalog_path, create=False) as catalog:
             summary = catalog.summary()
-        _plain(json.dumps({**summary, "next": next_step(ws.path).as_dict()}))
+        emit_json({**summary, "next": next_step(ws.path).as_dict()})
     else:
         _print_status(ws)
         _print_next(ws)
@@ -149,11 +177,14 @@ def calibrate(workspace: Path = WorkspaceOpt,
               target: float = typer.Option(0.95, help="auto-accept precision to reach"),
               write: bool = typer.Option(False, help="write the proposed thresholds into pipeline.yaml"),
               reviewed_only: bool = typer.Option(False, "--reviewed-only", help="trust only the reviewers' "
-                                                 "consensus masks, not the synthetic truth (a data-engine round)")
-              ) -> None:
+                                                 "consensus masks, not the synthetic truth (a data-engine round)"),
+              as_json: bool = JsonOpt) -> None:
     """Router precision and recall against trusted masks, and thresholds that reach a target precision."""
     ws = Workspace(workspace.resolve())
     result = calibrate_workspace(ws, truth, target, write, reviewed_only=reviewed_only)
+    if as_json:
+        emit_json(result)
+        return
     _print_evaluation("current thresholds ", result["current"])
     _print_evaluation("proposed thresholds", result["proposed"])
     changed = {k: v for k, v in result["proposed"]["thresholds"].items() if result["current"]["thresholds"][k] != v}
@@ -202,9 +233,10 @@ def audit(workspace: Path = WorkspaceOpt,
     from .stages.audit import run_audit, summary
 
     ws = Workspace(workspace.resolve())
-    result = run_audit(ws, ws.load(), fresh=fresh, progress=progress)
+    with json_mode(as_json):
+        result = run_audit(ws, ws.load(), fresh=fresh, progress=progress)
     if as_json:
-        _plain(json.dumps(summary(result)))
+        emit_json(summary(result))
         return
     counts = {k: v for k, v in result.counts.items() if v}
     console.print(f"audit: {result.triplets:,} triplets, {len(result.flagged):,} flagged"
@@ -226,7 +258,7 @@ def quality(workspace: Path = WorkspaceOpt,
     with Catalog(ws.catalog_path, create=False) as catalog:
         result = write_quality(catalog, ws.load(), ws.reports)
     if as_json:
-        _plain(json.dumps(result))
+        emit_json(result)
         return
     _plain(result["statement"])
     console.print(f"  report: {ws.reports / 'QUALITY.md'}")
@@ -236,13 +268,18 @@ def quality(workspace: Path = WorkspaceOpt,
 @_friendly
 def check(path: Path = typer.Argument(..., help="an export folder, W/exports, a workspace, or a downloaded "
                                                 "RRSIS-D / RefSegRS / RISBench folder"),
-          report: Optional[Path] = typer.Option(None, "--report", help="also write every failure as JSON here")) -> None:
+          report: Optional[Path] = typer.Option(None, "--report", help="also write every failure as JSON here"),
+          as_json: bool = JsonOpt) -> None:
     """Validate exports in the hf, refer, native or coco format; exit 1 and list every failure."""
     from .export.check import check_path
 
-    reports = check_path(path)
-    for r in reports:
-        console.print(r.render(), markup=False, highlight=False)
+    with json_mode(as_json):
+        reports = check_path(path)
+    if as_json:
+        emit_json([r.as_dict() for r in reports])
+    else:
+        for r in reports:
+            console.print(r.render(), markup=False, highlight=False)
     if report:
         report.write_text(json.dumps([r.as_dict() for r in reports], indent=2) + "\n")
     if not all(r.ok for r in reports):
@@ -254,11 +291,16 @@ def check(path: Path = typer.Argument(..., help="an export folder, W/exports, a 
 def publish(workspace: Path = WorkspaceOpt,
             repo_id: str = typer.Option(..., "--repo-id", help="dataset repository ORG/NAME on the Hugging Face Hub"),
             private: bool = typer.Option(False, help="create the repository as private"),
-            dry_run: bool = typer.Option(False, "--dry-run", help="prove the export loads offline; upload nothing")) -> None:
+            dry_run: bool = typer.Option(False, "--dry-run", help="prove the export loads offline; upload nothing"),
+            as_json: bool = JsonOpt) -> None:
     """Upload the hf export to the Hugging Face Hub (token from HF_TOKEN) after proving it loads."""
     from .export.publish import publish_export
 
-    result = publish_export(Workspace(workspace.resolve()), repo_id, private=private, dry_run=dry_run)
+    with json_mode(as_json):
+        result = publish_export(Workspace(workspace.resolve()), repo_id, private=private, dry_run=dry_run)
+    if as_json:
+        emit_json(result)
+        return
     console.print(f"{result['folder']}: {result['rows']} rows load offline ({', '.join(f'{s} {n}' for s, n in result['splits'].items())}); "
                   "features equal the schema; masks bit-exact with the catalog")
     console.print(f"uploaded to {result['url']}" if result["uploaded"] else "dry run: nothing uploaded")
@@ -275,22 +317,30 @@ app.add_typer(review_app, name="review")
 
 @review_app.command("push")
 @_friendly
-def review_push(workspace: Path = WorkspaceOpt) -> None:
+def review_push(workspace: Path = WorkspaceOpt, as_json: bool = JsonOpt) -> None:
     """Create or reuse the review project and import the uncertain masks not yet there."""
     from .review import push
 
-    r = push(Workspace(workspace.resolve()))
+    with json_mode(as_json):
+        r = push(Workspace(workspace.resolve()))
+    if as_json:
+        emit_json(r.as_dict())
+        return
     console.print(f"review push: project {r.project_id} at {r.url}: {r.imported} tasks imported, {r.already_there} "
                   f"already there ({r.queued} queued); images served from {r.image_root}")
 
 
 @review_app.command("pull")
 @_friendly
-def review_pull(workspace: Path = WorkspaceOpt) -> None:
+def review_pull(workspace: Path = WorkspaceOpt, as_json: bool = JsonOpt) -> None:
     """Fetch the reviews, compute consensus, send disagreements to adjudication, take experts' answers."""
     from .review import pull
 
-    r = pull(Workspace(workspace.resolve())).as_dict()
+    with json_mode(as_json):
+        r = pull(Workspace(workspace.resolve())).as_dict()
+    if as_json:
+        emit_json(r)
+        return
     console.print("review pull: " + json.dumps({k: r[k] for k in ("tasks_seen", "reviews_new", "decisions",
                                                                    "adjudication_tasks_new", "adjudicated",
                                                                    "candidates_new", "skipped", "seconds")}))
@@ -306,7 +356,7 @@ def review_status_cmd(workspace: Path = WorkspaceOpt,
 
     info = review_status(Workspace(workspace.resolve()))
     if as_json:
-        console.print_json(json.dumps(info))
+        emit_json(info)
         return
     console.print(f"project {info['project_id']} at {info['url']}: {info['tasks_pushed']} tasks pushed, "
                   f"{info['queue_not_pushed']} queued and not pushed; quorum {info['quorum']}")
@@ -377,24 +427,36 @@ def evaluate(checkpoint: Path = typer.Option(..., "--checkpoint", help="a run's 
              native: Optional[bool] = typer.Option(None, "--native/--grid", help="native resolution, or the config's grid (480)"),
              batch_size: Optional[int] = typer.Option(None, help="images per forward"),
              device: Optional[str] = typer.Option(None, help="cpu | cuda | cuda:N"),
-             as_json: bool = typer.Option(False, "--json", help="also print the results as JSON")) -> None:
+             as_json: bool = JsonOpt) -> None:
     """Score a CroBIM checkpoint on an export split; prints the paper's table row."""
     from .crobim.evaluate import evaluate as run_evaluate
 
-    result = run_evaluate(checkpoint, data, split, native, batch_size, device, log=_plain)
+    with json_mode(as_json):
+        result = run_evaluate(checkpoint, data, split, native, batch_size, device, log=_plain)
     if as_json:
-        console.print_json(json.dumps(result))
+        emit_json(result)
 
 
 @app.command()
 @_friendly
 def demo(workspace: Path = typer.Option(Path("demo-workspace"), "--workspace", "-w"),
+         scenes: Optional[int] = typer.Option(None, "--scenes", min=1, help="synthetic scenes (demo.yaml: 12; "
+                                              "250 gives an export `risbench train --smoke` can judge)"),
+         patches_per_scene: Optional[int] = typer.Option(None, "--patches-per-scene", min=1,
+                                                         help="patches cut from each scene (demo.yaml: 2)"),
+         as_json: bool = JsonOpt,
          progress: bool = typer.Option(sys.stderr.isatty(), help="show progress bars")) -> None:
     """Build a small dataset from generated synthetic sources, offline, and say where it went."""
-    from .demo import run_demo
+    from .demo import init_demo, run_demo
 
     ws = Workspace(workspace.resolve())
-    result = run_demo(ws, progress=progress)
+    with json_mode(as_json):
+        init_demo(ws, scenes, patches_per_scene)
+        result = run_demo(ws, progress=progress)
+    if as_json:
+        emit_json({**result, "workspace": ws.path, "exports": {t: {"path": p, "check_passed": ok, "failures": n}
+                                                               for t, (p, ok, n) in result.get("exports", {}).items()}})
+        return
     info = _print_status(ws)
     console.print("\n[bold]mask quality against the synthetic truth[/]")
     _print_evaluation("demo thresholds", result["quality"])

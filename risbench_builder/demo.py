@@ -19,6 +19,25 @@ from .stages import implementations, run_plan
 from .workspace import Workspace, init_workspace
 
 
+def init_demo(ws: Workspace, scenes: int | None = None, patches_per_scene: int | None = None) -> None:
+    """The demo workspace with the shipped demo pipeline, its synthetic size set when given
+    (``risbench demo --scenes 250`` builds an export large enough for ``train --smoke``)."""
+    if not ws.pipeline_path.exists():
+        init_workspace(ws.path, "demo")
+    if scenes is None and patches_per_scene is None:
+        return
+    import yaml
+
+    data = yaml.safe_load(ws.pipeline_path.read_text())
+    synthetic = data.setdefault("synthetic", {})
+    if scenes is not None:
+        synthetic["scenes"] = scenes
+    if patches_per_scene is not None:
+        synthetic["patches_per_scene"] = patches_per_scene
+    ws.pipeline_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    ws.load()                                   # the sizes are validated like any pipeline key
+
+
 def run_demo(ws: Workspace, progress: bool = False) -> dict[str, Any]:
     """Build the demo workspace end to end, as two data-engine rounds; returns what the CLI prints.
 
@@ -27,8 +46,7 @@ def run_demo(ws: Workspace, progress: bool = False) -> dict[str, Any]:
     the reviewers' masks alone, ``sam-refine --round 2`` re-decides only what still waits, and
     the reviewers answer the rest. Then finalize, stats, export and the measured quality.
     """
-    if not ws.pipeline_path.exists():
-        init_workspace(ws.path, "demo")
+    init_demo(ws)
     cfg = ws.load()
     run_plan(ws, "ingest", "sam-refine", progress=progress, round_no=1)
     truth = ws.resolve(cfg.synthetic.out) / "vrsbench_truth"

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from ..console import WorkspaceOpt, console
+from ..console import WorkspaceOpt, emit_json, json_mode
 from ..console import friendly as _friendly
 from ..console import plain as _plain
 
@@ -53,18 +52,19 @@ def eval_cmd(workspace: Path = WorkspaceOpt,
              truth: Optional[Path] = typer.Option(None, help="ground-truth masks.jsonl (default: the synthetic truth)"),
              draws: Optional[int] = typer.Option(None, min=0, help="noisy boxes per held-out mask (default: recipe)"),
              device: Optional[str] = typer.Option(None, help="cpu | cuda | cuda:N"),
-             as_json: bool = typer.Option(False, "--json", help="also print the result as JSON"),
+             as_json: bool = typer.Option(False, "--json", help="print only JSON on stdout (the table goes to stderr)"),
              progress: bool = typer.Option(sys.stderr.isatty(), help="show progress bars")) -> None:
     """mIoU and boundary IoU on the held-out scenes, SAM alone and SAM + adapter side by side."""
     from ..workspace import Workspace
     from .evaluate import evaluate_adapter, format_table
 
-    result = evaluate_adapter(Workspace(workspace.resolve()), adapter, truth=truth, checkpoint=checkpoint,
-                              device=device, draws=draws, progress=progress)
-    _plain(f"adapter {result['adapter']} (sha256 {result['adapter_sha256'][:12]}) on {result['segmenter']}")
-    format_table(result, log=_plain)
+    with json_mode(as_json):
+        result = evaluate_adapter(Workspace(workspace.resolve()), adapter, truth=truth, checkpoint=checkpoint,
+                                  device=device, draws=draws, progress=progress)
+        _plain(f"adapter {result['adapter']} (sha256 {result['adapter_sha256'][:12]}) on {result['segmenter']}")
+        format_table(result, log=_plain)
     if as_json:
-        console.print_json(json.dumps(result))
+        emit_json(result)
 
 
 @adapter_app.command("params")

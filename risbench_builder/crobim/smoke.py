@@ -60,7 +60,8 @@ def smoke(data: str | Path, cfg: CroBIMConfig, device: str | None = None, sample
     if not any(keep):
         raise ValueError(f"{data}: no val image with two or more referred objects (scored referents >= "
                          f"{100 * sc.min_mask_fraction:g} % of the image); the smoke verdict needs a larger export "
-                         f"(a few hundred images)")
+                         f"(a few hundred images): build one with `risbench demo --scenes 250 -w big`, then "
+                         f"`risbench train --smoke --data big/exports/hf`")
     if side_by_side is None:
         side_by_side = dev.type == "cpu" and torch.get_num_threads() >= 2
     log(f"smoke: {len(train_set)} train triplets on {len({s.image_id for s in train_set})} images, "
