@@ -58,7 +58,7 @@ def test_clear_errors(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "risbench init" in result.output
     ws = _init(tmp_path, {"sources": [{"kind": "vrsbench", "root": str(tmp_path / "missing")}]})
     result = runner.invoke(app, ["build", "--workspace", str(ws), "--stage", "bogus"])
-    assert result.exit_code == 1 and "unknown stage 'bogus'" in result.output
+    assert result.exit_code == 2 and "'bogus' is not one of" in " ".join(result.output.split())   # a choice
     result = runner.invoke(app, ["build", "--workspace", str(ws), "--stage", "ingest"])
     assert result.exit_code == 1 and "does not exist" in result.output
     result = runner.invoke(app, ["status", "--workspace", str(ws)])
