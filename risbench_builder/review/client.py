@@ -6,6 +6,28 @@ paged task listing with annotations, users and annotations. Every failure become
 checked before use (no whitespace or control characters inside, printable ASCII), and any text
 that comes from a library or the server is passed through :func:`scrub` first.
 
+Why not ``label-studio-sdk`` (measured with 2.1.2, the version label-studio 1.23.2 ships):
+
+- *Dependencies.* ``pip install --dry-run --report`` of it into the project venv installs 39
+  packages (37 new: httpx, nltk, datamodel-code-generator, black, Faker, lxml, jsonschema...)
+  and downgrades two: numpy 2.4.6 -> 2.2.6 and opencv-python-headless 5.1.0.95 -> 4.12.0.88
+  (it pins ``opencv-python-headless>=4.12,<4.13``, whose wheels cap numpy below 2.3). The
+  pipeline's own numpy and OpenCV would be set by a REST client.
+- *Writes sent twice.* Its HTTP client (``label_studio_sdk/core/http_client.py``) retries every
+  method, POST included, on HTTP 5xx, 408, 409 and 429 and on a connection dropped
+  mid-answer, twice by default: a task import that landed but answered 502 from a proxy
+  is imported again. Here only GETs are retried, and push lists what the project holds
+  before importing.
+- *Brush codec.* ``masks.brush_encode`` / ``brush_decode`` are byte-identical to the SDK's
+  ``converter.brush.mask2rle`` / ``decode_rle`` and faster (numpy runs instead of a Python
+  string of bits): best of 7 on 2 CPU cores, 12 masks of 256² to 800² encode in 4.2 ms vs
+  28 ms (6.6x) and decode in 7.5 ms vs 64 ms (8.5x); with 1 % speckle (8 masks, 512² and
+  800²) 6.7x and 7.3x.
+
+The SDK is still the reference: ``tests/review/test_sdk_parity.py`` runs it from the Label
+Studio venv and checks the codec both ways and that its ``LabelInterface`` accepts
+``review/labeling_config.xml`` and every task and prediction a push sends.
+
 >>> check_url("http://127.0.0.1:8080/", allow_insecure_http=False)
 'http://127.0.0.1:8080'
 >>> check_url("http://10.0.0.5:8080", allow_insecure_http=False)  # doctest: +ELLIPSIS

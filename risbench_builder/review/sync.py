@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import html
 import json
+import sys
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +35,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar
 
 import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from .. import masks
 from ..catalog import Catalog, columns, stable_id
@@ -112,6 +115,15 @@ def _ensure_project(client: LabelStudio, state: dict[str, Any], key: str, title:
     return pid
 
 
+def _progress(show: bool | None) -> Progress:
+    """The review bars, on stderr (stdout stays for reports); shown by default only when stderr
+    is a terminal. Each row counts tasks and may carry a ``note`` (e.g. how many were decided)."""
+    columns = (TextColumn("[bold]review[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("tasks {task.fields[note]}"), TimeRemainingColumn())
+    show = sys.stderr.isatty() if show is None else show
+    return Progress(*columns, console=Console(stderr=True), disable=not show)
+
+
 def _existing(client: LabelStudio, project_id: int) -> dict[str, int]:
     """triplet_id -> task id of every task the project holds."""
     found: dict[str, int] = {}
@@ -124,7 +136,8 @@ def _existing(client: LabelStudio, project_id: int) -> dict[str, int]:
 
 
 def _import(client: LabelStudio, project_id: int, payloads: list[tuple[str, dict]], batch_size: int,
-            state_tasks: dict[str, int], save: Callable[[], None]) -> int:
+            state_tasks: dict[str, int], save: Callable[[], None],
+            on_batch: Callable[[int], None] | None = None) -> int:
     done = 0
     for start in range(0, len(payloads), batch_size):
         batch = payloads[start:start + batch_size]
@@ -132,6 +145,8 @@ def _import(client: LabelStudio, project_id: int, payloads: list[tuple[str, dict
         state_tasks.update({tid: task_id for (tid, _), task_id in zip(batch, ids)})
         save()
         done += len(batch)
+        if on_batch:
+            on_batch(len(batch))
     return done
 
 
@@ -163,8 +178,11 @@ class PushReport:
                 "model_versions": self.model_versions, "image_root": self.image_root}
 
 
-def push(ws: Workspace, cfg: PipelineConfig | None = None, *, client: LabelStudio | None = None) -> PushReport:
-    """Create or reuse the review project and import one task per queued triplet not yet there."""
+def push(ws: Workspace, cfg: PipelineConfig | None = None, *, client: LabelStudio | None = None,
+         progress: bool | None = None) -> PushReport:
+    """Create or reuse the review project and import one task per queued triplet not yet there,
+    with a bar of the tasks imported, batch by batch (``progress``: default, when stderr is a
+    terminal)."""
     cfg = cfg or ws.load()
     rc = cfg.review
     started = time.perf_counter()
@@ -186,7 +204,10 @@ def push(ws: Workspace, cfg: PipelineConfig | None = None, *, client: LabelStudi
     payloads = [(q.triplet_id, task_payload(q, roots, versions[q.triplet_id])) for q in todo]
     report = PushReport(client.url, pid, queued=len(items), already_there=len(items) - len(todo),
                         model_versions=sorted(set(versions.values())), image_root=str(roots.image_root))
-    report.imported = _import(client, pid, payloads, rc.batch_size, tasks, lambda: save_state(ws, state))
+    with _progress(progress) as bar:
+        row = bar.add_task("push", total=len(payloads), note="imported")
+        report.imported = _import(client, pid, payloads, rc.batch_size, tasks, lambda: save_state(ws, state),
+                                  lambda n: bar.advance(row, n))
     save_state(ws, state)
     report.seconds = time.perf_counter() - started
     _write_report(ws, "review-push.json", report.as_dict())
@@ -471,7 +492,7 @@ def _adjudication_detail(catalog: Catalog, tid: str, agreement: Optional[float])
 
 
 def _push_adjudication(client: LabelStudio, ws: Workspace, cfg: PipelineConfig, catalog: Catalog,
-                       state: dict[str, Any], report: PullReport) -> Optional[int]:
+                       state: dict[str, Any], report: PullReport, bar: Optional[Progress] = None) -> Optional[int]:
     """Make sure every ``adjudicate`` triplet is in front of an expert; returns the project to read."""
     rc = cfg.review
     pending = catalog.conn.execute("SELECT c.triplet_id, c.rle, c.agreement FROM consensus c WHERE c.decision=? "
@@ -501,8 +522,12 @@ def _push_adjudication(client: LabelStudio, ws: Workspace, cfg: PipelineConfig, 
     payloads = [(tid, _adjudication_payload(catalog, tid, rle, _adjudication_detail(catalog, tid, agreement),
                                             rc.consensus, roots))
                 for tid, rle, agreement in pending if tid not in existing]
+    on_batch = None
+    if bar is not None and payloads:
+        row = bar.add_task("adjudication", total=len(payloads), note="imported")
+        on_batch = lambda n: bar.advance(row, n)                # noqa: E731
     report.adjudication_tasks_new += _import(client, pid, payloads, rc.batch_size, adj_tasks,
-                                             lambda: save_state(ws, state))
+                                             lambda: save_state(ws, state), on_batch)
     save_state(ws, state)
     return pid
 
@@ -549,11 +574,16 @@ def _prefetch(pages: Iterator[T]) -> Iterator[T]:
             yield page
 
 
+def _read(bar: Progress, row: TaskID, done: int, total: Optional[int], report: PullReport) -> None:
+    bar.update(row, completed=done, total=total, note=f"read, {sum(report.decisions.values())} decided")
+
+
 def pull(ws: Workspace, cfg: PipelineConfig | None = None, *, client: LabelStudio | None = None,
-         on_page: Callable[[int, int], None] | None = None) -> PullReport:
+         on_page: Callable[[int, int], None] | None = None, progress: bool | None = None) -> PullReport:
     """Fetch every annotation into ``reviews``, decide the tasks at quorum, route low agreement
     to adjudication and take the experts' answers. ``on_page(done, total)`` is called after each
-    committed page of tasks."""
+    committed page of tasks; ``progress`` shows bars of the tasks read and decided (default:
+    when stderr is a terminal)."""
     cfg = cfg or ws.load()
     rc = cfg.review
     started = time.perf_counter()
@@ -567,11 +597,12 @@ def pull(ws: Workspace, cfg: PipelineConfig | None = None, *, client: LabelStudi
     users = client.users()
     experts = set(rc.adjudicators) if rc.adjudication == "flag" else set()
     max_chars = cfg.ingest.max_expression_chars          # a corrected expression becomes a candidate triplet
-    with Catalog(ws.catalog_path, create=False) as catalog:
+    with Catalog(ws.catalog_path, create=False) as catalog, _progress(progress) as bar:
         run_id = catalog.start_run(STAGE, cfg.sha256())
         report = PullReport(run_id, client.url)
         triplets = _Triplets(catalog)
-        done = 0
+        row = bar.add_task("pull", total=None, note="read")
+        done, total = 0, None
         for total, tasks in _prefetch(client.task_pages(state["project_id"], annotations=True,
                                                          page_size=rc.page_size)):
             decoded = _Masks()
@@ -579,15 +610,21 @@ def pull(ws: Workspace, cfg: PipelineConfig | None = None, *, client: LabelStudi
             _store(catalog, rows, invalid, run_id, report)
             _decide_ready(catalog, cfg, run_id, report, triplets, only=[r[0] for r in rows], decoded=decoded)
             done += len(tasks)
+            _read(bar, row, done, total, report)
             if on_page:
                 on_page(done, total)
         _decide_ready(catalog, cfg, run_id, report, triplets)          # any left by an interrupted pull
-        adj_pid = _push_adjudication(client, ws, cfg, catalog, state, report)
+        _read(bar, row, done, total if total is not None else done, report)
+        adj_pid = _push_adjudication(client, ws, cfg, catalog, state, report, bar)
         if adj_pid is not None:
-            for _, tasks in _prefetch(client.task_pages(adj_pid, annotations=True, page_size=rc.page_size)):
+            adj_row, adj_done, adj_total = bar.add_task("adjudication", total=None, note="read"), 0, None
+            for adj_total, tasks in _prefetch(client.task_pages(adj_pid, annotations=True, page_size=rc.page_size)):
                 rows, invalid = _review_rows(tasks, users, triplets, run_id, report, ADJ_PREFIX, experts, _Masks(),
                                              max_chars)
                 _store(catalog, rows, invalid, run_id, report)
+                adj_done += len(tasks)
+                bar.update(adj_row, completed=adj_done, total=adj_total)
+            bar.update(adj_row, total=adj_total if adj_total is not None else adj_done)
         _resolve_adjudications(catalog, cfg, run_id, report)
         report.seconds = time.perf_counter() - started
         catalog.finish_run(run_id, report.as_dict())
