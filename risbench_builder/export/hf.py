@@ -1,5 +1,9 @@
 """The Hugging Face export: ``data/{split}-{i:05d}-of-{n:05d}.parquet`` plus a dataset card.
 
+Splits carry the Hub's names (:func:`hub_split`): the catalog's ``val`` is ``validation`` here,
+in the shard names, the card's ``configs`` / ``dataset_info`` and the manifest's counts (loading
+a parquet folder would rename ``val`` to ``validation`` anyway); train and test keep theirs.
+
 Rows follow :mod:`.schema` (images and masks embedded as bytes, like ``push_to_hub`` after
 ``embed_table_storage``), written with pyarrow in row groups of 100 (the Hub viewer's size
 for image datasets) so memory stays flat. Rows are grouped by image and the image column is
@@ -33,7 +37,25 @@ def _leaf_paths(schema: Any) -> list[str]:
     return [parquet_schema.column(i).path for i in range(len(parquet_schema))]
 
 
+#: Catalog split -> the split name the Hub expects (``datasets.Split.VALIDATION``).
+HUB_SPLITS = {"val": "validation"}
+
+
+def hub_split(split: str) -> str:
+    """The hf export's name for a catalog split.
+
+    >>> [hub_split(s) for s in ("train", "val", "test")]
+    ['train', 'validation', 'test']
+    """
+    return HUB_SPLITS.get(split, split)
+
+
 def shard_name(split: str, index: int, count: int) -> str:
+    """The path of one parquet shard inside the export.
+
+    >>> shard_name("validation", 0, 2)
+    'data/validation-00000-of-00002.parquet'
+    """
     return f"data/{split}-{index:05d}-of-{count:05d}.parquet"
 
 
@@ -66,11 +88,11 @@ class HFWriter:
 
     # ------------------------------------------------------------------ shards
     def begin_split(self, split: str) -> None:
-        self._split = split
+        self._split = hub_split(split)
         self._n_shards = max(1, math.ceil(self.ctx.split_counts.get(split, 0) / self.ctx.rows_per_shard))
         self._shard = -1
-        self.shards[split] = []
-        self.split_bytes.setdefault(split, 0)
+        self.shards[self._split] = []
+        self.split_bytes.setdefault(self._split, 0)
 
     def _open_next(self) -> None:
         self._close_shard()
@@ -110,7 +132,7 @@ class HFWriter:
             self._last_image = (rec.image_id, self.ctx.images.read(rec, AS_IS))
         self._rows.append(schema.to_row(rec, self._last_image[1], name, item.mask_png, item.area, item.box))
         self._in_shard += 1
-        self.counts.add(rec.split, rec.image_id)
+        self.counts.add(self._split, rec.image_id)
         if len(self._rows) == ROW_GROUP:
             self._flush()
 

@@ -4,14 +4,22 @@ The proof (all of ``--dry-run``): the format check of the folder (files match th
 masks binary, splits disjoint), then ``datasets.load_dataset(folder, streaming=True)`` with
 the Hub switched off, whose features must equal :func:`.schema.features` and whose every mask
 must equal, bit for bit, the catalog mask of its triplet. Only then, and only without
-``--dry-run``, ``HfApi.create_repo`` + ``upload_folder`` with the token from ``HF_TOKEN``
-(never printed, never logged).
+``--dry-run``, ``HfApi.create_repo`` and the upload (never printing or logging the token).
+
+The token (:func:`resolve_token`) is ``huggingface_hub.get_token()``: ``HF_TOKEN`` first, then
+the login saved by ``hf auth login`` / ``huggingface-cli login`` (``HF_HOME/token``). The upload
+(:func:`upload`) is ``upload_large_folder`` where the installed huggingface_hub has it (0.25 to
+1.x: resumable, many commits; re-running ``publish`` resumes from ``<export>/.cache/huggingface``,
+removed once the upload completes), else ``upload_folder`` (2.x folded the resumable, multi-commit
+upload into it when ``hf_xet`` is installed, the default; before 0.25 it is one commit).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +33,8 @@ from ..finalize.records import final_records
 from ..workspace import Workspace
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+#: Where ``upload_large_folder`` keeps what it has uploaded, inside the folder (its resume state).
+UPLOAD_CACHE = ".cache/huggingface"
 
 
 class PublishError(ValueError):
@@ -92,6 +102,50 @@ def verify_hf_export(folder: Path, truth: dict[str, dict] | None = None) -> dict
             "masks_bit_exact": truth is not None}
 
 
+def resolve_token(token: str | None = None) -> str | None:
+    """The Hub token: ``token`` when given, else ``huggingface_hub.get_token()`` (``HF_TOKEN``,
+    then the saved login), else None. Never printed."""
+    if token:
+        return token
+    try:
+        from huggingface_hub import get_token
+    except ImportError:                 # pragma: no cover - huggingface_hub < 0.21
+        from huggingface_hub import HfFolder
+
+        get_token = HfFolder.get_token
+    return get_token() or None
+
+
+def upload(api: Any, repo_id: str, folder: Path, *, private: bool, message: str) -> tuple[str, str]:
+    """Upload ``folder`` to the dataset repo with the resumable call the installed huggingface_hub
+    has; returns (the function used, the commit id or ''). The large-folder report goes to stderr."""
+    large = getattr(api, "upload_large_folder", None)
+    if callable(large):
+        cache = folder / UPLOAD_CACHE
+        with _stdout_to_stderr():
+            large(repo_id=repo_id, folder_path=str(folder), repo_type="dataset", private=private)
+        shutil.rmtree(cache, ignore_errors=True)        # done: the resume state is not part of the export
+        if cache.parent.is_dir() and not any(cache.parent.iterdir()):
+            cache.parent.rmdir()
+        return "upload_large_folder", ""
+    commit = api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="dataset",
+                               commit_message=message, ignore_patterns=[f"{UPLOAD_CACHE}/*"])
+    return "upload_folder", str(getattr(commit, "oid", "") or getattr(commit, "commit_url", "") or "")
+
+
+@contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    from contextlib import redirect_stdout
+
+    with redirect_stdout(sys.stderr):
+        yield
+
+
+def _ignorable(failure: Any) -> bool:
+    """A leftover resume state of an interrupted upload is not a defect of the export."""
+    return failure.kind == "manifest_unlisted_file" and failure.where.startswith(UPLOAD_CACHE + "/")
+
+
 def publish_export(ws: Workspace, repo_id: str, *, private: bool = False, dry_run: bool = False,
                    token: str | None = None, workers: int | None = None) -> dict[str, Any]:
     """Prove ``W/exports/hf`` and, unless ``dry_run``, upload it to the dataset repo ``repo_id``."""
@@ -102,15 +156,19 @@ def publish_export(ws: Workspace, repo_id: str, *, private: bool = False, dry_ru
         raise PublishError(f"no hf export at {folder}: run `risbench build --workspace {ws.path} --stage export` "
                            "with hf in export.targets first")
     if not dry_run:
-        token = token or os.environ.get("HF_TOKEN")
+        token = resolve_token(token)
         if not token:
-            raise PublishError("HF_TOKEN is not set: export a Hugging Face write token as HF_TOKEN, "
-                               "or pass --dry-run to check the export without uploading")
+            raise PublishError("no Hugging Face token: log in with `hf auth login` (or `huggingface-cli login`) or "
+                               "export a write token as HF_TOKEN, or pass --dry-run to check the export without "
+                               "uploading")
+    from collections import Counter
+
     from .check import check_export
 
     report = check_export(folder, "hf", workers)
-    if not report.ok:
-        kinds = ", ".join(f"{k} x{n}" for k, n in sorted(report.kinds().items()))
+    failures = [f for f in report.failures if not _ignorable(f)]
+    if failures:
+        kinds = ", ".join(f"{k} x{n}" for k, n in sorted(Counter(f.kind for f in failures).items()))
         raise PublishError(f"{folder} fails the format check ({kinds}): see `risbench check {folder}`")
     with Catalog(ws.catalog_path, create=False) as catalog:
         truth = {rec.triplet_id: rec.rle for rec in final_records(catalog)}
@@ -120,17 +178,16 @@ def publish_export(ws: Workspace, repo_id: str, *, private: bool = False, dry_ru
     if dry_run:
         return result
     from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.utils import HfHubHTTPError     # also in huggingface_hub 0.23 (errors: 0.24+)
 
     api = HfApi(token=token)
     try:
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-        commit = api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="dataset",
-                                   commit_message=f"risbench-builder export ({proof['rows']} triplets)")
+        used, commit = upload(api, repo_id, folder, private=private,
+                              message=f"risbench-builder export ({proof['rows']} triplets)")
     except HfHubHTTPError as exc:
         status = getattr(getattr(exc, "response", None), "status_code", "?")
-        raise PublishError(f"upload to {repo_id} failed (HTTP {status}): check that HF_TOKEN has write access "
-                           "to that organisation") from None
-    result.update(uploaded=True, url=f"https://huggingface.co/datasets/{repo_id}",
-                  commit=str(getattr(commit, "oid", "") or getattr(commit, "commit_url", "")))
+        raise PublishError(f"upload to {repo_id} failed (HTTP {status}): check that the token (HF_TOKEN or the "
+                           "saved login) has write access to that organisation; run publish again to resume") from None
+    result.update(uploaded=True, url=f"https://huggingface.co/datasets/{repo_id}", upload=used, commit=commit)
     return result

@@ -5,6 +5,14 @@ a ``datasets.Features`` (needs the ``hub`` extra), :func:`to_row` fills one row 
 :class:`~risbench_builder.finalize.records.FinalRecord`, the card renders its field table from
 :data:`COLUMNS`, and ``risbench check`` compares a parquet file's features with :func:`features`.
 
+What goes *into the files* (the parquet ``huggingface`` metadata, :func:`arrow_schema`, and the
+card's ``dataset_info.features``, :func:`yaml_features`) is the legacy form every supported
+``datasets`` reads: ``bbox`` as ``Sequence(Value("float32"), length=4)`` (``"_type": "Sequence"``,
+YAML ``sequence: float32``), a fixed-size list of 4 float32 in arrow. ``datasets`` >= 4 writes
+the same column as ``List`` (``"_type": "List"``, YAML ``list:``), which ``datasets`` < 4 cannot
+load (huggingface/datasets#7739); 4 and 5 read ``Sequence`` back as ``List(float32, length=4)``,
+so :func:`features` of the installed ``datasets`` equals what either version loads.
+
 >>> [c.name for c in COLUMNS][:5]
 ['image', 'mask', 'expression', 'category', 'bbox']
 """
@@ -58,32 +66,76 @@ COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
 IMAGE_COLUMNS: tuple[str, ...] = tuple(c.name for c in COLUMNS if c.kind == "image")
 
 
-def features() -> Any:
-    """The ``datasets.Features`` of one split (import of ``datasets`` deferred: hub extra)."""
+def _datasets() -> Any:
     try:
         import datasets
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError(f"the hf export needs the hub extra: pip install 'risbench-builder[hub]' ({exc})") from None
-    list_type = getattr(datasets, "List", None) or datasets.Sequence
-    kinds = {
-        "image": lambda: datasets.Image(),
-        "string": lambda: datasets.Value("string"),
-        "bool": lambda: datasets.Value("bool"),
-        "int32": lambda: datasets.Value("int32"),
-        "float32": lambda: datasets.Value("float32"),
-        "box": lambda: list_type(datasets.Value("float32"), length=4),
-    }
-    return datasets.Features({c.name: kinds[c.kind]() for c in COLUMNS})
+    return datasets
+
+
+def features() -> Any:
+    """The ``datasets.Features`` of one split, as the installed ``datasets`` holds them in memory
+    (``bbox``: ``List(Value("float32"), length=4)`` on datasets >= 4, ``Sequence`` before)."""
+    return _datasets().Features.from_dict(features_dict())
+
+
+#: Each column kind as the ``huggingface`` metadata of datasets 2.19-3.x writes it (4 and 5 read it).
+_LEGACY_DICT: dict[str, dict[str, Any]] = {
+    "image": {"_type": "Image"},
+    "string": {"dtype": "string", "_type": "Value"},
+    "bool": {"dtype": "bool", "_type": "Value"},
+    "int32": {"dtype": "int32", "_type": "Value"},
+    "float32": {"dtype": "float32", "_type": "Value"},
+    "box": {"feature": {"dtype": "float32", "_type": "Value"}, "length": 4, "_type": "Sequence"},
+}
+#: The same in the card's YAML (``dataset_info.features``), the legacy ``sequence:`` key for the box.
+_LEGACY_YAML: dict[str, dict[str, Any]] = {
+    "image": {"dtype": "image"}, "string": {"dtype": "string"}, "bool": {"dtype": "bool"},
+    "int32": {"dtype": "int32"}, "float32": {"dtype": "float32"}, "box": {"sequence": "float32", "length": 4},
+}
+
+
+def features_dict() -> dict[str, dict[str, Any]]:
+    """The features as the parquet ``huggingface`` metadata carries them (legacy form, no ``datasets`` needed).
+
+    >>> features_dict()["bbox"]
+    {'feature': {'dtype': 'float32', '_type': 'Value'}, 'length': 4, '_type': 'Sequence'}
+    """
+    return {c.name: json.loads(json.dumps(_LEGACY_DICT[c.kind])) for c in COLUMNS}
+
+
+def yaml_features() -> list[dict[str, Any]]:
+    """The card's ``dataset_info.features`` (legacy form).
+
+    >>> yaml_features()[4]
+    {'name': 'bbox', 'sequence': 'float32', 'length': 4}
+    """
+    return [{"name": c.name, **_LEGACY_YAML[c.kind]} for c in COLUMNS]
 
 
 def arrow_schema() -> Any:
-    """The pyarrow schema of :func:`features`, with the ``huggingface`` metadata datasets reads."""
-    return features().arrow_schema
+    """The pyarrow schema of :func:`features`, with the legacy ``huggingface`` metadata (see the module doc)."""
+    metadata = {b"huggingface": json.dumps({"info": {"features": features_dict()}}).encode()}
+    return features().arrow_schema.with_metadata(metadata)
+
+
+def uses_list_type(metadata: dict[bytes, bytes] | None) -> bool:
+    """Whether a parquet schema's ``huggingface`` metadata names the ``List`` type, which
+    ``datasets`` < 4 cannot load (exports written before the legacy form was pinned).
+
+    >>> uses_list_type({b"huggingface": b'{"info": {"features": {"bbox": {"_type": "List"}}}}'})
+    True
+    >>> uses_list_type(arrow_schema().metadata)
+    False
+    """
+    raw = (metadata or {}).get(b"huggingface", b"")
+    return b'"_type": "List"' in raw or b'"_type":"List"' in raw
 
 
 def type_names() -> dict[str, str]:
     """Column -> type as the card's field table shows it."""
-    shown = {"image": "Image (PNG/JPEG bytes)", "box": "list<float32>[4]"}
+    shown = {"image": "Image (PNG/JPEG bytes)", "box": "Sequence(float32, length=4)"}
     return {c.name: shown.get(c.kind, c.kind) for c in COLUMNS}
 
 

@@ -3,7 +3,7 @@
 Layout: ``data/{split}-{i:05d}-of-{n:05d}.parquet`` (``export/hf.py``); parquet files anywhere
 below the root are read, in sorted order, one unit each, so a Hub snapshot or a parquet-converted
 branch (``default/train/0000.parquet``) works too. The split comes from the file name, else from
-the folder (``validation`` counts as ``val``). Columns follow ``export/schema.py``; ``image``,
+the folder (``validation``, the name our export writes, counts as ``val``). Columns follow ``export/schema.py``; ``image``,
 ``mask`` and ``expression`` are required, the rest are used when present.
 
 Rows are streamed (``ParquetFile.iter_batches``) rather than loaded, since shards hold the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import pickle
@@ -31,8 +32,37 @@ def test_our_exports_pass_and_are_detected(built) -> None:
     assert [r.format for r in reports] == ["coco", "hf", "native", "refer"]
     for r in reports:
         assert r.ok, r.render()
-        assert r.counts["triplets"] > 0 and set(r.counts["splits"]) == {"train", "val", "test"}
+        # hf carries the Hub's split names, the other layouts the catalog's
+        val = "validation" if r.format == "hf" else "val"
+        assert r.counts["triplets"] > 0 and set(r.counts["splits"]) == {"train", val, "test"}
     assert detect(built.ws.exports / "refer") == "refer" and detect(built.ws.path) is None
+
+
+def test_an_hf_export_from_before_the_hub_names_still_passes(exports_copy: Path) -> None:
+    """An older export: ``val`` shards and bbox declared as datasets>=4 ``List``: it passes, with notes."""
+    hf = exports_copy / "hf"
+    manifest = json.loads((hf / "manifest.json").read_text())
+    for shard in sorted((hf / "data").glob("validation-*.parquet")):
+        table = pq.read_table(shard)
+        meta = table.schema.metadata[b"huggingface"].replace(b'"_type": "Sequence"', b'"_type": "List"')
+        old = shard.with_name(shard.name.replace("validation-", "val-"))
+        pq.write_table(table.replace_schema_metadata({b"huggingface": meta}), old)
+        shard.unlink()
+        rel_new, rel_old = f"data/{shard.name}", f"data/{old.name}"
+        entry = manifest["files"].pop(rel_new)
+        manifest["files"][rel_old] = {**entry, "sha256": hashlib.sha256(old.read_bytes()).hexdigest(),
+                                      "bytes": old.stat().st_size}
+    manifest["counts"]["splits"]["val"] = manifest["counts"]["splits"].pop("validation")
+    card = (hf / "README.md").read_text()
+    (hf / "README.md").write_text(card.replace("validation", "val").replace("sequence: float32", "list: float32"))
+    manifest["files"]["README.md"]["sha256"] = hashlib.sha256((hf / "README.md").read_bytes()).hexdigest()
+    manifest["files"]["README.md"]["bytes"] = (hf / "README.md").stat().st_size
+    (hf / "manifest.json").write_text(json.dumps(manifest))
+    (report,) = check_path(hf, workers=0)
+    assert report.ok, report.render()
+    assert set(report.counts["splits"]) == {"train", "val", "test"}
+    notes = " ".join(report.notes)
+    assert "datasets<4 cannot load" in notes and "data/val-*" in notes
 
 
 def test_pool_and_inline_give_the_same_verdict(built) -> None:
@@ -136,7 +166,7 @@ def test_corrupted_refer_copy_fails_with_every_kind_named(exports_copy: Path) ->
 
 def test_corrupted_hf_and_coco_copies(exports_copy: Path) -> None:
     hf = exports_copy / "hf"
-    shard = sorted((hf / "data").glob("val-*.parquet"))[0]
+    shard = sorted((hf / "data").glob("validation-*.parquet"))[0]
     table = pq.read_table(shard)
     train_scene = pq.read_table(sorted((hf / "data").glob("train-*.parquet"))[0]).column("scene_id")[0].as_py()
     rows = table.to_pylist()

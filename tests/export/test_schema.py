@@ -41,3 +41,39 @@ def test_mask_png_bytes_equal_the_toolbox_writer(tmp_path: Path) -> None:
     masks.write_png_mask(tmp_path / "m.png", m)
     assert mask_png_bytes(m) == (tmp_path / "m.png").read_bytes()
     assert np.array_equal(masks.read_png_mask(tmp_path / "m.png"), m)
+
+
+#: What datasets 2.19.2 writes for ``Sequence(Value("float32"), length=4)`` (its arrow metadata and card YAML).
+DATASETS_2_19_BBOX = {"feature": {"dtype": "float32", "_type": "Value"}, "length": 4, "_type": "Sequence"}
+DATASETS_2_19_BBOX_YAML = {"name": "bbox", "sequence": "float32", "length": 4}
+
+
+def test_features_written_are_the_legacy_sequence_form() -> None:
+    """The files carry bbox as the legacy ``Sequence`` every datasets from 2.19 to 5 reads, never
+    ``List`` (datasets>=4's name, unknown before 4: huggingface/datasets#7739)."""
+    import json
+
+    import pyarrow as pa
+    from datasets import Features
+
+    arrow = schema.arrow_schema()
+    assert arrow.field("bbox").type == pa.list_(pa.float32(), 4)               # fixed_size_list<float>[4]
+    written = json.loads(arrow.metadata[b"huggingface"])["info"]["features"]
+    assert written == schema.features_dict() and written["bbox"] == DATASETS_2_19_BBOX
+    assert '"List"' not in arrow.metadata[b"huggingface"].decode() and not schema.uses_list_type(arrow.metadata)
+    assert next(f for f in schema.yaml_features() if f["name"] == "bbox") == DATASETS_2_19_BBOX_YAML
+    assert not any("list" in f for f in schema.yaml_features())
+    # the installed datasets reads both back as the features it holds in memory
+    assert Features.from_dict(written) == schema.features() == Features._from_yaml_list(schema.yaml_features())
+    assert [f.name for f in arrow] == list(schema.COLUMN_NAMES)
+    assert arrow.remove_metadata() == schema.features().arrow_schema.remove_metadata()   # same arrow types
+
+
+def test_a_real_shard_carries_the_legacy_form(built) -> None:
+    import json
+
+    import pyarrow.parquet as pq
+
+    for shard in sorted((built.ws.exports / "hf" / "data").glob("*.parquet")):
+        meta = pq.read_schema(shard).metadata
+        assert json.loads(meta[b"huggingface"])["info"]["features"]["bbox"] == DATASETS_2_19_BBOX, shard.name

@@ -293,6 +293,30 @@ def test_hf_extracts_each_distinct_image_once(tmp_path: Path) -> None:
     assert {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (tmp_path / "work/images").iterdir()} == stamps
 
 
+@pytest.mark.parametrize("split_name, list_type", [("validation", False), ("val", True)])
+def test_hf_reads_current_and_older_exports(tmp_path: Path, split_name: str, list_type: bool) -> None:
+    """Our export as written now (``validation`` shards, bbox as the legacy ``Sequence``) and as
+    written before (``val`` shards, bbox declared ``List``): both give the catalog split ``val``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from risbench_builder.export.schema import arrow_schema
+
+    make_hf(tmp_path / "made")
+    data = tmp_path / "src" / "data"
+    data.mkdir(parents=True)
+    for shard in sorted((tmp_path / "made" / "data").glob("*.parquet")):
+        table = pa.Table.from_pylist(pq.read_table(shard).to_pylist(), schema=arrow_schema())
+        meta = table.schema.metadata[b"huggingface"]
+        if list_type:
+            meta = meta.replace(b'"_type": "Sequence"', b'"_type": "List"')
+        pq.write_table(table.replace_schema_metadata({b"huggingface": meta}),
+                       data / shard.name.replace("validation", split_name))
+    recs = records(read_all(hf_reader(tmp_path / "src", tmp_path / "work")))
+    assert len(recs) == 7 and Counter(r.origin_split for r in recs) == {"train": 5, "val": 2}
+    assert recs[0].box_xyxy == (2.0, 10.0, 10.0, 20.0)
+
+
 def test_hf_broken_parquet_is_malformed_file(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq

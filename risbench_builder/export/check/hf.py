@@ -1,5 +1,9 @@
 """The ``hf`` check: parquet shards (names, schema, every row's image, mask, expression, category,
-bbox and area) and the dataset card's features and split sizes."""
+bbox and area) and the dataset card's features and split sizes.
+
+Split names are the shards' own: ``validation`` as written now, and ``val`` from exports made
+before the Hub's names were used, both pass (a note says so). So does a ``bbox`` written as
+``List`` (``datasets`` >= 4) by older exports, with a note that ``datasets`` < 4 cannot load it."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from PIL import Image
 
 from ...paths import name_escape
 from ..manifest import inode, sha256_file
+from ..schema import uses_list_type
 from .report import (CheckReport, Digest, Failure, Runner, SplitEntry, category_failures, duplicate_failures,
                      expression_failures, fast_grey_png, image_failures, mask_array_failures)
 
@@ -111,6 +116,7 @@ def check_hf(root: Path, report: CheckReport, runner: Runner) -> list[SplitEntry
     shards: dict[str, list[tuple[int, int]]] = defaultdict(list)
     split_of: dict[str, str] = {}
     rows_per_split: Counter = Counter()
+    list_typed: list[str] = []
     for path in files:
         rel = path.relative_to(root).as_posix()
         m = _SHARD.match(path.name)
@@ -127,6 +133,8 @@ def check_hf(root: Path, report: CheckReport, runner: Runner) -> list[SplitEntry
         from datasets import Features
 
         got = Features.from_arrow_schema(pf.schema_arrow)
+        if uses_list_type(pf.schema_arrow.metadata):
+            list_typed.append(rel)
         if got != want:
             diff = sorted(set(got) ^ set(want)) or [k for k in want if k in got and got[k] != want[k]]
             report.failures.append(Failure("schema_mismatch", rel, f"columns differ from the schema: {diff[:8]}"))
@@ -140,6 +148,12 @@ def check_hf(root: Path, report: CheckReport, runner: Runner) -> list[SplitEntry
             offset += sum(pf.metadata.row_group(g).num_rows for g in range(first, last))
         rows_per_split[split] += pf.metadata.num_rows
         split_of[rel] = split
+    if list_typed:
+        report.notes.append(f"{len(list_typed)} shard(s) (e.g. {list_typed[0]}) declare bbox as the datasets>=4 "
+                            "List type, which datasets<4 cannot load: re-export to write the legacy Sequence form")
+    if "val" in shards:
+        report.notes.append("data/val-*: an export from before the Hub's split names (now `validation`); "
+                            "load_dataset renames it to validation")
     for split, got_shards in sorted(shards.items()):
         ns = {n for _, n in got_shards}
         idx = sorted(i for i, _ in got_shards)
