@@ -293,7 +293,8 @@ def publish(workspace: Path = WorkspaceOpt,
             private: bool = typer.Option(False, help="create the repository as private"),
             dry_run: bool = typer.Option(False, "--dry-run", help="prove the export loads offline; upload nothing"),
             as_json: bool = JsonOpt) -> None:
-    """Upload the hf export to the Hugging Face Hub (token from HF_TOKEN) after proving it loads."""
+    """Upload the hf export to the Hugging Face Hub (token: HF_TOKEN, else the login saved by `hf auth login`)
+    after proving it loads."""
     from .export.publish import publish_export
 
     with json_mode(as_json):

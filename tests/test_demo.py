@@ -29,5 +29,6 @@ def test_the_demo_runs_two_rounds_and_states_its_measured_quality(tmp_path: Path
         assert ("not fewer tasks" in statement) or ("a lower measured precision" in statement) or \
             ("not measured in both rounds" in statement)
     card = (ws / "exports/hf/README.md").read_text()
+    assert "**Synthetic data.**" in card and "expert-generated" not in card      # says what it is
     assert "## Mask quality" in card and " ".join(statement.split())[:60] in " ".join(card.split())
     assert (ws / "reports/QUALITY.md").is_file()

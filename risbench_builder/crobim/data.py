@@ -160,7 +160,7 @@ def available_splits(root: str | Path) -> list[str]:
         sub, layout = layout.split(":", 1)
         root = root / sub
     if layout == "hf":
-        return sorted({p.name.split("-")[0] for p in root.glob("data/*.parquet")})
+        return sorted({_HF_SPLIT_ALIASES.get(n, n) for n in (p.name.split("-")[0] for p in root.glob("data/*.parquet"))})
     if layout == "native":
         return sorted(p.stem[len("output_phrase_"):] for p in root.glob("output_phrase_*.txt"))
     refs = _load_refs(_refer_files(root)[0])
@@ -169,13 +169,20 @@ def available_splits(root: str | Path) -> list[str]:
 
 # ------------------------------------------------------------------ hf
 _HF_FILE = re.compile(r"^(?P<split>.+)-(?P<i>\d{5})-of-(?P<n>\d{5})\.parquet$")
+# the hf export names the catalog's `val` split `validation` (Hub convention); older exports say `val`
+_HF_SPLIT_ALIASES = {"validation": "val"}
+_HF_FILE_NAMES = {"val": ("validation", "val"), "validation": ("validation", "val")}
 
 
 def read_hf(root: Path, split: str) -> list[RefSample]:
     """Streams the shards batch by batch; an image's bytes are kept once however many triplets share it."""
     import pyarrow.parquet as pq
 
-    files = sorted(p for p in (Path(root) / "data").glob(f"{split}-*.parquet") if _HF_FILE.match(p.name))
+    files: list[Path] = []
+    for name in _HF_FILE_NAMES.get(split, (split,)):
+        files = sorted(p for p in (Path(root) / "data").glob(f"{name}-*.parquet") if _HF_FILE.match(p.name))
+        if files:
+            break
     if not files:
         raise FileNotFoundError(f"{root}/data: no {split}-XXXXX-of-XXXXX.parquet files")
     out: list[RefSample] = []

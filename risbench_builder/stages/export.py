@@ -173,6 +173,7 @@ def run_export(ws: Workspace, cfg: PipelineConfig, *, force: bool = False, progr
             "config_sha256": cfg.sha256(), "code_version": code_version(), "input_sha256": fingerprint,
             "pending": pending, "segmenter": seg[0], "model_sha256": seg[1],
             "sources": _source_kinds(catalog, cfg), "review": review_figures(catalog),
+            "synthetic": cfg.synthetic is not None, "license_explicit": "license" in cfg.export.model_fields_set,
             "mask_origins": dict(catalog.conn.execute("SELECT mask_origin, COUNT(*) FROM final GROUP BY 1 ORDER BY 1")),
             "quality": measure_quality(catalog, cfg),
         }

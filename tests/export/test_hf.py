@@ -248,3 +248,13 @@ def test_an_explicit_other_on_a_synthetic_build_names_no_upstream(tmp_path: Path
     meta, body, out = _write(_card_ctx(tmp_path, license="other", license_explicit=True, synthetic=True), tmp_path)
     assert meta["license"] == "other" and "license_name" not in meta and not (out / "LICENSE.md").exists()
     assert "xiang709" not in body
+
+
+def test_the_crobim_reader_reads_the_validation_split_as_val(built) -> None:
+    """The export names the split `validation` (Hub); the trainer and smoke verdict ask for `val`."""
+    from risbench_builder.crobim.data import available_splits, load_split
+
+    export = built.ws.exports / "hf"
+    assert any(p.name.startswith("validation-") for p in (export / "data").glob("*.parquet"))
+    assert "val" in available_splits(export) and "validation" not in available_splits(export)
+    assert len(load_split(export, "val")) > 0
