@@ -152,7 +152,7 @@ def license_text(ctx: Context, lic: CardLicense) -> str:
     lines = [f"# {name}: licences", "",
              f"This dataset mixes material under different terms (`license_name: {lic.name}`). Use it only in a "
              "way every one of them allows.", "",
-             f"- Masks, ids and the dataset card, made by risbench-builder: CC-BY-4.0 "
+             "- Masks, ids and the dataset card, made by risbench-builder: CC-BY-4.0 "
              "(https://creativecommons.org/licenses/by/4.0/)."]
     lines += [f"- {text}" for text in lic.terms()] + [""]
     if "dota-academic" in lic.parts:
