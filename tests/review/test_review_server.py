@@ -275,6 +275,9 @@ def test_cli_and_tokens(review_workspace, label_studio) -> None:
     assert ok.returncode == 0 and "0 tasks imported" in ok.stdout, ok.stderr
     pulled = _cli(ws, "pull", token=label_studio.token)
     assert pulled.returncode == 0 and "review pull" in pulled.stdout, pulled.stderr
+    for cmd in ("push", "pull"):                                        # --json: stdout is one JSON document
+        piped = _cli(ws, cmd, "--json", token=label_studio.token)
+        assert piped.returncode == 0 and isinstance(json.loads(piped.stdout), dict), piped.stderr
     status = _cli(ws, "status", "--json", token=None)                 # status reads the catalog only
     assert status.returncode == 0 and json.loads(status.stdout)["tasks_pushed"] > 0
     for out in (ok, pulled, status):
