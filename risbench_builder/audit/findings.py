@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -23,7 +23,7 @@ from .. import masks
 from ..config import AuditConfig
 from ..finalize.geometry import check as geometry_check
 from ..finalize.geometry import parse
-from ..segment.signals import SPECK_FRACTION, component_count
+from ..segment.signals import SPECK_FRACTION, component_count, mask_window, window_box
 from ..sources.base import MASK_SIZE_MISMATCH, MISSING_MASK, UNDECODABLE_MASK, normalize_expression
 
 BOX_SLACK_PX = 1           # box checks forgive a box one pixel off (tiny objects would fail on that alone)
@@ -99,28 +99,27 @@ class Measured:
     outside: int = 0
     components: int = 0
     centroid: tuple[float, float] = (0.0, 0.0)
-    findings: list[tuple[str, str]] = field(default_factory=list)
 
 
 def measure(row: AuditRow) -> Measured:
-    """Decode the mask once and keep area, tight box, pixels outside the box, components, centroid."""
+    """Decode the mask once and keep area, tight box, pixels outside the box, components, centroid.
+
+    Everything after the decode works on the mask's tight-box crop (nothing lies outside it)."""
     m = Measured(row)
     mask = masks.decode(masks.loads(row.rle)).astype(bool)
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
+    window = mask_window(mask)
+    if window is None:
         return m
-    r0, r1 = int(rows[0]), int(rows[-1]) + 1
-    cols = np.flatnonzero(mask[r0:r1].any(axis=0))
-    c0, c1 = int(cols[0]), int(cols[-1]) + 1
-    crop = mask[r0:r1, c0:c1]
-    m.area = int(crop.sum())
-    m.tight = (float(c0), float(r0), float(c1), float(r1))
+    crop = mask[window]
+    m.tight = window_box(window)
+    c0, r0 = int(m.tight[0]), int(m.tight[1])
+    m.area = int(np.count_nonzero(crop))
     ys, xs = np.nonzero(crop)
     m.centroid = (float(xs.mean()) + c0 + 0.5, float(ys.mean()) + r0 + 0.5)
     x1, y1, x2, y2 = row.box        # a pixel of slack: RRSIS-D's small vehicles have boxes a pixel off
-    inside = masks.rasterize_box((x1 - BOX_SLACK_PX, y1 - BOX_SLACK_PX, x2 + BOX_SLACK_PX, y2 + BOX_SLACK_PX),
-                                 row.height, row.width).astype(bool)
-    m.outside = m.area - int(np.count_nonzero(mask & inside))
+    inside = masks.rasterize_box((x1 - BOX_SLACK_PX - c0, y1 - BOX_SLACK_PX - r0, x2 + BOX_SLACK_PX - c0,
+                                  y2 + BOX_SLACK_PX - r0), *crop.shape).astype(bool)
+    m.outside = m.area - int(np.count_nonzero(crop & inside))
     m.components = component_count(crop)
     return m
 

@@ -25,7 +25,7 @@ def _as_bool(mask: np.ndarray) -> np.ndarray:
     return mask if mask.dtype == bool else mask.astype(bool)
 
 
-def _window(mask: np.ndarray) -> tuple[slice, slice] | None:
+def mask_window(mask: np.ndarray) -> tuple[slice, slice] | None:
     """Row and column slices of a mask's tight box (its nonzero pixels), None when empty."""
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
@@ -35,8 +35,8 @@ def _window(mask: np.ndarray) -> tuple[slice, slice] | None:
     return slice(r0, r1), slice(int(cols[0]), int(cols[-1]) + 1)
 
 
-def _xyxy(window: tuple[slice, slice] | None) -> tuple[float, float, float, float] | None:
-    """The pixel-edge xyxy box of a ``_window``."""
+def window_box(window: tuple[slice, slice] | None) -> tuple[float, float, float, float] | None:
+    """The pixel-edge xyxy box of a :func:`mask_window`."""
     if window is None:
         return None
     rows, cols = window
@@ -45,7 +45,7 @@ def _xyxy(window: tuple[slice, slice] | None) -> tuple[float, float, float, floa
 
 def tight_box(mask: np.ndarray) -> tuple[float, float, float, float] | None:
     """Pixel-edge xyxy box of a bool mask, None when empty."""
-    return _xyxy(_window(mask))
+    return window_box(mask_window(mask))
 
 
 def _components(crop: np.ndarray, min_fraction: float = SPECK_FRACTION) -> int:
@@ -60,7 +60,7 @@ def component_count(mask: np.ndarray, min_fraction: float = SPECK_FRACTION) -> i
 
     Labelled inside the mask's tight box: nothing outside it can join or split a component.
     """
-    window = _window(mask)
+    window = mask_window(mask)
     return 0 if window is None else _components(mask[window], min_fraction)
 
 
@@ -79,7 +79,7 @@ def compute_signals(out: MaskOutput, prompt_box: Sequence[float], polygon: np.nd
     intersecting whole frames, a fraction of the work for an object much smaller than its view.
     """
     mask = _as_bool(out.mask)
-    window = _window(mask)
+    window = mask_window(mask)
     count = 0 if window is None else int(np.count_nonzero(mask[window]))
     area = float(count)
     signals: dict[str, float] = {"area": area}
@@ -87,7 +87,7 @@ def compute_signals(out: MaskOutput, prompt_box: Sequence[float], polygon: np.nd
         signals["iou_pred"] = float(np.clip(out.iou_pred, 0.0, 1.0))
     if out.stability is not None:
         signals["stability"] = float(out.stability)
-    box = _xyxy(window)
+    box = window_box(window)
     signals["box_iou"] = box_iou(box, prompt_box) if box else 0.0
     if out.jitter_masks:
         jitter = [_as_bool(j) for j in out.jitter_masks]
@@ -96,7 +96,7 @@ def compute_signals(out: MaskOutput, prompt_box: Sequence[float], polygon: np.nd
     if out.multimask is not None and len(out.multimask) > 1:
         alts = [_as_bool(m) for m in out.multimask]
         counts = [int(np.count_nonzero(m)) for m in alts]
-        windows = [_window(m) for m in alts[:-1]]       # the first of each pair is never the last
+        windows = [mask_window(m) for m in alts[:-1]]       # the first of each pair is never the last
         pairs = [_iou(alts[i], counts[i], windows[i], alts[j], counts[j])
                  for i, j in combinations(range(len(alts)), 2)]
         signals["multimask_disagreement"] = 1.0 - float(np.mean(pairs))
