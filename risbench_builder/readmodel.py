@@ -141,16 +141,14 @@ def _queue(catalog: Catalog, which: str) -> list[QueueItem]:
     current = current_proposal_set(catalog)
     if current is None:
         return []
-    rows = catalog.conn.execute(_QUEUE_SQL.format(which=which), current).fetchall()
+    queue_sql = _QUEUE_SQL.format(which=which)
+    rows = catalog.conn.execute(queue_sql, current).fetchall()
     others: dict[str, list[tuple[str, str, dict]]] = {}
-    if rows and catalog.conn.execute("SELECT 1 FROM proposals WHERE segmenter != ? OR model_sha256 != ? LIMIT 1",
-                                     current).fetchone():
-        wanted = {r[0] for r in rows}
-        for tid, seg, sha, rle in catalog.conn.execute(
-                "SELECT triplet_id, segmenter, model_sha256, rle FROM proposals WHERE NOT (segmenter = ? AND "
-                "model_sha256 = ?) ORDER BY triplet_id, segmenter, model_sha256", current):
-            if tid in wanted:
-                others.setdefault(tid, []).append((seg, sha, masks.loads(rle)))
+    for tid, seg, sha, rle in catalog.conn.execute(          # the queued triplets' masks from other sets
+            "SELECT o.triplet_id, o.segmenter, o.model_sha256, o.rle FROM proposals o WHERE NOT (o.segmenter = ? "
+            f"AND o.model_sha256 = ?) AND o.triplet_id IN (SELECT triplet_id FROM ({queue_sql})) "
+            "ORDER BY o.triplet_id, o.segmenter, o.model_sha256", (*current, *current)):
+        others.setdefault(tid, []).append((seg, sha, masks.loads(rle)))
     items = [QueueItem(tid, path, w, h, cat, expr, masks.loads(rle), json.loads(scores), seg, sha,
                        tuple(others.get(tid, ())))
              for tid, path, w, h, cat, expr, rle, scores, seg, sha in rows]

@@ -30,7 +30,7 @@ from typing import Any, Iterable, Optional, Sequence
 from .. import masks
 from ..catalog import Catalog
 from ..config import PipelineConfig
-from ..readmodel import consensus_summary, current_proposals
+from ..readmodel import consensus_summary, current_proposal_set
 from .stats import SIZE_BINS, size_bin
 
 VERSION = 1
@@ -94,14 +94,13 @@ def _iou(a: Optional[str], b: Optional[str]) -> Optional[float]:
 
 
 def _proposals(catalog: Catalog) -> dict[str, tuple[str, str, int]]:
-    """triplet_id -> (rle, route, round) of the current proposal set."""
-    has_round = "round" in {r[1] for r in catalog.conn.execute("PRAGMA table_info(proposals)")}
-    rounds: dict[tuple[str, str, str], int] = {}
-    if has_round:
-        rounds = {(t, s, m): int(r) for t, s, m, r in catalog.conn.execute(
-            "SELECT triplet_id, segmenter, model_sha256, round FROM proposals WHERE round IS NOT NULL")}
-    return {p.triplet_id: (p.rle, p.route, rounds.get((p.triplet_id, p.segmenter, p.model_sha256), 1))
-            for p in current_proposals(catalog)}
+    """triplet_id -> (rle, route, round) of the current proposal set (a NULL round is round 1)."""
+    current = current_proposal_set(catalog)
+    if current is None:
+        return {}
+    return {tid: (rle, route, int(rnd)) for tid, rle, route, rnd in catalog.conn.execute(
+        "SELECT triplet_id, rle, route, COALESCE(round, 1) FROM proposals WHERE segmenter=? AND model_sha256=?",
+        current)}
 
 
 def _fallback_rle(catalog: Catalog, triplet_id: str) -> Optional[str]:
@@ -146,9 +145,7 @@ def measure_quality(catalog: Catalog, cfg: PipelineConfig) -> dict[str, Any]:
     category = dict(catalog.conn.execute("SELECT triplet_id, category FROM triplets"))
     decided = {tid: (rle, decision) for tid, rle, decision in
                catalog.conn.execute("SELECT triplet_id, rle, decision FROM consensus")}
-    sample: dict[str, int] = {}
-    if catalog.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='samples'").fetchone():
-        sample = dict(catalog.conn.execute("SELECT triplet_id, round FROM samples ORDER BY triplet_id"))
+    sample: dict[str, int] = dict(catalog.conn.execute("SELECT triplet_id, round FROM samples ORDER BY triplet_id"))
 
     # --- auto-accepted: the audit sample against the reviewers
     counts: Counter = Counter()
