@@ -195,6 +195,7 @@ class _Batch:
             return IMAGE_SIZE_MISMATCH, (f"{rec.image_name} is {info.width}x{info.height}, the annotation "
                                          f"expects {rec.expected_size[0]}x{rec.expected_size[1]}")
         attrs = dict(rec.attributes)
+        source_box = rec.box_xyxy          # a record is the reader's: its fields are not rewritten here
         proposal = None
         if self.importing:
             decoded = decode_imported(rec.mask, info.width, info.height)
@@ -206,21 +207,21 @@ class _Batch:
                 attrs["mask_problem"] = f"{decoded.problem[0]}: {decoded.problem[1]}"
             if decoded.fitted:
                 attrs["mask_fitted"] = decoded.fitted
-            if rec.box_xyxy is None:
+            if source_box is None:
                 if not decoded.mask.any():
                     return decoded.problem or (EMPTY_MASK, "the dataset gives no box and its mask is empty: "
                                                           "nothing locates the object")
-                rec.box_xyxy = masks.bbox_xyxy(rle)
+                source_box = masks.bbox_xyxy(rle)
                 attrs["box_from_mask"] = True
             proposal = (decoded.mask, rle)
-        elif rec.box_xyxy is None:
+        elif source_box is None:
             return MALFORMED_RECORD, "the record has no box"
-        x1, y1, x2, y2 = rec.box_xyxy
+        x1, y1, x2, y2 = source_box
         if x2 <= 0 or y2 <= 0 or x1 >= info.width or y1 >= info.height:
-            return BOX_OUTSIDE_IMAGE, f"box {_fmt(rec.box_xyxy)} lies outside the {info.width}x{info.height} image"
-        box = clip_box(rec.box_xyxy, info.width, info.height)
+            return BOX_OUTSIDE_IMAGE, f"box {_fmt(source_box)} lies outside the {info.width}x{info.height} image"
+        box = clip_box(source_box, info.width, info.height)
         if box[2] - box[0] <= 0 or box[3] - box[1] <= 0:
-            return ZERO_AREA_BOX, f"box {_fmt(rec.box_xyxy)} has zero area"
+            return ZERO_AREA_BOX, f"box {_fmt(source_box)} has zero area"
 
         image_id = f"{self.src.label}:{Path(rec.image_name).stem}"
         triplet_id = stable_id(self.src.label, rec.image_name, rec.object_ref, expression or "")
@@ -228,7 +229,7 @@ class _Batch:
             dup_of = self._duplicate_of(image_id, normalize_expression(expression), triplet_id)
             if dup_of:
                 return DUPLICATE, f"same image and expression as triplet {dup_of}"
-        if box != tuple(float(v) for v in rec.box_xyxy):
+        if box != tuple(float(v) for v in source_box):
             attrs["box_clipped"] = True
         if category != rec.category_raw:
             attrs["category_raw"] = rec.category_raw
