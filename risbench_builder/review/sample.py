@@ -72,7 +72,7 @@ def draw_sample(catalog: Catalog, cfg: ReviewConfig, run_id: str | None = None) 
     to ``samples``. Drawing again in the same round adds nothing."""
     round_no = current_round(catalog)
     current = current_proposal_set(catalog)
-    if current is None or cfg.audit_fraction <= 0 and cfg.audit_min <= 0:
+    if current is None or (cfg.audit_fraction <= 0 and cfg.audit_min <= 0):
         return Drawn(round_no, 0, 0, 0)
     already = catalog.count("samples", "WHERE round=?", (round_no,))
     rows = catalog.conn.execute(
