@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# All GPU checks in one prepared run (sam-refine, CroBIM, PA-SAM adapter), sized to fit one
-# short lease on a single NVIDIA GPU: about 6 minutes in all. Each check keeps its own budget;
+# All GPU checks in one prepared run (sam-refine, CroBIM, PA-SAM adapter, the whole sam-refine
+# stage against the encoder), sized to fit one short lease on a single NVIDIA GPU: about 8
+# minutes in all (at most 520 s of budgets). Each check keeps its own budget;
 # a failing check does not stop the others. Logs go to $OUT (or ./gpu-logs) as gpu_*.log.
 #
 #   bash benchmarks/gpu_all.sh
@@ -31,3 +32,4 @@ run() {  # name, seconds, command...
 run gpu_adapter 100 bash benchmarks/gpu_adapter.sh --steps 30
 run gpu_crobim 130 bash benchmarks/gpu_crobim.sh --steps 10
 run gpu_refine 150 bash benchmarks/gpu_refine.sh --budget-s 120
+run gpu_refine_pipeline 140 python3 benchmarks/gpu_refine_pipeline.py --budget-s 115
