@@ -8,10 +8,11 @@ routing and the catalog writes. Side by side in one run:
   grabcut   the embedded default backend with `refine.workers` 0 (all in this process, the
             old path) and 2..N; the masks and routes must be identical (catalog fingerprints).
   proxy     (--cpu-proxy) a stand-in for a GPU SAM: a model backend that returns precomputed
-            box masks (4 jittered copies, 3 alternatives) after sleeping for the measured
-            device time per view (default 17.6 ms: vit_b at encoder batch 8 on an H200). The
-            stand-in alone does 1000/17.6 = 56.8 views/s; the stage rate over that rate says
-            whether the host side (decode, prompts, signals, RLE, writes) keeps up.
+            box masks (4 jittered copies, 3 alternatives), measured as SAM measures them on
+            the device, after sleeping for the measured device time per view of each padded
+            encoder batch (default 17.6 ms: vit_b at encoder batch 8 on an H200). The stand-in
+            alone does 1000/17.6 = 56.8 views/s; the stage rate over that rate says whether the
+            host side (decode, prompts, crops, signals, RLE, writes) keeps up.
             Target: ratio >= 0.8 on 2 cores.
 
     python benchmarks/bench_refine_pipeline.py [--scenes 24] [--workers 0 2] [--cpu-proxy] [--proxy-ms 17.6]
@@ -32,34 +33,47 @@ import numpy as np
 import yaml
 
 from risbench_builder.catalog import Catalog
-from risbench_builder.segment.base import MaskOutput, View
+from risbench_builder.segment.base import MeasuredMask, View
 from risbench_builder.segment.box import BoxSegmenter
+from risbench_builder.segment.signals import measure
 from risbench_builder.stages.ingest import run_ingest
 from risbench_builder.stages.refine import run_refine
 from risbench_builder.workspace import Workspace, init_workspace
 
 
 class ProxySam:
-    """A model backend (not ``host_only``: it runs in the main process, like SAM) that sleeps for
-    the device time of one view and returns box masks with jittered copies and 3 alternatives."""
+    """A model backend (not ``host_only``: it runs in the main process, like SAM) standing in for
+    SAM on a GPU. Its answers are made ahead (``record`` pass: box masks, 3 alternatives, the
+    jittered boxes' masks, measured as the device would measure them); a timed pass sleeps for
+    the device time of each fixed encoder batch (padded like SamSegmenter's) and hands them back."""
 
     name = "proxy-sam"
     model_sha256 = "0" * 64
     precision = "proxy"
 
-    def __init__(self, seconds_per_view: float):
-        self.seconds_per_view = seconds_per_view
+    def __init__(self, seconds_per_view: float, encoder_batch: int = 8):
+        self.seconds_per_view, self.encoder_batch = seconds_per_view, encoder_batch
         self.box = BoxSegmenter()
+        self.answers: dict[tuple[str, bytes], list[MeasuredMask]] = {}
+        self.recording = True
         self.views = 0
 
-    def segment(self, view: View, boxes: np.ndarray, jitter: np.ndarray) -> list[MaskOutput]:
-        time.sleep(self.seconds_per_view)
-        self.views += 1
-        outs = self.box.segment(view, boxes, jitter)
-        for out in outs:
-            out.iou_pred, out.stability = 0.9, 0.95
-            out.multimask = np.stack([out.mask] * 3)
-        return outs
+    def _answer(self, view: View, boxes: np.ndarray, jitter: np.ndarray) -> list[MeasuredMask]:
+        key = (view.key, np.asarray(boxes, np.float64).tobytes())
+        if self.recording:
+            outs = self.box.segment(view, boxes, jitter)
+            for out in outs:
+                out.iou_pred, out.stability = 0.9, 0.95
+                out.multimask = np.stack([out.mask] * 3)
+            self.answers[key] = [measure(out) for out in outs]
+        return self.answers[key]
+
+    def segment_views(self, items, measure: bool = True) -> list[list[MeasuredMask]]:
+        batches = -(-len(items) // self.encoder_batch)
+        if not self.recording:
+            time.sleep(batches * self.encoder_batch * self.seconds_per_view)
+        self.views += len(items)
+        return [self._answer(*item[:3]) for item in items]
 
 
 def workspace(root: Path, scenes: int) -> Workspace:
@@ -150,8 +164,11 @@ def main() -> None:
             print(f"grabcut speed-up workers={w} / workers={first}: {times[first] / times[w]:.2f}x")
         print(f"grabcut identical catalogs across worker counts: {len(prints) == 1}")
         if args.cpu_proxy:
+            proxy = ProxySam(args.proxy_ms / 1000)
+            arm(base, "proxy-record", 0, proxy)           # the answers, made ahead (not timed)
+            proxy.recording = False
             for w in args.workers:
-                proxy = ProxySam(args.proxy_ms / 1000)
+                proxy.views = 0
                 seconds, images, _ = arm(base, f"proxy-w{w}", w, proxy)
                 stand_in = 1000 / args.proxy_ms
                 stage = proxy.views / seconds

@@ -127,39 +127,6 @@ def rle_runs(counts: str | bytes) -> np.ndarray:
     return cnts
 
 
-def rle_from_runs(runs: Any, height: int, width: int) -> RLE:
-    """COCO compressed RLE from the run lengths of a column-major mask, without the mask.
-
-    ``runs``: a 1-D array (or list) of integers >= 0 summing to ``height * width``, alternating
-    0-runs and 1-runs from a 0-run, as ``segment.device_masks.column_runs`` gives them on the
-    device. Empty runs after the first are dropped (their neighbours merge), so the result is
-    byte-identical to :func:`encode` (and ``pycocotools.mask.encode``) of the same mask.
-    Raises :class:`MaskError` (a ValueError) for a size :func:`decode` refuses, runs that are
-    not 1-D integers, a negative run, or runs that do not cover exactly H*W pixels.
-
-    >>> rle_from_runs([0, 1, 3, 1, 3, 1], 3, 3) == encode(np.eye(3, dtype=np.uint8))
-    True
-    """
-    h, w = _dims(height, width)
-    r = np.asarray(runs)
-    if r.ndim != 1 or (r.size and (r.dtype.kind not in "iu")):
-        raise MaskError(f"runs must be a 1-D array of integers, got {r.dtype} of shape {r.shape}")
-    if r.size and (int(r.min()) < 0 or int(r.max()) > h * w):
-        raise MaskError(f"runs hold a run outside 0..{h * w} (H*W)")
-    r = r.astype(np.int64)
-    if int(r.sum()) != h * w:
-        raise MaskError(f"runs cover {int(r.sum())} pixels, size {h}x{w} says {h * w}")
-    value = np.arange(r.size) % 2                     # 0-runs at even, 1-runs at odd positions
-    keep = r > 0
-    r, value = r[keep], value[keep]
-    if r.size:
-        r = np.add.reduceat(r, np.flatnonzero(np.r_[True, value[1:] != value[:-1]]))
-    if r.size == 0 or value[0] == 1:                  # counts start with a (possibly empty) 0-run
-        r = np.r_[np.int64(0), r]
-    compressed = coco_mask.frPyObjects({"counts": r, "size": [h, w]}, h, w)
-    return {"size": [h, w], "counts": compressed["counts"].decode("ascii")}
-
-
 def _coco(rle: Any) -> dict:
     """A validated RLE as pycocotools wants it (bytes counts): the runs cover exactly H*W pixels."""
     if not isinstance(rle, Mapping):
@@ -647,17 +614,35 @@ def encode_sparse(mask: np.ndarray) -> RLE:
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     if rows.size == 0:
         return encode(mask)
-    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    band = np.zeros((c1 - c0, h), bool)                       # the window's columns, full height
-    band[:, r0:r1] = mask[r0:r1, c0:c1].T
+    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    return encode_window(mask[r0:r1, c0:c1], c0, r0, h, w)
+
+
+def encode_window(crop: np.ndarray, x0: int, y0: int, height: int, width: int) -> RLE:
+    """The COCO RLE of a ``height`` x ``width`` mask that is empty outside ``crop``, whose top-left
+    pixel is ``(x0, y0)``: what :func:`encode` gives for the whole frame, without making it.
+
+    >>> m = np.zeros((30, 40), bool); m[10:20, 5:9] = True
+    >>> encode_window(m[10:20, 5:9], 5, 10, 30, 40) == encode(m)
+    True
+    """
+    crop = np.asarray(crop)
+    h, w = _dims(height, width)
+    ch, cw = crop.shape if crop.ndim == 2 else (-1, -1)
+    if ch < 0 or not (0 <= x0 and 0 <= y0 and x0 + cw <= w and y0 + ch <= h):
+        raise MaskError(f"a {crop.shape} crop at ({x0}, {y0}) does not fit a {h}x{w} mask")
+    if crop.size == 0:
+        return encode(np.zeros((h, w), bool))
+    band = np.zeros((cw, h), bool)                            # the window's columns, full height
+    band[:, y0:y0 + ch] = crop.T
     flat = band.ravel()
     change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
     bounds = np.concatenate(([0], change, [flat.size]))
     runs = np.diff(bounds).tolist()
     if flat[0]:                                               # COCO counts start with a zero run
         runs.insert(0, 0)
-    runs[0] += int(c0) * h
-    tail = int(w - c1) * h
+    runs[0] += int(x0) * h
+    tail = int(w - x0 - cw) * h
     if not flat[-1]:
         runs[-1] += tail
     elif tail:

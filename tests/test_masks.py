@@ -91,36 +91,34 @@ def test_repair_refuses_a_non_convex_self_intersection() -> None:
     assert fixed is None and "not convex" in why
 
 
-# ---------------------------------------------------------------- rle_from_runs
-def _column_runs(m: np.ndarray) -> np.ndarray:
-    flat = np.r_[False, m.astype(bool).ravel(order="F")]
-    ends = np.r_[np.flatnonzero(flat[1:] != flat[:-1]), m.size]
-    return np.diff(np.r_[0, ends])
-
-
+# ---------------------------------------------------------------- encode_window
 @pytest.mark.parametrize("seed", range(8))
-def test_rle_from_runs_equals_encode(seed: int) -> None:
+def test_encode_window_equals_encode(seed: int) -> None:
+    """The RLE of a frame made from its set pixels' tight box (where a device measurement puts
+    them) is pycocotools' RLE of the whole frame, byte for byte; also a loose window."""
     rng = np.random.default_rng(seed)
-    m = random_mask(seed, int(rng.integers(1, 60)), int(rng.integers(1, 60)))
-    m[0, 0] = seed % 2                                       # starting with a 1-run and with a 0-run
-    runs = _column_runs(m)
-    assert masks.rle_from_runs(runs, *m.shape) == masks.encode(m)
-    assert masks.rle_from_runs(runs.tolist(), *m.shape) == masks.encode(m)
-    assert masks.rle_from_runs(runs.astype(np.uint32), *m.shape) == masks.encode(m)
-    # empty runs in between (a 0-run of 0 pixels joins two 1-runs) are merged away
-    padded = np.insert(runs, [2, 2, len(runs)], 0) if len(runs) > 2 else np.r_[runs, 0, 0]
-    assert masks.rle_from_runs(padded, *m.shape) == masks.encode(m)
+    h, w = int(rng.integers(1, 60)), int(rng.integers(1, 60))
+    m = random_mask(seed, h, w)
+    m[0, 0] = seed % 2                                        # starting with a 1-run and with a 0-run
+    m[-1, -1] = seed % 3 == 0                                 # ending with one
+    rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+    if rows.size:
+        r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+        assert masks.encode_window(m[r0:r1, c0:c1], int(c0), int(r0), h, w) == masks.encode(m)
+    assert masks.encode_window(m, 0, 0, h, w) == masks.encode(m)
+    ref = coco_mask.encode(np.asfortranarray(m.astype(np.uint8)))
+    assert masks.encode_window(m, 0, 0, h, w)["counts"].encode("ascii") == ref["counts"]
 
 
-def test_rle_from_runs_edges_and_refusals() -> None:
-    for shape in [(0, 4), (4, 0), (0, 0)]:
-        assert masks.rle_from_runs([0], *shape) == masks.encode(np.zeros(shape, np.uint8))
-        assert masks.rle_from_runs([], *shape) == masks.encode(np.zeros(shape, np.uint8))
-    assert masks.rle_from_runs([0, 6], 2, 3) == masks.encode(np.ones((2, 3), np.uint8))
-    assert masks.rle_from_runs([6], 2, 3) == masks.encode(np.zeros((2, 3), np.uint8))
-    for bad, match in [([1, 2], "cover 3 pixels"), ([7, -1], "outside"), ([[1, 5]], "1-D"),
-                       ([1.5, 4.5], "integers"), ([1, 9], "outside")]:
-        with pytest.raises(masks.MaskError, match=match):
-            masks.rle_from_runs(bad, 2, 3)
+def test_encode_window_edges_and_refusals() -> None:
+    for shape in [(0, 4), (4, 0), (3, 5)]:
+        assert masks.encode_window(np.zeros((0, 0), bool), 0, 0, *shape) == masks.encode(np.zeros(shape, np.uint8))
+    full = np.ones((2, 3), bool)
+    assert masks.encode_window(full, 0, 0, 2, 3) == masks.encode(full)
+    for crop, x0, y0 in [(np.ones((2, 2), bool), 2, 0), (np.ones((1, 1), bool), -1, 0), (np.ones(3, bool), 0, 0)]:
+        with pytest.raises(masks.MaskError, match="does not fit"):
+            masks.encode_window(crop, x0, y0, 2, 3)
     with pytest.raises(masks.MaskError, match="height"):
-        masks.rle_from_runs([6], -2, 3)
+        masks.encode_window(np.zeros((0, 0), bool), 0, 0, -1, 3)
+
+

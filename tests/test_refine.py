@@ -94,6 +94,32 @@ def test_tiny_sam_batched_encoder_calls_and_cache_hits(make_workspace) -> None:
     assert len(list((ws.cache / "embeddings").rglob("*.safetensors"))) == n_images
 
 
+class DenseOnly:
+    """A model backend without ``segment_views``: the stage calls ``segment`` view by view and
+    measures the dense masks it gets back on the host."""
+
+    def __init__(self, seg) -> None:
+        self.seg, self.name, self.model_sha256 = seg, seg.name, seg.model_sha256
+
+    def segment(self, view: View, boxes: np.ndarray, jitter: np.ndarray):
+        return self.seg.segment(view, boxes, jitter)
+
+
+def test_masks_measured_on_the_device_give_the_rows_of_dense_masks(make_workspace) -> None:
+    """sam-refine asks SAM for masks measured where they were made (counts and tight-box crops, no
+    dense frames back) and resized in the workers; its rows (RLE, signals, routes, crops pasted
+    back) are those of dense masks measured on the host. encoder_batch 1: the same embeddings."""
+    prints = {}
+    for name, wrap in (("measured", lambda s: s), ("dense", DenseOnly)):
+        ws = ingested(make_workspace, name, scenes=2, segmenter="sam", model="tiny", tiny_box=40, encoder_batch=1,
+                      workers=2)
+        seg = make_segmenter(ws.load().refine, ws)
+        report = run_refine(ws, ws.load(), progress=False, segmenter=wrap(seg))
+        assert report.crops > 0 and report.proposals > 0
+        prints[name] = fingerprint(ws)
+    assert prints["measured"] == prints["dense"]
+
+
 class RecordingBox(BoxSegmenter):
     def __init__(self) -> None:
         self.views: list[tuple[str, tuple[int, ...], int]] = []

@@ -8,7 +8,7 @@ has an image encoder can run it once per view. Quality signals and routing are c
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
@@ -32,6 +32,49 @@ class MaskOutput:
     stability: float | None = None         # SAM stability score at offset 1.0 on logits
     multimask: np.ndarray | None = None    # (3, H, W) bool alternatives, for disagreement
     jitter_masks: list[np.ndarray] = field(default_factory=list)  # masks from the K jittered boxes
+
+
+@dataclass
+class MeasuredMask:
+    """One box's result reduced to what its signals and its catalog row need, measured where the
+    masks were made (a model on a GPU hands back this instead of dense frames; ``signals.measure``
+    makes it from a :class:`MaskOutput`).
+
+    ``crop`` is the main mask inside its tight box, whose top-left pixel is ``(x0, y0)`` in a
+    ``height`` x ``width`` frame; an empty mask has a 0x0 crop. The other masks are kept as
+    pixel counts: each jittered mask's, and its overlap with the main mask; each multimask
+    alternative's, and the overlap of every pair (in ``itertools.combinations`` order).
+    """
+
+    height: int
+    width: int
+    x0: int
+    y0: int
+    crop: np.ndarray
+    iou_pred: float | None = None
+    stability: float | None = None
+    jitter_counts: list[int] = field(default_factory=list)
+    jitter_overlaps: list[int] = field(default_factory=list)
+    multimask_counts: list[int] = field(default_factory=list)
+    multimask_overlaps: list[int] = field(default_factory=list)
+
+    @property
+    def area(self) -> int:
+        return int(np.count_nonzero(self.crop))
+
+    @property
+    def box(self) -> tuple[float, float, float, float] | None:
+        """The main mask's pixel-edge xyxy tight box, None when it is empty."""
+        if self.crop.size == 0:
+            return None
+        h, w = self.crop.shape
+        return float(self.x0), float(self.y0), float(self.x0 + w), float(self.y0 + h)
+
+    def placed(self, x0: int, y0: int, height: int, width: int) -> "MeasuredMask":
+        """The same masks with this frame's top-left at ``(x0, y0)`` of a ``height`` x ``width``
+        frame (a context crop pasted back into its image): only the position changes."""
+        return replace(self, height=height, width=width, x0=self.x0 + x0 if self.crop.size else 0,
+                       y0=self.y0 + y0 if self.crop.size else 0)
 
 
 class Segmenter(Protocol):

@@ -12,6 +12,10 @@ checks before trusting a file. Files are written to a temporary name and moved i
 one. There is no fsync: after a power loss a torn file fails :meth:`EmbeddingCache.get`'s
 checks and counts as a miss. Nothing is pickled and nothing goes through ``torch.load``.
 
+With ``background=True`` a :meth:`EmbeddingCache.put` copies the tensors to the host and leaves
+serialising and writing the file to one writer thread (a few entries in flight at most), so a
+GPU stage does not wait for the disk; :meth:`EmbeddingCache.flush` waits for the writes.
+
 >>> cache = EmbeddingCache(tmp)                                       # doctest: +SKIP
 >>> cache.put("img-sha", "model-sha", {"image_embeddings": emb}, {"note": "x"})  # doctest: +SKIP
 >>> cache.get("img-sha", "model-sha")["image_embeddings"].shape       # doctest: +SKIP
@@ -22,7 +26,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import tempfile
+import threading
 from pathlib import Path
 from typing import Callable
 
@@ -39,16 +45,25 @@ class EmbeddingCache:
 
     ``storage_dtype`` applies to floating tensors only: float32 (default, exact round trip)
     or float16/bfloat16 to halve the disk use (a vit_b embedding is 4 MiB in float32).
-    ``hits``/``misses`` count :meth:`get` results since construction.
+    ``hits``/``misses`` count :meth:`get` results since construction. ``background``: files are
+    written by a writer thread (started at the first :meth:`put`); entries not yet on disk are
+    served from memory by :meth:`get`.
     """
 
-    def __init__(self, root: str | Path, storage_dtype: torch.dtype = torch.float32) -> None:
+    def __init__(self, root: str | Path, storage_dtype: torch.dtype = torch.float32, background: bool = False,
+                 in_flight: int = 4) -> None:
         if storage_dtype not in _STORAGE_DTYPES:
             raise ValueError(f"embedding cache: storage_dtype must be one of {_STORAGE_DTYPES}, got {storage_dtype}")
         self.root = Path(root)
         self.storage_dtype = storage_dtype
         self.hits = 0
         self.misses = 0
+        self.background = background
+        self._queue: queue.Queue = queue.Queue(maxsize=max(1, in_flight))
+        self._pending: dict[Path, tuple[str, str, dict[str, torch.Tensor]]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     def path(self, key: str, model_sha: str) -> Path:
         """Where the entry for ``key`` under ``model_sha`` lives (whether or not it exists)."""
@@ -71,7 +86,11 @@ class EmbeddingCache:
         """
         path = self.path(key, model_sha)
         tensors = None
-        if path.is_file():
+        with self._lock:
+            pending = self._pending.get(path)
+        if pending is not None and pending[:2] == (key, model_sha):
+            tensors = dict(pending[2])
+        elif path.is_file():
             try:
                 with safe_open(str(path), framework="pt", device="cpu") as f:
                     meta = f.metadata() or {}
@@ -103,9 +122,9 @@ class EmbeddingCache:
         tensors: dict[str, torch.Tensor],
         metadata: dict[str, str] | None = None,
     ) -> Path:
-        """Store ``tensors`` (moved to the CPU) atomically; returns the file path."""
+        """Store ``tensors`` (moved to the CPU) atomically; returns the file path (written by the
+        writer thread later with ``background``)."""
         path = self.path(key, model_sha)
-        path.parent.mkdir(parents=True, exist_ok=True)
         meta = {str(k): str(v) for k, v in (metadata or {}).items()}
         meta.update({_KEY_FIELD: key, _MODEL_FIELD: model_sha})
         payload = {}
@@ -114,6 +133,43 @@ class EmbeddingCache:
             if t.is_floating_point():
                 t = t.to(self.storage_dtype)
             payload[name] = t.contiguous()
+        if not self.background:
+            return self._write(path, payload, meta)
+        self._raise_error()
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._writer, name="embedding-cache", daemon=True)
+            self._thread.start()
+        with self._lock:
+            self._pending[path] = (key, model_sha, payload)
+        self._queue.put((path, payload, meta))      # blocks while ``in_flight`` writes wait: memory stays flat
+        return path
+
+    def flush(self) -> None:
+        """Wait until every :meth:`put` is on disk; raises the writer's error, if it had one."""
+        if self._thread is not None:
+            self._queue.join()
+        self._raise_error()
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise OSError(f"embedding cache: a background write failed: {error}") from error
+
+    def _writer(self) -> None:
+        while True:
+            path, payload, meta = self._queue.get()
+            try:
+                self._write(path, payload, meta)
+            except BaseException as exc:  # noqa: BLE001 - handed to the next put() or flush()
+                self._error = exc
+            finally:
+                with self._lock:
+                    if self._pending.get(path, (None, None, None))[2] is payload:
+                        del self._pending[path]
+                self._queue.task_done()
+
+    def _write(self, path: Path, payload: dict[str, torch.Tensor], meta: dict[str, str]) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.stem[:16]}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         try:

@@ -32,7 +32,7 @@ def _sam(cfg: RefineConfig, ws: Workspace, device: str | None) -> Segmenter:
     if cfg.cache_embeddings:
         import torch
 
-        cache = EmbeddingCache(ws.cache / "embeddings", storage_dtype=getattr(torch, cfg.cache_dtype))
+        cache = EmbeddingCache(ws.cache / "embeddings", storage_dtype=getattr(torch, cfg.cache_dtype), background=True)
     checkpoint = ws.resolve(cfg.checkpoint) if cfg.checkpoint else None
     seg = SamSegmenter(cfg.model, checkpoint=checkpoint, device=device or cfg.device, cache=cache,
                        chunk_size=cfg.chunk_size, seed=cfg.seed, encoder_batch=cfg.encoder_batch)

@@ -26,7 +26,8 @@ from segment_anything.utils.amg import calculate_stability_score
 from segment_anything.utils.transforms import ResizeLongestSide
 from torch.nn import functional as F
 
-from risbench_builder.segment.base import MaskOutput, View
+from risbench_builder.segment.base import MaskOutput, MeasuredMask, View
+from risbench_builder.segment.device_masks import measure_batch
 from risbench_builder.segment.sam_build import build_sam_model, model_checksum, sam_device
 
 if TYPE_CHECKING:  # imported lazily: safetensors is only needed once a cache is used
@@ -105,6 +106,11 @@ class SamSegmenter:
                 self.mask_decoder.to(self.device).eval()
             self.name += f"+adapter:{self.adapter_sha256[:8]}"
 
+    def flush(self) -> None:
+        """Wait for the embedding cache's background writes (a no-op without a cache)."""
+        if self.cache is not None:
+            self.cache.flush()
+
     @property
     def effective_chunk_size(self) -> int:
         """Prompts per decoder pass: ``chunk_size``, capped on the CPU (see ``_CPU_CHUNK_BYTES``)."""
@@ -144,6 +150,12 @@ class SamSegmenter:
         """
         emb, input_size, _ = self.image_inputs(view, features=None)
         return emb, input_size
+
+    @property
+    def host_transform(self) -> ResizeLongestSide:
+        """The resize :meth:`host_input` applies, as a small picklable object: sam-refine's worker
+        processes call its ``apply_image`` on each view and pass the result to :meth:`segment_views`."""
+        return self.transform
 
     def host_input(self, image: np.ndarray) -> np.ndarray:
         """The host-side part of the encoder input: ``image`` (RGB uint8 HxWx3) resized so that its
@@ -268,8 +280,13 @@ class SamSegmenter:
         return self._decode_view(image, boxes, jitter, *self.image_inputs(view))
 
     @torch.inference_mode()
-    def segment_views(self, items: Sequence[tuple[Any, ...]]) -> list[list[MaskOutput]]:
+    def segment_views(self, items: Sequence[tuple[Any, ...]], measure: bool = False
+                      ) -> list[list[MaskOutput]] | list[list[MeasuredMask]]:
         """:meth:`segment` for many views, the image encoder run on ``encoder_batch`` views at a time.
+
+        ``measure``: hand back each box's masks as a :class:`MeasuredMask` reduced on the device
+        (counts and the tight-box crop of the main mask: what signals and the catalog need), not
+        as dense frames; sam-refine asks for that.
 
         ``items``: ``(view, boxes, jitter)`` or ``(view, boxes, jitter, resized)`` tuples, each
         exactly what :meth:`segment` takes (views of different images and sizes, tiny-box context
@@ -313,7 +330,7 @@ class SamSegmenter:
             given.append(resized)
 
         features, names = self._features("adapter")
-        results: list[list[MaskOutput]] = [[] for _ in items]
+        results: list[Any] = [[] for _ in items]
         pending: list[tuple[int, np.ndarray]] = []
 
         def flush() -> None:
@@ -323,7 +340,7 @@ class SamSegmenter:
                 view, (image, boxes, jitter) = items[i][0], checked[i]
                 inputs = self._finish(view, image, None, pre[row : row + 1], emb[row : row + 1],
                                       (int(resized.shape[0]), int(resized.shape[1])), features)
-                results[i] = self._decode_view(image, boxes, jitter, *inputs)
+                results[i] = self._decode_view(image, boxes, jitter, *inputs, measure=measure)
             pending.clear()
 
         for i, (item, (image, boxes, jitter)) in enumerate(zip(items, checked)):
@@ -339,7 +356,7 @@ class SamSegmenter:
                         flush()
                     continue
                 ready = self._inputs_from(view, image, resized, hit, features)
-            results[i] = self._decode_view(image, boxes, jitter, *ready)
+            results[i] = self._decode_view(image, boxes, jitter, *ready, measure=measure)
         if pending:
             flush()
         return results
@@ -364,8 +381,12 @@ class SamSegmenter:
         emb: torch.Tensor,
         input_size: tuple[int, int],
         extras: dict[str, torch.Tensor],
-    ) -> list[MaskOutput]:
-        """All boxes and jittered boxes of one view decoded against its embedding, in chunks."""
+        measure: bool = False,
+    ) -> list[MaskOutput] | list[MeasuredMask]:
+        """All boxes and jittered boxes of one view decoded against its embedding, in chunks.
+
+        The masks are made on the device; ``measure`` reduces them there (``measure_batch``) so
+        that only counts and tight-box crops come back, else they come back whole."""
         h, w = int(image.shape[0]), int(image.shape[1])
         n, k = len(boxes), jitter.shape[1]
         prompts = np.concatenate([boxes, jitter.reshape(-1, 4)], axis=0)  # N main boxes, then N*K jittered
@@ -373,13 +394,15 @@ class SamSegmenter:
         prompts[:, 1::2] = prompts[:, 1::2].clip(0, h)
         coords = self.transform.apply_boxes_torch(torch.from_numpy(prompts), (h, w)).to(self.device)
 
-        masks = np.zeros((n, h, w), bool)
-        multimask = np.zeros((n, 3, h, w), bool)
-        jitter_masks = np.zeros((n * k, h, w), bool)
-        iou_pred = np.zeros(n, np.float64)
-        stability = np.zeros(n, np.float64)
+        on = {"device": self.device}
+        masks = torch.zeros((n, h, w), dtype=torch.bool, **on)
+        multimask = torch.zeros((n, 3, h, w), dtype=torch.bool, **on)
+        jitter_masks = torch.zeros((n * k, h, w), dtype=torch.bool, **on)
+        iou_pred = torch.zeros(n, dtype=torch.float32, **on)
+        stability = torch.zeros(n, dtype=torch.float32, **on)
         pe = self.model.prompt_encoder.get_dense_pe()
         chunk = self.effective_chunk_size
+        threshold = self.model.mask_threshold
         for start in range(0, len(prompts), chunk):
             stop = min(start + chunk, len(prompts))
             with self._autocast():
@@ -395,29 +418,31 @@ class SamSegmenter:
             low_res, iou = low_res.float(), iou.float()
             n_main = max(0, min(stop, n) - start)  # main boxes in this chunk come first
             if n_main:
-                iou_pred[start : start + n_main] = iou[:n_main, 0].clamp(0.0, 1.0).cpu().numpy()
+                iou_pred[start : start + n_main] = iou[:n_main, 0].clamp(0.0, 1.0)
                 for lo, full in self._upscaled(low_res[:n_main], input_size, (h, w)):
                     rows = slice(start + lo, start + lo + len(full))
-                    stab = calculate_stability_score(full[:, 0], self.model.mask_threshold, 1.0)
-                    stability[rows] = torch.nan_to_num(stab, nan=0.0).cpu().numpy()  # empty mask -> 0
-                    binary = (full > self.model.mask_threshold).cpu().numpy()
+                    stab = calculate_stability_score(full[:, 0], threshold, 1.0)
+                    stability[rows] = torch.nan_to_num(stab, nan=0.0)  # empty mask -> 0
+                    binary = full > threshold
                     masks[rows] = binary[:, 0]
                     multimask[rows] = binary[:, 1:4]
             if stop > n:
                 j0 = max(start, n)
                 for lo, full in self._upscaled(low_res[j0 - start :, :1], input_size, (h, w)):
-                    jitter_masks[j0 - n + lo : j0 - n + lo + len(full)] = (
-                        (full[:, 0] > self.model.mask_threshold).cpu().numpy()
-                    )
+                    jitter_masks[j0 - n + lo : j0 - n + lo + len(full)] = full[:, 0] > threshold
 
-        jitter_masks = jitter_masks.reshape(n, k, h, w)
+        if measure:
+            return measure_batch(masks, multimask, jitter_masks.reshape(n, k, h, w), iou_pred, stability)
+        masks_np, multimask_np = masks.cpu().numpy(), multimask.cpu().numpy()
+        jitter_np = jitter_masks.reshape(n, k, h, w).cpu().numpy()
+        iou_np, stability_np = iou_pred.cpu().numpy().astype(np.float64), stability.cpu().numpy().astype(np.float64)
         return [
             MaskOutput(
-                mask=masks[i],
-                iou_pred=float(iou_pred[i]),
-                stability=float(stability[i]),
-                multimask=multimask[i],
-                jitter_masks=[jitter_masks[i, j] for j in range(k)],
+                mask=masks_np[i],
+                iou_pred=float(iou_np[i]),
+                stability=float(stability_np[i]),
+                multimask=multimask_np[i],
+                jitter_masks=[jitter_np[i, j] for j in range(k)],
             )
             for i in range(n)
         ]

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from ..masks import box_area, box_iou, rasterize_polygon
-from .base import MaskOutput
+from .base import MaskOutput, MeasuredMask
 
 SPECK_FRACTION = 0.05   # components holding less of the mask than this are specks, not parts
 
@@ -64,46 +64,73 @@ def component_count(mask: np.ndarray, min_fraction: float = SPECK_FRACTION) -> i
     return 0 if window is None else _components(mask[window], min_fraction)
 
 
-def _iou(a: np.ndarray, a_count: int, a_window: tuple[slice, slice] | None, b: np.ndarray, b_count: int) -> float:
-    """``mask_iou(a, b)`` of bool masks from their pixel counts and the intersection inside a's tight box."""
-    inter = 0 if a_window is None else int(np.count_nonzero(np.logical_and(a[a_window], b[a_window])))
-    union = a_count + b_count - inter
-    return inter / union if union else 0.0
+def _iou(overlap: int, a_count: int, b_count: int) -> float:
+    """IoU of two masks from their pixel counts and their overlap."""
+    union = a_count + b_count - overlap
+    return overlap / union if union else 0.0
 
 
-def compute_signals(out: MaskOutput, prompt_box: Sequence[float], polygon: np.ndarray | None) -> dict[str, float]:
-    """All signals for one mask against its prompt box (and OBB polygon when the source has one).
+def _overlap(crop: np.ndarray, window: tuple[slice, slice] | None, other: np.ndarray) -> int:
+    """Pixels set in both a mask (its tight-box ``crop`` at ``window``) and a whole-frame ``other``."""
+    return 0 if window is None else int(np.count_nonzero(np.logical_and(crop, other[window])))
 
-    Counts come from whole-frame ``count_nonzero``; everything else (components, intersections)
-    from the mask's tight-box crop, outside which it has no pixels: same numbers as labelling and
-    intersecting whole frames, a fraction of the work for an object much smaller than its view.
+
+def measure(out: MaskOutput) -> MeasuredMask:
+    """``out`` reduced to what :func:`signals_from` and the catalog's RLE need (on the host, numpy).
+
+    Counts come from whole-frame ``count_nonzero``; overlaps from the first mask's tight-box crop,
+    outside which it has no pixels: the same integers as intersecting whole frames, a fraction of
+    the work for an object much smaller than its view.
     """
     mask = _as_bool(out.mask)
+    height, width = mask.shape
     window = mask_window(mask)
-    count = 0 if window is None else int(np.count_nonzero(mask[window]))
-    area = float(count)
-    signals: dict[str, float] = {"area": area}
-    if out.iou_pred is not None:
-        signals["iou_pred"] = float(np.clip(out.iou_pred, 0.0, 1.0))
-    if out.stability is not None:
-        signals["stability"] = float(out.stability)
-    box = window_box(window)
-    signals["box_iou"] = box_iou(box, prompt_box) if box else 0.0
-    if out.jitter_masks:
-        jitter = [_as_bool(j) for j in out.jitter_masks]
-        signals["jitter_agreement"] = float(np.mean([_iou(mask, count, window, j, int(np.count_nonzero(j)))
-                                                     for j in jitter]))
+    crop = mask[window] if window is not None else np.zeros((0, 0), bool)
+    x0, y0 = (window[1].start, window[0].start) if window is not None else (0, 0)
+    measured = MeasuredMask(height, width, int(x0), int(y0), crop, out.iou_pred, out.stability)
+    for j in out.jitter_masks:
+        j = _as_bool(j)
+        measured.jitter_counts.append(int(np.count_nonzero(j)))
+        measured.jitter_overlaps.append(_overlap(crop, window, j))
     if out.multimask is not None and len(out.multimask) > 1:
         alts = [_as_bool(m) for m in out.multimask]
-        counts = [int(np.count_nonzero(m)) for m in alts]
+        measured.multimask_counts = [int(np.count_nonzero(m)) for m in alts]
         windows = [mask_window(m) for m in alts[:-1]]       # the first of each pair is never the last
-        pairs = [_iou(alts[i], counts[i], windows[i], alts[j], counts[j])
-                 for i, j in combinations(range(len(alts)), 2)]
+        measured.multimask_overlaps = [_overlap(alts[i][windows[i]], windows[i], alts[j]) if windows[i] else 0
+                                       for i, j in combinations(range(len(alts)), 2)]
+    return measured
+
+
+def signals_from(m: MeasuredMask, prompt_box: Sequence[float], polygon: np.ndarray | None) -> dict[str, float]:
+    """All signals for one measured mask against its prompt box (and OBB polygon when the source
+    has one): the formulas every backend's masks go through, wherever they were measured."""
+    count = m.area
+    area = float(count)
+    signals: dict[str, float] = {"area": area}
+    if m.iou_pred is not None:
+        signals["iou_pred"] = float(np.clip(m.iou_pred, 0.0, 1.0))
+    if m.stability is not None:
+        signals["stability"] = float(m.stability)
+    box = m.box
+    signals["box_iou"] = box_iou(box, prompt_box) if box else 0.0
+    if m.jitter_counts:
+        signals["jitter_agreement"] = float(np.mean([_iou(o, count, c)
+                                                     for c, o in zip(m.jitter_counts, m.jitter_overlaps)]))
+    if len(m.multimask_counts) > 1:
+        counts = m.multimask_counts
+        pairs = [_iou(o, counts[i], counts[j])
+                 for (i, j), o in zip(combinations(range(len(counts)), 2), m.multimask_overlaps)]
         signals["multimask_disagreement"] = 1.0 - float(np.mean(pairs))
-    signals["components"] = float(0 if window is None else _components(mask[window]))
+    signals["components"] = float(_components(m.crop) if count else 0)
     prompt_area = box_area(prompt_box)
     signals["area_ratio"] = area / prompt_area if prompt_area > 0 else 0.0
     if polygon is not None:
-        filled = rasterize_polygon(polygon, *mask.shape)
-        signals["polygon_iou"] = _iou(mask, count, window, filled, int(np.count_nonzero(filled)))
+        filled = rasterize_polygon(polygon, m.height, m.width)
+        window = (slice(m.y0, m.y0 + m.crop.shape[0]), slice(m.x0, m.x0 + m.crop.shape[1])) if count else None
+        signals["polygon_iou"] = _iou(_overlap(m.crop, window, filled), count, int(np.count_nonzero(filled)))
     return {k: round(v, 6) for k, v in signals.items()}
+
+
+def compute_signals(out: MaskOutput, prompt_box: Sequence[float], polygon: np.ndarray | None) -> dict[str, float]:
+    """All signals for one mask against its prompt box (and OBB polygon when the source has one)."""
+    return signals_from(measure(out), prompt_box, polygon)

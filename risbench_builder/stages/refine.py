@@ -16,11 +16,11 @@ import os
 import queue
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -30,10 +30,10 @@ from ..catalog import Catalog
 from ..config import PipelineConfig, RefineConfig
 from ..parallel import default_workers, make_pool, ordered_map
 from ..readmodel import current_proposal_set
-from ..segment.base import MaskOutput, Segmenter, View
+from ..segment.base import MaskOutput, MeasuredMask, Segmenter, View
 from ..segment.registry import make_segmenter
 from ..segment.routing import route
-from ..segment.signals import compute_signals
+from ..segment.signals import measure, signals_from
 from ..segment.views import context_window, jitter_boxes, load_rgb
 from ..workspace import Workspace
 
@@ -88,8 +88,11 @@ def distributed(part: Shard) -> Iterator[None]:
 
 
 # ----------------------------------------------------------------------------- prompts
-def _paste(out: MaskOutput, window: tuple[int, int, int, int], height: int, width: int) -> MaskOutput:
+def _paste(out: MaskOutput | MeasuredMask, window: tuple[int, int, int, int], height: int,
+           width: int) -> MaskOutput | MeasuredMask:
     x0, y0, x1, y1 = window
+    if isinstance(out, MeasuredMask):
+        return out.placed(x0, y0, height, width)
 
     def place(m: np.ndarray) -> np.ndarray:
         full = np.zeros(m.shape[:-2] + (height, width), bool)
@@ -152,6 +155,7 @@ class ViewJob:
     jitter: np.ndarray
     prompt_index: list[int]
     window: tuple[int, int, int, int] | None = None
+    resized: np.ndarray | None = None      # the encoder's host-side input (``host_transform``), when made ahead
 
 
 def image_views(image: np.ndarray, image_key: str, prompts: list[_Prompt], cfg: RefineConfig) -> list[ViewJob]:
@@ -177,14 +181,14 @@ def image_views(image: np.ndarray, image_key: str, prompts: list[_Prompt], cfg: 
     return jobs
 
 
-def place_outputs(jobs: list[ViewJob], results: list[list[MaskOutput]], n_prompts: int, height: int,
-                  width: int) -> list[MaskOutput]:
+def place_outputs(jobs: list[ViewJob], results: list[list[Any]], n_prompts: int, height: int,
+                  width: int) -> list[Any]:
     """Each prompt's output in image pixels, in prompt order (crops pasted back)."""
-    outputs: list[MaskOutput | None] = [None] * n_prompts
+    outputs: list[Any] = [None] * n_prompts
     for job, outs in zip(jobs, results):
         for i, out in zip(job.prompt_index, outs):
             outputs[i] = out if job.window is None else _paste(out, job.window, height, width)
-    return outputs  # type: ignore[return-value]
+    return outputs
 
 
 def segment_image(seg: Segmenter, image: np.ndarray, image_key: str, prompts: list[_Prompt],
@@ -327,8 +331,9 @@ def _run_refine(ws: Workspace, cfg: PipelineConfig, part: Shard, force: bool, sh
         columns = (TextColumn(f"[bold]{STAGE}[/] {seg.name}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("images"), TimeRemainingColumn())
         host_seg = seg if getattr(seg, "host_only", False) else None
+        transform = getattr(seg, "host_transform", None) if host_seg is None else None
         pool = make_pool(workers, initializer=_init_worker,
-                         initargs=(host_seg, rcfg, run_id)) if workers > 1 else None
+                         initargs=(host_seg, rcfg, run_id, transform)) if workers > 1 else None
         try:
             with _Writer(catalog_path, rcfg.batch_images, run_id, report) as writer, \
                     Progress(*columns, disable=not progress) as bar:
@@ -339,6 +344,9 @@ def _run_refine(ws: Workspace, cfg: PipelineConfig, part: Shard, force: bool, sh
         finally:
             if pool is not None:
                 pool.terminate()
+            flush = getattr(seg, "flush", None)     # cache entries written in the background
+            if flush is not None:
+                flush()
         if round_no is not None:
             with catalog.transaction():
                 catalog.conn.execute("UPDATE proposals SET round=? WHERE run_id=? AND segmenter=? AND model_sha256=?",
@@ -371,6 +379,7 @@ class _Prepared:
     key: str
     prompts: list[_Prompt]
     rejects: list[tuple[str, str, str]]
+    views: list[ViewJob] | None = None     # made ahead for a model backend (in the workers)
 
 
 @dataclass
@@ -393,9 +402,13 @@ def _job(catalog: Catalog, seg: Segmenter, image_id: str, path: str, sha: str | 
     return ImageJob(image_id, path, sha, rows)
 
 
-def prepare(job: ImageJob, cfg: RefineConfig) -> _Prepared:
+def prepare(job: ImageJob, cfg: RefineConfig, views: bool = False, transform: Any = None) -> _Prepared:
     """Decode the image and make its prompts (clipped box, seeded jitter, polygon); an image that
-    cannot be read, or a box under a pixel, becomes rejects with reasons."""
+    cannot be read, or a box under a pixel, becomes rejects with reasons.
+
+    With ``views``, also the encoder views (whole image, tiny-box crops), each with its
+    ``transform.apply_image`` input when a ``transform`` (a model's ``host_transform``) is given:
+    the CPU-bound pixel work a model backend would otherwise do on the device's thread."""
     try:
         image = load_rgb(job.path)
     except Exception as exc:  # noqa: BLE001 - any decoder failure is a reject, not a crash
@@ -413,17 +426,25 @@ def prepare(job: ImageJob, cfg: RefineConfig) -> _Prepared:
         polygon = np.array(json.loads(poly_json), float) if poly_json else None
         prompts.append(_Prompt(tid, box, polygon, jitter_boxes(box, cfg.jitter_k, cfg.jitter_scale, rng, w, h)))
     key = (job.sha or hashlib.sha256(Path(job.path).read_bytes()).hexdigest()) if prompts else ""
-    return _Prepared(job, image, key, prompts, rejects)
+    prep = _Prepared(job, image, key, prompts, rejects)
+    if views:
+        prep.views = image_views(image, key, prompts, cfg) if prompts else []
+        for view_job in prep.views if transform is not None else []:
+            view_job.resized = transform.apply_image(view_job.view.image)
+    return prep
 
 
-def finish(prep: _Prepared, outputs: list[MaskOutput], crops: int, seg_name: str, model_sha: str,
-           cfg: RefineConfig, run_id: str) -> ImageResult:
-    """Signals, route and COCO RLE of each mask: the rows the writer commits."""
+def finish(prep: _Prepared, outputs: list[MaskOutput] | list[MeasuredMask], crops: int, seg_name: str,
+           model_sha: str, cfg: RefineConfig, run_id: str) -> ImageResult:
+    """Signals, route and COCO RLE of each mask (measured here unless the backend measured it):
+    the rows the writer commits."""
     result = ImageResult(prep.job.image_id, [], prep.rejects, crops=crops, segmented=bool(prep.prompts))
     for p, out in zip(prep.prompts, outputs):
-        signals = compute_signals(out, p.box, p.polygon)
+        m = out if isinstance(out, MeasuredMask) else measure(out)
+        signals = signals_from(m, p.box, p.polygon)
         decision = route(signals, cfg.route)
-        result.rows.append((p.triplet_id, seg_name, model_sha, masks.dumps(masks.encode(out.mask)),
+        rle = masks.encode_window(m.crop, m.x0, m.y0, m.height, m.width)
+        result.rows.append((p.triplet_id, seg_name, model_sha, masks.dumps(rle),
                             json.dumps(signals, sort_keys=True), decision, run_id))
         result.routes[decision] += 1
     return result
@@ -440,12 +461,12 @@ def refine_on_host(seg: Segmenter, prep: _Prepared, cfg: RefineConfig, run_id: s
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(seg: Segmenter | None, cfg: RefineConfig, run_id: str) -> None:
-    _WORKER.update(seg=seg, cfg=cfg, run_id=run_id)
+def _init_worker(seg: Segmenter | None, cfg: RefineConfig, run_id: str, transform: Any = None) -> None:
+    _WORKER.update(seg=seg, cfg=cfg, run_id=run_id, transform=transform)
 
 
 def _worker_prepare(job: ImageJob) -> _Prepared:
-    return prepare(job, _WORKER["cfg"])
+    return prepare(job, _WORKER["cfg"], views=True, transform=_WORKER["transform"])
 
 
 def _worker_refine(job: ImageJob) -> ImageResult:
@@ -455,11 +476,9 @@ def _worker_refine(job: ImageJob) -> ImageResult:
 def _results(seg: Segmenter, cfg: RefineConfig, run_id: str, jobs: Iterator[ImageJob], pool: Any,
              workers: int) -> Iterator[ImageResult]:
     """Every image's result, in job order whatever the pool. A CPU backend (``host_only``) runs
-    whole in the workers; a model backend runs here, its images decoded and prompted in the
-    workers ahead of it. Its masks become signals, routes and RLE here too: shipping dense masks
-    back to the workers cost more than it saved (bench_refine_pipeline --cpu-proxy: ratio 0.67
-    with that trip, against 0.77 without, 2 cores); on a GPU the device is to hand back counts
-    and run lengths instead (segment/device_masks.py)."""
+    whole in the workers; a model backend runs here (:class:`ViewStream`), its images decoded,
+    prompted, cropped and resized in the workers ahead of it, its masks measured on its device,
+    and the small measurements turned into signals, routes and RLE here."""
     ahead = 2 * workers + 2                     # images decoded ahead of the model: memory stays flat
     if getattr(seg, "host_only", False):
         if pool is None:
@@ -467,38 +486,61 @@ def _results(seg: Segmenter, cfg: RefineConfig, run_id: str, jobs: Iterator[Imag
         else:
             yield from ordered_map(_worker_refine, jobs, pool, ahead)
         return
+    transform = getattr(seg, "host_transform", None)
     prepared = (ordered_map(_worker_prepare, jobs, pool, ahead) if pool is not None
-                else (prepare(job, cfg) for job in jobs))
-
-    def segmented() -> Iterator[tuple[_Prepared, list[MaskOutput], int]]:
-        group: list[_Prepared] = []
-        for prep in prepared:
-            group.append(prep)
-            if len(group) >= cfg.encoder_batch:
-                yield from _segment_group(seg, group, cfg)
-                group = []
-        yield from _segment_group(seg, group, cfg)
-
-    for prep, outputs, crops in segmented():
+                else (prepare(job, cfg, views=True, transform=transform) for job in jobs))
+    for prep, outputs, crops in ViewStream(seg, cfg.encoder_batch).run(prepared):
         yield finish(prep, outputs, crops, seg.name, seg.model_sha256, cfg, run_id)
 
 
-def _segment_group(seg: Segmenter, group: list[_Prepared], cfg: RefineConfig
-                   ) -> Iterator[tuple[_Prepared, list[MaskOutput], int]]:
-    """Masks for the prompts of several images: one batched call over all their views (whole
-    images and tiny-box crops) when the backend batches its encoder, else image by image."""
-    batched = getattr(seg, "segment_views", None)
-    views = [image_views(p.image, p.key, p.prompts, cfg) if p.prompts else [] for p in group]  # type: ignore[arg-type]
-    flat = [(j.view, j.boxes, j.jitter) for jobs in views for j in jobs]
-    results = batched(flat) if batched is not None else [seg.segment(*item) for item in flat]
-    at = 0
-    for prep, jobs in zip(group, views):
-        outputs = place_outputs(jobs, results[at:at + len(jobs)], len(prep.prompts), *prep.image.shape[:2]) \
-            if jobs else []
-        at += len(jobs)
-        crops = sum(j.window is not None for j in jobs)
-        prep.image = None                       # the pixels are done with; only the masks go on
-        yield prep, outputs, crops
+class ViewStream:
+    """The views of a stream of images sent to a model in whole encoder batches.
+
+    Images bring different numbers of views (one whole image, plus a context crop per tiny box),
+    so grouping by image would pad a short encoder batch in every group. Here views queue up
+    across images and go out as soon as ``encoder_batch`` of them wait (a batching backend,
+    ``segment_views``, measures the masks where it made them); only the stream's last batch is
+    padded. An image comes out, in input order, once all its views are back.
+    """
+
+    def __init__(self, seg: Segmenter, encoder_batch: int):
+        self.seg = seg
+        self.batched = getattr(seg, "segment_views", None)
+        self.unit = encoder_batch if self.batched is not None else 1
+        self.waiting: deque[tuple[_Prepared, list[Any]]] = deque()   # images not yet handed on
+        self.queued: list[tuple[list[Any], int, ViewJob]] = []      # views not yet sent: (slots, index, view)
+
+    def run(self, prepared: Iterable[_Prepared]) -> Iterator[tuple[_Prepared, list[Any], int]]:
+        for prep in prepared:
+            views = prep.views or []
+            slots: list[Any] = [None] * len(views)
+            self.waiting.append((prep, slots))
+            self.queued.extend((slots, i, view) for i, view in enumerate(views))
+            if len(self.queued) >= self.unit:
+                self._send(len(self.queued) // self.unit * self.unit)
+            yield from self._done()
+        self._send(len(self.queued))
+        yield from self._done()
+
+    def _send(self, n: int) -> None:
+        if n == 0:
+            return
+        batch, self.queued = self.queued[:n], self.queued[n:]
+        if self.batched is not None:
+            results = self.batched([(j.view, j.boxes, j.jitter, j.resized) for _, _, j in batch], measure=True)
+        else:
+            results = [self.seg.segment(j.view, j.boxes, j.jitter) for _, _, j in batch]
+        for (slots, i, _), result in zip(batch, results):
+            slots[i] = result
+
+    def _done(self) -> Iterator[tuple[_Prepared, list[Any], int]]:
+        while self.waiting and all(r is not None for r in self.waiting[0][1]):
+            prep, results = self.waiting.popleft()
+            views = prep.views or []
+            outputs = place_outputs(views, results, len(prep.prompts), *prep.image.shape[:2]) if views else []
+            crops = sum(j.window is not None for j in views)
+            prep.image = prep.views = None      # the pixels are done with; only the measurements go on
+            yield prep, outputs, crops
 
 
 class _Writer:

@@ -117,3 +117,31 @@ def test_half_precision_storage(tmp_path) -> None:
 def test_empty_model_checksum_is_refused(tmp_path) -> None:
     with pytest.raises(ValueError, match="empty model checksum"):
         EmbeddingCache(tmp_path).get("img-1", "")
+
+
+def test_background_writes_are_served_from_memory_then_on_disk(tmp_path) -> None:
+    cache = EmbeddingCache(tmp_path, background=True, in_flight=2)
+    written = [cache.put(f"img-{i}", MODEL, entry(i)) for i in range(6)]   # more than in flight: put waits
+    got = cache.get("img-5", MODEL)                                       # on disk or still in memory
+    assert got is not None and torch.equal(got["image_embeddings"], entry(5)["image_embeddings"])
+    cache.flush()
+    assert all(p.is_file() for p in written) and not list(tmp_path.rglob("*.tmp"))
+    fresh = EmbeddingCache(tmp_path)
+    for i in range(6):
+        assert torch.equal(fresh.get(f"img-{i}", MODEL)["image_embeddings"], entry(i)["image_embeddings"])
+    assert cache._pending == {}
+
+
+def test_a_failed_background_write_is_raised_by_flush(tmp_path, monkeypatch) -> None:
+    import risbench_builder.segment.cache as cache_module
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    cache = EmbeddingCache(tmp_path, background=True)
+    monkeypatch.setattr(cache_module, "save_file", full_disk)
+    cache.put("img-1", MODEL, entry())
+    with pytest.raises(OSError, match="background write failed.*No space left"):
+        cache.flush()
+    cache.flush()                                   # reported once
+    assert cache.get("img-1", MODEL) is None and not list(tmp_path.rglob("*.tmp"))

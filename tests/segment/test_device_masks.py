@@ -1,5 +1,6 @@
-"""segment/device_masks.py (run lengths, area and box computed with torch ops) against masks.py
-and pycocotools: the COCO RLE built from device runs is byte-identical to ``masks.encode``."""
+"""segment/device_masks.py (counts, boxes and tight-box crops made with torch ops where the
+masks live) against the host's numpy measurement (``signals.measure``), the signals and
+pycocotools: the RLE built from a device measurement is byte-identical to ``masks.encode``."""
 
 from __future__ import annotations
 
@@ -11,16 +12,12 @@ from hypothesis.extra.numpy import arrays
 from pycocotools import mask as coco_mask
 
 from risbench_builder import masks
-from risbench_builder.segment.signals import tight_box
+from risbench_builder.segment.base import MaskOutput
+from risbench_builder.segment.signals import compute_signals, measure, signals_from, tight_box
 
 torch = pytest.importorskip("torch")
 
-from risbench_builder.segment.device_masks import (  # noqa: E402
-    area_and_box,
-    column_runs,
-    column_runs_batch,
-    split_runs,
-)
+from risbench_builder.segment.device_masks import area_and_box, measure_batch  # noqa: E402
 
 
 def mask_zoo(seed: int) -> np.ndarray:
@@ -68,17 +65,6 @@ def test_zoo_covers_the_cases() -> None:
     assert max(m.shape[0] for m in ZOO) > 250 and max(m.shape[1] for m in ZOO) > 180
 
 
-def test_runs_give_the_pycocotools_bytes() -> None:
-    for i, m in enumerate(ZOO):
-        runs = column_runs(torch.from_numpy(m))
-        assert runs.dtype == torch.int64 and int(runs.sum()) == m.size
-        rle = masks.rle_from_runs(runs.numpy(), *m.shape)
-        ref = coco_mask.encode(np.asfortranarray(m.astype(np.uint8)))
-        assert rle == masks.encode(m), i
-        assert rle["counts"].encode("ascii") == ref["counts"] and rle["size"] == list(ref["size"]), i
-        assert np.array_equal(runs.numpy(), masks.rle_runs(rle["counts"])), i
-
-
 def test_area_and_box_equal_the_numpy_versions() -> None:
     for i, m in enumerate(ZOO):
         area, *box = area_and_box(torch.from_numpy(m)).tolist()
@@ -91,56 +77,100 @@ def test_area_and_box_equal_the_numpy_versions() -> None:
             assert box == [0, 0, 0, 0]
 
 
-def test_batches_equal_one_at_a_time() -> None:
+def same_shape(seeds: range, shape: tuple[int, int]) -> np.ndarray:
+    """Zoo masks cut or padded to one shape, stacked."""
+    group = [mask_zoo(s)[: shape[0], : shape[1]] for s in seeds]
+    return np.stack([np.pad(m, ((0, shape[0] - m.shape[0]), (0, shape[1] - m.shape[1]))) for m in group])
+
+
+def test_area_and_box_of_a_batch_equal_one_at_a_time() -> None:
     for shape in [(37, 53), (1, 1), (200, 3)]:
-        group = [mask_zoo(s)[: shape[0], : shape[1]] for s in range(40)]
-        group = [np.pad(m, ((0, shape[0] - m.shape[0]), (0, shape[1] - m.shape[1]))) for m in group]
-        stack = torch.from_numpy(np.stack(group))
-        runs, counts = column_runs_batch(stack)
-        assert counts.tolist() == [len(column_runs(t)) for t in stack]
-        for m, r in zip(group, split_runs(runs, counts)):
-            assert masks.rle_from_runs(r.numpy(), *shape) == masks.encode(m)
+        stack = torch.from_numpy(same_shape(range(40), shape))
         assert torch.equal(area_and_box(stack), torch.stack([area_and_box(t) for t in stack]))
+
+
+@pytest.mark.parametrize("shape, k", [((37, 53), 4), ((1, 1), 2), ((200, 3), 0), ((64, 64), 1)])
+def test_measure_batch_equals_the_host_measurement(shape: tuple[int, int], k: int) -> None:
+    """Device measurements are the host's integers: crops, positions, counts and overlaps; so the
+    signals are compute_signals' and the RLE pycocotools'."""
+    n = 24
+    main = same_shape(range(n), shape)
+    multimask = same_shape(range(100, 100 + 3 * n), shape).reshape(n, 3, *shape)
+    multimask[::5, 1] = main[::5]                             # alternatives that overlap the main mask
+    jitter = same_shape(range(200, 200 + n * k), shape).reshape(n, k, *shape) if k else np.zeros((n, 0, *shape), bool)
+    jitter[::3, :1] |= main[::3, None]
+    iou, stability = torch.rand(n), torch.rand(n)
+    got = measure_batch(torch.from_numpy(main), torch.from_numpy(multimask), torch.from_numpy(jitter), iou, stability)
+    assert len(got) == n and any(g.area == 0 for g in got)
+    for i, g in enumerate(got):
+        out = MaskOutput(main[i], float(iou[i]), float(stability[i]), multimask[i], list(jitter[i]))
+        want = measure(out)
+        assert np.array_equal(g.crop, want.crop) and g.crop.dtype == bool, i
+        assert (g.height, g.width, g.x0, g.y0) == (want.height, want.width, want.x0, want.y0), i
+        assert (g.jitter_counts, g.jitter_overlaps) == (want.jitter_counts, want.jitter_overlaps), i
+        assert (g.multimask_counts, g.multimask_overlaps) == (want.multimask_counts, want.multimask_overlaps), i
+        assert (g.iou_pred, g.stability) == (want.iou_pred, want.stability), i
+        box = (0.0, 0.0, shape[1] / 2, shape[0] / 2)
+        polygon = np.array([[0, 0], [shape[1], 0], [shape[1] / 2, shape[0]]], float)
+        assert signals_from(g, box, polygon) == compute_signals(out, box, polygon), i
+        assert masks.encode_window(g.crop, g.x0, g.y0, g.height, g.width) == masks.encode(main[i]), i
+
+
+def test_measure_batch_without_alternatives_or_jitter() -> None:
+    main = torch.from_numpy(same_shape(range(6), (30, 40)))
+    for g, m in zip(measure_batch(main, None, None), main.numpy()):
+        want = measure(MaskOutput(m))
+        assert np.array_equal(g.crop, want.crop) and (g.x0, g.y0) == (want.x0, want.y0)
+        assert g.iou_pred is None and g.jitter_counts == [] and g.multimask_counts == []
+    with pytest.raises(ValueError, match=r"\(N, H, W\)"):
+        measure_batch(main[0], None, None)
+
+
+def test_placed_moves_a_crop_measurement_into_its_image() -> None:
+    m = np.zeros((20, 30), bool)
+    m[4:9, 6:10] = True
+    g = measure_batch(torch.from_numpy(m)[None], None, None)[0].placed(100, 50, 300, 400)
+    frame = np.zeros((300, 400), bool)
+    frame[50:70, 100:130] = m
+    assert masks.encode_window(g.crop, g.x0, g.y0, g.height, g.width) == masks.encode(frame)
+    empty = measure_batch(torch.zeros((1, 20, 30), dtype=torch.bool), None, None)[0].placed(100, 50, 300, 400)
+    assert (empty.x0, empty.y0, empty.box) == (0, 0, None)
 
 
 def test_empty_sizes_and_dtypes() -> None:
     for shape in [(0, 5), (5, 0), (0, 0)]:
         m = torch.zeros(shape, dtype=torch.bool)
-        assert column_runs(m).tolist() == [0]
-        assert masks.rle_from_runs(column_runs(m).numpy(), *shape) == masks.encode(m.numpy())
         assert area_and_box(m).tolist() == [0, 0, 0, 0, 0]
-    runs, counts = column_runs_batch(torch.zeros((0, 4, 4), dtype=torch.bool))
-    assert runs.numel() == 0 and counts.numel() == 0
     u8 = torch.tensor([[0, 3], [1, 0]], dtype=torch.uint8)  # any dtype reads as != 0
-    assert column_runs(u8).tolist() == [1, 2, 1] and area_and_box(u8).tolist() == [2, 0, 0, 2, 2]
-    with pytest.raises(ValueError, match=r"\(H, W\)"):
-        column_runs(torch.zeros(2, 2, 2, dtype=torch.bool))
-    with pytest.raises(ValueError, match=r"\(N, H, W\)"):
-        column_runs_batch(torch.zeros(2, 2, dtype=torch.bool))
+    assert area_and_box(u8).tolist() == [2, 0, 0, 2, 2]
 
 
 def test_strided_inputs() -> None:
-    """Non-contiguous views (a crop of a bigger mask, a transposed one) give the crop's runs."""
+    """Non-contiguous views (a crop of a bigger mask, a transposed one) measure as their contents."""
     big = torch.from_numpy(mask_zoo(7))
     for view in (big[5:40, 3:30], big.t(), big[::2, ::3]):
         m = view.numpy()
-        assert masks.rle_from_runs(column_runs(view).numpy(), *m.shape) == masks.encode(m)
         assert area_and_box(view)[0].item() == int(m.sum())
+        assert np.array_equal(measure_batch(view[None], None, None)[0].crop, measure(MaskOutput(m)).crop)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(arrays(np.bool_, st.tuples(st.integers(0, 24), st.integers(0, 24))))
-def test_property_runs_and_area_box(m: np.ndarray) -> None:
+def test_property_area_box_and_rle(m: np.ndarray) -> None:
     t = torch.from_numpy(m)
-    assert masks.rle_from_runs(column_runs(t).numpy(), *m.shape) == masks.encode(m)
     area, *box = area_and_box(t).tolist()
     assert area == int(m.sum())
     assert (tuple(float(v) for v in box) if area else None) == tight_box(m)
+    g = measure_batch(t[None], None, None)[0]
+    assert masks.encode_window(g.crop, g.x0, g.y0, g.height, g.width) == masks.encode(m)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 def test_cuda_equals_cpu() -> None:
     for m in ZOO[:64]:
         t = torch.from_numpy(m)
-        assert torch.equal(column_runs(t.cuda()).cpu(), column_runs(t))
         assert torch.equal(area_and_box(t.cuda()).cpu(), area_and_box(t))
+    main = torch.from_numpy(same_shape(range(16), (50, 70)))
+    jitter = torch.from_numpy(same_shape(range(50, 82), (50, 70))).reshape(16, 2, 50, 70)
+    for g, c in zip(measure_batch(main.cuda(), None, jitter.cuda()), measure_batch(main, None, jitter)):
+        assert np.array_equal(g.crop, c.crop) and (g.x0, g.y0, g.jitter_overlaps) == (c.x0, c.y0, c.jitter_overlaps)

@@ -21,6 +21,7 @@ from segment_anything.utils.amg import calculate_stability_score  # noqa: E402
 
 from risbench_builder.segment.base import MaskOutput, Segmenter, View  # noqa: E402
 from risbench_builder.segment.cache import EmbeddingCache  # noqa: E402
+from risbench_builder.segment.signals import measure  # noqa: E402
 from risbench_builder.segment.sam import SamSegmenter  # noqa: E402
 from risbench_builder.segment.sam_build import (  # noqa: E402
     SamCheckpointError,
@@ -500,6 +501,25 @@ def test_segment_views_takes_resized_inputs_and_checks_first() -> None:
     assert seg.segment_views([]) == []
     with pytest.raises(ValueError, match="encoder_batch"):
         SamSegmenter("tiny", encoder_batch=0)
+
+
+def test_segment_views_measured_on_the_device_are_the_dense_masks_measured() -> None:
+    """``measure=True`` reduces the masks where they were made; the integers are those the host
+    measures from the dense masks (so the stage's signals and RLE do not depend on where)."""
+    items = view_items()
+    seg = SamSegmenter("tiny", seed=5, encoder_batch=3)
+    dense = seg.segment_views(items)
+    measured = seg.segment_views(items, measure=True)
+    assert [len(d) for d in dense] == [len(m) for m in measured]
+    for outs, got in zip(dense, measured):
+        for out, g in zip(outs, got):
+            want = measure(out)
+            assert np.array_equal(g.crop, want.crop) and (g.x0, g.y0, g.height, g.width) == (
+                want.x0, want.y0, want.height, want.width)
+            assert (g.jitter_counts, g.jitter_overlaps) == (want.jitter_counts, want.jitter_overlaps)
+            assert (g.multimask_counts, g.multimask_overlaps) == (want.multimask_counts, want.multimask_overlaps)
+            assert len(g.multimask_counts) == 3 and len(g.jitter_counts) == len(out.jitter_masks)
+            assert (g.iou_pred, g.stability) == (out.iou_pred, out.stability)
 
 
 class GuideFeatures:
