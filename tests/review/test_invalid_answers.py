@@ -16,7 +16,6 @@ from risbench_builder.review.answers import (
     DECODE_ERRORS, INVALID_REVIEW, MAX_ANNOTATOR_CHARS, annotator_name, clean_name, read_annotation, reason,
 )
 from risbench_builder.review.sync import save_state
-from risbench_builder.review.tasks import brush_result
 from risbench_builder.stages.ingest import run_ingest
 from risbench_builder.stages.refine import run_refine
 

@@ -9,7 +9,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from pycocotools import mask as coco_mask
 
 from risbench_builder import masks
 from risbench_builder.segment.base import MaskOutput
