@@ -6,10 +6,10 @@
 #
 #   bash benchmarks/gpu_all.sh
 #
-# Packages the GPU image lacks (segment-anything, pydantic + pydantic-core, annotated-types,
-# typing-inspection, pycocotools, shapely; built for its Python 3.12) can travel as
-# wheels in .whl/ (`pip download --no-deps --only-binary=:all: --python-version 3.12 --platform
-# manylinux2014_x86_64 -d .whl NAME==VERSION`); they are installed into /tmp/site first.
+# Packages the GPU image lacks travel as wheels in .whl/ (`bash benchmarks/gpu_wheels.sh` here,
+# before the call: segment-anything, pydantic + core, pycocotools, shapely, rich, PyYAML, ...
+# for its Python 3.12; `--opencv` adds cv2); they are installed into /tmp/site first. The
+# first lines of gpu_env.log name any import still missing.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 LOG="${OUT:-gpu-logs}"
@@ -29,7 +29,14 @@ run() {  # name, seconds, command...
     timeout "$secs" "$@" 2>&1 | tee "$LOG/$name.log"
     echo "== $name: exit ${PIPESTATUS[0]} after $((SECONDS - t0)) s" | tee -a "$LOG/$name.log"
 }
+python3 - <<'PY' | tee -a "$LOG/gpu_env.log"
+import importlib
+missing = [m for m in ("cv2", "PIL", "yaml", "rich", "pydantic", "pycocotools", "shapely", "segment_anything",
+                       "safetensors") if importlib.util.find_spec(m) is None]
+print("missing imports:", ", ".join(missing) or "none", "(bash benchmarks/gpu_wheels.sh [--opencv] before the call)")
+PY
+# the whole sam-refine stage first: issue 15's check, the one a short lease must not lose
+run gpu_refine_pipeline 140 python3 benchmarks/gpu_refine_pipeline.py --budget-s 115
+run gpu_refine 150 bash benchmarks/gpu_refine.sh --budget-s 120
 run gpu_adapter 100 bash benchmarks/gpu_adapter.sh --steps 30
 run gpu_crobim 130 bash benchmarks/gpu_crobim.sh --steps 10
-run gpu_refine 150 bash benchmarks/gpu_refine.sh --budget-s 120
-run gpu_refine_pipeline 140 python3 benchmarks/gpu_refine_pipeline.py --budget-s 115

@@ -13,7 +13,8 @@ checkpoints) it prints, with ``torch.cuda.synchronize()`` around every timing:
                 warm-up batch. Also, for reference, the encoder alone on a batch already on
                 the device (what ``gpu_refine.py`` calls "encoder bsB").
   stage         the real ``run_refine`` (files on disk to committed catalog rows: decode,
-                prompts, PIL resize, encoder, decoder, upsampling, signals, RLE, routing,
+                prompts, crops and PIL resize in the workers, encoder, decoder, upsampling and
+                mask measurements on the device, signals, RLE, routing,
                 SQLite writes) on a fresh copy of the ingested catalog, ``refine.workers`` = the
                 machine's cores up to 8, ``refine.encoder_batch`` = B. The segmenter is built
                 and warmed up (encoder batch above, plus a whole warm-up stage on a one-scene
@@ -25,8 +26,8 @@ checkpoints) it prints, with ``torch.cuda.synchronize()`` around every timing:
   busy share    CUDA event pairs recorded around every ``segment_views`` / ``segment`` call,
                 summed GPU-side elapsed time over the stage wall time. This is an UPPER BOUND
                 of the time kernels ran: a span also holds the gaps inside a call where the GPU
-                waits for the host (PIL resize of each view, staging, numpy work between
-                decoder chunks after each ``.cpu()``). The same spans around the encoder calls
+                waits for the host (staging each encoder batch, the small copies of each
+                view's measured masks). The same spans around the encoder calls
                 alone give the encoder's share (close to its kernel time: the encoder is queued
                 back to back). On a GPU host with ``nvidia-smi`` the mean of its
                 ``utilization.gpu`` samples (every 100 ms, the share of time any kernel ran)
