@@ -120,6 +120,17 @@ def test_masks_measured_on_the_device_give_the_rows_of_dense_masks(make_workspac
     assert prints["measured"] == prints["dense"]
 
 
+def test_views_go_to_the_encoder_in_whole_batches_across_images(make_workspace) -> None:
+    """Images bring 1 + (tiny boxes) views each; they queue across images, so only the stream's
+    last encoder batch is padded: ceil(views / encoder_batch) encoder calls."""
+    ws = ingested(make_workspace, scenes=3, segmenter="sam", model="tiny", tiny_box=40, encoder_batch=4, workers=0)
+    seg = make_segmenter(ws.load().refine, ws)
+    report = run_refine(ws, ws.load(), progress=False, segmenter=seg)
+    views = report.images + report.crops
+    assert report.crops > 0 and views % 4 and views > 4
+    assert seg.encoder_calls == -(-views // 4)
+
+
 class RecordingBox(BoxSegmenter):
     def __init__(self) -> None:
         self.views: list[tuple[str, tuple[int, ...], int]] = []

@@ -19,8 +19,9 @@ import time
 from collections import Counter, deque
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -474,11 +475,12 @@ def _worker_refine(job: ImageJob) -> ImageResult:
 
 
 def _results(seg: Segmenter, cfg: RefineConfig, run_id: str, jobs: Iterator[ImageJob], pool: Any,
-             workers: int) -> Iterator[ImageResult]:
-    """Every image's result, in job order whatever the pool. A CPU backend (``host_only``) runs
-    whole in the workers; a model backend runs here (:class:`ViewStream`), its images decoded,
-    prompted, cropped and resized in the workers ahead of it, its masks measured on its device,
-    and the small measurements turned into signals, routes and RLE here."""
+             workers: int) -> Iterator[ImageResult | Callable[[], ImageResult]]:
+    """Every image's result (or what makes it), in job order whatever the pool. A CPU backend
+    (``host_only``) runs whole in the workers; a model backend runs here (:class:`ViewStream`),
+    its images decoded, prompted, cropped and resized in the workers ahead of it, its masks
+    measured on its device, and the small measurements turned into signals, routes and RLE by
+    the writer's thread."""
     ahead = 2 * workers + 2                     # images decoded ahead of the model: memory stays flat
     if getattr(seg, "host_only", False):
         if pool is None:
@@ -490,7 +492,8 @@ def _results(seg: Segmenter, cfg: RefineConfig, run_id: str, jobs: Iterator[Imag
     prepared = (ordered_map(_worker_prepare, jobs, pool, ahead) if pool is not None
                 else (prepare(job, cfg, views=True, transform=transform) for job in jobs))
     for prep, outputs, crops in ViewStream(seg, cfg.encoder_batch).run(prepared):
-        yield finish(prep, outputs, crops, seg.name, seg.model_sha256, cfg, run_id)
+        # finished on the writer's thread: this one goes straight back to feeding the model
+        yield partial(finish, prep, outputs, crops, seg.name, seg.model_sha256, cfg, run_id)
 
 
 class ViewStream:
@@ -545,7 +548,8 @@ class ViewStream:
 
 class _Writer:
     """Commits results in the order given, ``batch`` images per transaction, on its own thread and
-    catalog connection so the segmenter never waits for SQLite. A killed run leaves whole batches."""
+    catalog connection so the segmenter never waits for SQLite (nor, for a model backend, for
+    the signals and RLE, which it makes here). A killed run leaves whole batches."""
 
     def __init__(self, catalog_path: Path, batch: int, run_id: str, report: RefineReport):
         self.catalog_path, self.batch, self.run_id, self.report = catalog_path, batch, run_id, report
@@ -557,7 +561,8 @@ class _Writer:
         self.thread.start()
         return self
 
-    def put(self, result: ImageResult) -> None:
+    def put(self, result: ImageResult | Callable[[], ImageResult]) -> None:
+        """Queue a result, or a callable that makes it on the writer's thread."""
         while True:
             if self.error is not None:
                 raise self.error
@@ -580,7 +585,7 @@ class _Writer:
                 while True:
                     item = self.queue.get()
                     if item is not None:
-                        pending.append(item)
+                        pending.append(item if isinstance(item, ImageResult) else item())
                     if pending and (item is None or len(pending) >= self.batch):
                         self._commit(catalog, pending)
                         pending = []
