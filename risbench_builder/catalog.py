@@ -264,17 +264,26 @@ class Catalog:
         """Join another catalog's rows into this one (multi-node shard catalogs).
 
         Rows are keyed by stable ids, so a row both catalogs hold is kept once; returns the
-        number of new rows per table.
+        number of new rows per table. A proposal keeps its data-engine round (``round``), and one
+        that the other catalog re-decided in a later round (a shard's ``sam-refine --round N``)
+        takes that round's route.
         """
         added: dict[str, int] = {}
         self.conn.execute("ATTACH DATABASE ? AS other", (str(other),))
         try:
             with self.transaction():
                 for table in (*DATA_TABLES, "runs"):
-                    names = ", ".join(columns(table))
-                    before = self.conn.total_changes
-                    self.conn.execute(f"INSERT OR IGNORE INTO main.{table} ({names}) SELECT {names} FROM other.{table}")
-                    added[table] = self.conn.total_changes - before
+                    cols = columns(table) + (("round",) if table == "proposals" else ())
+                    names = ", ".join(cols)
+                    before = self.count(table)
+                    if table == "proposals":
+                        self.conn.execute(
+                            f"INSERT INTO main.proposals ({names}) SELECT {names} FROM other.proposals WHERE true "
+                            "ON CONFLICT (triplet_id, segmenter, model_sha256) DO UPDATE SET route = excluded.route, "
+                            "round = excluded.round WHERE COALESCE(excluded.round, 1) > COALESCE(proposals.round, 1)")
+                    else:
+                        self.conn.execute(f"INSERT OR IGNORE INTO main.{table} ({names}) SELECT {names} FROM other.{table}")
+                    added[table] = self.count(table) - before
         finally:
             self.conn.execute("DETACH DATABASE other")
         return added

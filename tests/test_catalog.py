@@ -104,3 +104,31 @@ def test_two_connections_share_the_wal(tmp_path: Path) -> None:
         reader.conn.execute("COMMIT")
         assert reader.count("images") == 2
         assert Path(f"{path}-wal").exists()
+
+def test_merge_carries_proposal_rounds_and_later_decisions(tmp_path: Path) -> None:
+    """A shard's proposals keep their round; a proposal the shard re-decided in a later round
+    (sam-refine --round N) takes that route; an earlier round never overwrites a later one."""
+    def proposal(tid: str, route: str) -> tuple:
+        return (tid, "sam:tiny", "ab" * 32, '{"size":[1,1],"counts":"1"}', "{}", route, None)
+
+    with Catalog(tmp_path / "main.sqlite") as main, Catalog(tmp_path / "shard.sqlite") as shard:
+        for cat in (main, shard):
+            with cat.transaction():
+                cat.add("images", [_image(0)])
+                cat.add("triplets", [(t, "img0", "s", t, "ship", "a ship", "[0, 0, 1, 1]", None, "{}", None)
+                                     for t in "abcd"])
+        with main.transaction():
+            main.add("proposals", [proposal("a", "review"), proposal("b", "review"), proposal("c", "accept")])
+            main.conn.execute("UPDATE proposals SET round=3 WHERE triplet_id='b'")
+        with shard.transaction():
+            shard.add("proposals", [proposal("a", "accept"), proposal("b", "accept"), proposal("c", "review"),
+                                    proposal("d", "review")])
+            shard.conn.execute("UPDATE proposals SET round=2 WHERE triplet_id IN ('a', 'b', 'd')")
+    with Catalog(tmp_path / "main.sqlite") as main:
+        added = main.merge_from(tmp_path / "shard.sqlite")
+        got = {r[0]: r[1:] for r in main.conn.execute("SELECT triplet_id, route, round FROM proposals")}
+    assert added["proposals"] == 1
+    assert got == {"a": ("accept", 2),          # re-decided in round 2 by the shard
+                   "b": ("review", 3),          # main's round 3 is later than the shard's 2
+                   "c": ("accept", None),       # same round (1): main's row is kept
+                   "d": ("review", 2)}          # new, with its round
