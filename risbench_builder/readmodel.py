@@ -137,6 +137,16 @@ def sample_queue(catalog: Catalog) -> list[QueueItem]:
     return _queue(catalog, _SAMPLED)
 
 
+def queued_count(catalog: Catalog) -> int:
+    """How many triplets :func:`review_queue` and :func:`sample_queue` hold together, counted in
+    SQLite (no mask is read: ``risbench status`` asks this on every call)."""
+    current = current_proposal_set(catalog)
+    if current is None:
+        return 0
+    return sum(int(catalog.conn.execute(f"SELECT COUNT(*) FROM ({_QUEUE_SQL.format(which=which)})", current)
+                   .fetchone()[0]) for which in (_ROUTED, _SAMPLED))
+
+
 def _queue(catalog: Catalog, which: str) -> list[QueueItem]:
     current = current_proposal_set(catalog)
     if current is None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..catalog import Catalog
-from ..readmodel import current_proposal_set, review_queue, sample_queue
+from ..readmodel import current_proposal_set, queued_count
 from ..sources.imported import IMPORTED_SEGMENTER
 
 
@@ -36,7 +36,7 @@ def _has_run(catalog: Catalog, stage: str) -> bool:
 
 def review_waiting(catalog: Catalog, ws: Path) -> NextStep | None:
     """Masks routed to people (and the audit sample) that nobody has decided yet."""
-    queued = len(review_queue(catalog)) + len(sample_queue(catalog))
+    queued = queued_count(catalog)
     if not queued:
         return None
     decided = catalog.count("consensus")

@@ -14,7 +14,7 @@ import yaml
 from risbench_builder.catalog import Catalog
 from risbench_builder.config import ReviewConfig
 from risbench_builder.finalize.stats import size_bin
-from risbench_builder.readmodel import review_queue, sample_queue
+from risbench_builder.readmodel import queued_count, review_queue, sample_queue
 from risbench_builder.review.sample import allocate, draw_sample, interleave, review_items
 from risbench_builder.stages.ingest import run_ingest
 from risbench_builder.stages.refine import run_refine
@@ -65,6 +65,7 @@ def test_the_sample_is_stratified_disjoint_from_the_queue_and_sized(catalog: Cat
     queue = {q.triplet_id for q in review_queue(catalog)}
     assert queue and not queue & set(sample)                                    # disjoint from the queue
     assert {q.triplet_id for q in sample_queue(catalog)} == set(sample)
+    assert queued_count(catalog) == len(queue) + len(sample)                    # what `risbench status` counts
     assert draw_sample(catalog, cfg).drawn == 0                                 # once per round
 
 
