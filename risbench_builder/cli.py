@@ -472,8 +472,10 @@ def demo(workspace: Path = typer.Option(Path("demo-workspace"), "--workspace", "
                   f"{result['import_file']}")
     console.print(f"              demo stand-in reviewers (synthetic truth) decided: {result['review_decisions']}")
     for r in result.get("rounds", []):
+        earlier = (f"; {r['earlier_samples']} of those drawn in an earlier round and still open"
+                   if r.get("earlier_samples") else "")
         console.print(f"  round {r['round']}   : {r['tasks']} tasks sent to people ({r['sampled']} of them the audit "
-                      f"sample of auto-accepted masks), {r['answered']} answered")
+                      f"sample of auto-accepted masks{earlier}), {r['answered']} answered")
     if result.get("stats"):
         console.print(f"  stats     : {result['stats']}")
         for fig in result["figures"]:

@@ -54,7 +54,7 @@ def run_demo(ws: Workspace, progress: bool = False) -> dict[str, Any]:
     quality = calibrate_workspace(ws, truth, 0.95, write=False)["current"]
     queued = export_import_file(ws, cfg)
     decisions: Counter = Counter()
-    rounds = []
+    rounds: list[dict[str, Any]] = []
     for round_no in (1, 2):
         if round_no == 2:
             calibrate_workspace(ws, None, 0.95, write=True, reviewed_only=True)
@@ -62,12 +62,15 @@ def run_demo(ws: Workspace, progress: bool = False) -> dict[str, Any]:
             run_plan(ws, "sam-refine", None, progress=progress, round_no=2)
         with Catalog(ws.catalog_path) as catalog:
             items = review_items(catalog, cfg.review)
-            sampled = {t for (t,) in catalog.conn.execute("SELECT triplet_id FROM samples")}
+            sampled = dict(catalog.conn.execute("SELECT triplet_id, round FROM samples").fetchall())
         limit = (len(items) + 1) // 2 if round_no == 1 else None
         answered = simulate_review(ws, cfg, truth, limit=limit)
         decisions.update(answered)
+        # an earlier round's audit-sample tasks nobody answered yet go out again (the quality
+        # report counts them in the round that drew them)
         rounds.append({"round": round_no, "tasks": len(items), "sampled": sum(q.triplet_id in sampled for q in items),
-                       "answered": sum(answered.values())})
+                       "answered": sum(answered.values()),
+                       "earlier_samples": sum(sampled.get(q.triplet_id, round_no) < round_no for q in items)})
     results = run_plan(ws, "finalize", "export", progress=progress)
     out: dict[str, Any] = {"quality": quality, "sources": ws.resolve(cfg.synthetic.out), "queued": queued.tasks,
                            "import_file": queued.path, "review_decisions": dict(decisions), "rounds": rounds}

@@ -5,6 +5,7 @@ not; the statement is printed and carried by the hf dataset card."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -20,6 +21,10 @@ def test_the_demo_runs_two_rounds_and_states_its_measured_quality(tmp_path: Path
     statement = quality["statement"]
     assert "Auto-accepted masks" in statement and " ".join(statement.split()) in " ".join(out.output.split())
     assert [r["round"] for r in quality["rounds"]] == [1, 2]
+    for r in quality["rounds"]:          # the printed task counts are the report's, an earlier round's open samples aside
+        line = next(x for x in out.output.splitlines() if x.strip().startswith(f"round {r['round']} "))
+        earlier = re.search(r"; (\d+) of those drawn in an earlier round", line)
+        assert int(re.search(r": (\d+) tasks sent", line)[1]) - int(earlier[1] if earlier else 0) == r["review_tasks"]
     assert quality["auto_accepted"]["sampled"] >= 2                      # an audit sample in each round
     comparison = quality["round_comparison"]
     t1, t2 = comparison["review_tasks"]
