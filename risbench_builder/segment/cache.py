@@ -145,9 +145,13 @@ class EmbeddingCache:
         return path
 
     def flush(self) -> None:
-        """Wait until every :meth:`put` is on disk; raises the writer's error, if it had one."""
+        """Wait until every :meth:`put` is on disk and stop the writer thread (the next put starts
+        another: a process with no thread left can fork its worker pools); raises the writer's
+        error, if it had one."""
         if self._thread is not None:
-            self._queue.join()
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
         self._raise_error()
 
     def _raise_error(self) -> None:
@@ -157,7 +161,10 @@ class EmbeddingCache:
 
     def _writer(self) -> None:
         while True:
-            path, payload, meta = self._queue.get()
+            item = self._queue.get()
+            if item is None:
+                return
+            path, payload, meta = item
             try:
                 self._write(path, payload, meta)
             except BaseException as exc:  # noqa: BLE001 - handed to the next put() or flush()
@@ -166,7 +173,6 @@ class EmbeddingCache:
                 with self._lock:
                     if self._pending.get(path, (None, None, None))[2] is payload:
                         del self._pending[path]
-                self._queue.task_done()
 
     def _write(self, path: Path, payload: dict[str, torch.Tensor], meta: dict[str, str]) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -129,7 +129,7 @@ def test_background_writes_are_served_from_memory_then_on_disk(tmp_path) -> None
     fresh = EmbeddingCache(tmp_path)
     for i in range(6):
         assert torch.equal(fresh.get(f"img-{i}", MODEL)["image_embeddings"], entry(i)["image_embeddings"])
-    assert cache._pending == {}
+    assert cache._pending == {} and cache._thread is None         # no thread left behind after a flush
 
 
 def test_a_failed_background_write_is_raised_by_flush(tmp_path, monkeypatch) -> None:
