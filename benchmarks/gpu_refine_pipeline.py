@@ -35,7 +35,8 @@ checkpoints) it prints, with ``torch.cuda.synchronize()`` around every timing:
 
 For the first model only, and only if the budget allows, the same stage runs again with
 ``refine.workers: 0`` (everything in the main process, the old path) and the two catalogs'
-proposals/rejects fingerprints are compared. ``--budget-s`` (counted from process start) is
+proposals/rejects fingerprints are compared; then once more with the masks copied back whole
+and measured on the host (``DenseBack``: the stage before the device measurement). ``--budget-s`` (counted from process start) is
 respected by estimating each step first: a step that would overrun prints ``skipped (budget)``.
 Without CUDA (and ``--device cuda``) it says so and exits 0.
 
@@ -128,6 +129,21 @@ class GpuSpans:
 
         torch.cuda.synchronize()
         return sum(s.elapsed_time(e) for n in names for s, e in self.events[n]) / 1000.0
+
+
+class DenseBack:
+    """The same segmenter, but its masks come back whole and are measured on the host (what the
+    stage did before the device measurement): the arm that shows what measuring on the device buys."""
+
+    def __init__(self, seg):
+        self.seg, self.name, self.model_sha256 = seg, seg.name, seg.model_sha256
+        self.host_transform, self.precision, self.encoder_batch = seg.host_transform, seg.precision, seg.encoder_batch
+
+    def segment_views(self, items, measure: bool = False):
+        return self.seg.segment_views(items)            # dense MaskOutputs; the stage measures them
+
+    def segment(self, view, boxes, jitter):
+        return self.seg.segment(view, boxes, jitter)
 
 
 class SmiSampler:
@@ -414,6 +430,19 @@ def main() -> int:
                 except Exception as exc:  # noqa: BLE001
                     traceback.print_exc(file=sys.stdout)
                     say(f"catalogs identical across worker counts: failed ({type(exc).__name__}: {exc})")
+            # the same stage with dense masks copied back and measured on the host
+            estimate = 1.5 * seconds + 5
+            if elapsed() + estimate > args.budget_s:
+                say(f"[{model}] dense copy-back arm: skipped (budget): estimated {estimate:.0f} s")
+            else:
+                try:
+                    sd, doned, fingerprintd = arm(base, f"{model}-dense", workers, DenseBack(seg))
+                    say(f"[{model}] stage workers={workers}, dense masks copied back and measured on the host: "
+                        f"{sd:.2f} s, {doned / sd:.2f} img/s; device measurement is {sd / seconds:.2f}x as fast; "
+                        f"catalogs identical: {fingerprintd == fingerprint}")
+                except Exception as exc:  # noqa: BLE001
+                    traceback.print_exc(file=sys.stdout)
+                    say(f"[{model}] dense copy-back arm: failed ({type(exc).__name__}: {exc})")
         for line in summaries:
             say(line)
         say(f"total {elapsed():.0f} s (budget {args.budget_s:.0f} s) on {device_name}")
