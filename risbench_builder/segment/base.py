@@ -63,12 +63,21 @@ class MeasuredMask:
         return int(np.count_nonzero(self.crop))
 
     @property
-    def box(self) -> tuple[float, float, float, float] | None:
-        """The main mask's pixel-edge xyxy tight box, None when it is empty."""
+    def window(self) -> tuple[slice, slice] | None:
+        """Where ``crop`` sits in the frame (row and column slices), None when the mask is empty."""
         if self.crop.size == 0:
             return None
         h, w = self.crop.shape
-        return float(self.x0), float(self.y0), float(self.x0 + w), float(self.y0 + h)
+        return slice(self.y0, self.y0 + h), slice(self.x0, self.x0 + w)
+
+    @property
+    def box(self) -> tuple[float, float, float, float] | None:
+        """The main mask's pixel-edge xyxy tight box, None when it is empty."""
+        window = self.window
+        if window is None:
+            return None
+        rows, cols = window
+        return float(cols.start), float(rows.start), float(cols.stop), float(rows.stop)
 
     def placed(self, x0: int, y0: int, height: int, width: int) -> "MeasuredMask":
         """The same masks with this frame's top-left at ``(x0, y0)`` of a ``height`` x ``width``

@@ -126,8 +126,7 @@ def signals_from(m: MeasuredMask, prompt_box: Sequence[float], polygon: np.ndarr
     signals["area_ratio"] = area / prompt_area if prompt_area > 0 else 0.0
     if polygon is not None:
         filled = rasterize_polygon(polygon, m.height, m.width)
-        window = (slice(m.y0, m.y0 + m.crop.shape[0]), slice(m.x0, m.x0 + m.crop.shape[1])) if count else None
-        signals["polygon_iou"] = _iou(_overlap(m.crop, window, filled), count, int(np.count_nonzero(filled)))
+        signals["polygon_iou"] = _iou(_overlap(m.crop, m.window, filled), count, int(np.count_nonzero(filled)))
     return {k: round(v, 6) for k, v in signals.items()}
 
 
