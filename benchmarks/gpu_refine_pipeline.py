@@ -260,6 +260,41 @@ def encoder_rates(seg, base, n: int, batch: int, cuda: bool) -> tuple[float, flo
     return path_rate, device_rate, n
 
 
+def host_syncs(seg, base, batch: int, cuda: bool) -> tuple[int | None, int]:
+    """(host waits for the GPU, views) in one measured ``segment_views`` call on ``batch`` whole
+    images with 6 boxes and 4 jittered copies each, counted by ``torch.cuda.set_sync_debug_mode``
+    (its warnings: copies to pageable memory, ``.item()``, stream waits). Two per call is the
+    design (``device_masks.collect``); one or more per view means the host waits for each view's
+    decoder before it queues the next. On the CPU the call runs and nothing is counted (None)."""
+    import warnings
+
+    import numpy as np
+    import torch
+
+    from risbench_builder.segment.base import View
+    from risbench_builder.segment.views import load_rgb
+
+    items = []
+    for i, path in enumerate(image_paths(base, batch)):
+        image = load_rgb(path)
+        h, w = image.shape[:2]
+        boxes = np.array([[w * a / 8, h * a / 8, w * (a + 2) / 8, h * (a + 2) / 8] for a in range(6)], np.float32)
+        jitter = np.repeat(boxes[:, None], 4, axis=1) + np.arange(4, dtype=np.float32)[None, :, None]
+        items.append((View(image, key=f"sync-{i}"), boxes, jitter, seg.host_input(image)))
+    seg.segment_views(items, measure=True)                  # warm: allocator and kernels
+    if not cuda:
+        return None, len(items)
+    torch.cuda.synchronize()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            seg.segment_views(items, measure=True)
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    return sum("synchroniz" in str(w.message).lower() for w in caught), len(items)
+
+
 def report_pipeline(base, name: str) -> dict:
     path = base.path.parent / name / "reports" / "refine.json"
     try:
@@ -352,6 +387,13 @@ def main() -> int:
                 say(f"[{model}] encoder-only b{batch}: {enc:.2f} img/s over {timed_n} views "
                     f"(host staging + copy + encoder; encoder alone on a device batch: {enc_device:.2f} img/s)")
 
+                try:
+                    syncs, n_sync = host_syncs(seg, base, batch, cuda)
+                    say(f"[{model}] host syncs in one measured segment_views call of {n_sync} views: "
+                        f"{fmt(syncs, 'd')} (design: 2 per encoder batch)")
+                except Exception as exc:  # noqa: BLE001 - a side measurement: the stage still runs
+                    traceback.print_exc(file=sys.stdout)
+                    say(f"[{model}] host syncs: failed ({type(exc).__name__}: {exc})")
                 # warm-up stage: the same code paths (crops, chunk shapes, the pool) on 2 images
                 arm(warm, f"{model}-warm", workers, seg)
 

@@ -12,8 +12,8 @@ checks before trusting a file. Files are written to a temporary name and moved i
 one. There is no fsync: after a power loss a torn file fails :meth:`EmbeddingCache.get`'s
 checks and counts as a miss. Nothing is pickled and nothing goes through ``torch.load``.
 
-With ``background=True`` a :meth:`EmbeddingCache.put` copies the tensors to the host and leaves
-serialising and writing the file to one writer thread (a few entries in flight at most), so a
+With ``background=True`` a :meth:`EmbeddingCache.put` starts the copy of the tensors to the host
+(on CUDA without waiting for it) and leaves serialising and writing the file to one writer thread (a few entries in flight at most), so a
 GPU stage does not wait for the disk; :meth:`EmbeddingCache.flush` waits for the writes.
 
 >>> cache = EmbeddingCache(tmp)                                       # doctest: +SKIP
@@ -60,7 +60,7 @@ class EmbeddingCache:
         self.misses = 0
         self.background = background
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, in_flight))
-        self._pending: dict[Path, tuple[str, str, dict[str, torch.Tensor]]] = {}
+        self._pending: dict[Path, tuple[str, str, dict[str, torch.Tensor], torch.cuda.Event | None]] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._error: BaseException | None = None
@@ -89,6 +89,8 @@ class EmbeddingCache:
         with self._lock:
             pending = self._pending.get(path)
         if pending is not None and pending[:2] == (key, model_sha):
+            if pending[3] is not None:
+                pending[3].synchronize()
             tensors = dict(pending[2])
         elif path.is_file():
             try:
@@ -127,12 +129,7 @@ class EmbeddingCache:
         path = self.path(key, model_sha)
         meta = {str(k): str(v) for k, v in (metadata or {}).items()}
         meta.update({_KEY_FIELD: key, _MODEL_FIELD: model_sha})
-        payload = {}
-        for name, t in tensors.items():
-            t = t.detach().to("cpu")
-            if t.is_floating_point():
-                t = t.to(self.storage_dtype)
-            payload[name] = t.contiguous()
+        payload, copied = self._host_copies(tensors)
         if not self.background:
             return self._write(path, payload, meta)
         self._raise_error()
@@ -140,9 +137,29 @@ class EmbeddingCache:
             self._thread = threading.Thread(target=self._writer, name="embedding-cache", daemon=True)
             self._thread.start()
         with self._lock:
-            self._pending[path] = (key, model_sha, payload)
-        self._queue.put((path, payload, meta))      # blocks while ``in_flight`` writes wait: memory stays flat
+            self._pending[path] = (key, model_sha, payload, copied)
+        self._queue.put((path, payload, meta, copied))  # blocks while ``in_flight`` writes wait: memory stays flat
         return path
+
+    def _host_copies(self, tensors: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], torch.cuda.Event | None]:
+        """The tensors in storage dtype on the host, and for CUDA tensors in the background the
+        event after which the copies are complete: cast on the device (half the bytes to move for
+        fp16), copied without making the caller wait for the GPU's queued work; the writer thread
+        and :meth:`get` wait for the event instead."""
+        payload, copied = {}, None
+        for name, t in tensors.items():
+            t = t.detach()
+            if t.is_floating_point():
+                t = t.to(self.storage_dtype)
+            if t.is_cuda and self.background:
+                host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
+                host.copy_(t, non_blocking=True)
+                copied = torch.cuda.Event()
+                t = host
+            payload[name] = t.to("cpu").contiguous()
+        if copied is not None:
+            copied.record()             # after every copy above, on the current stream
+        return payload, copied
 
     def flush(self) -> None:
         """Wait until every :meth:`put` is on disk and stop the writer thread (the next put starts
@@ -164,14 +181,16 @@ class EmbeddingCache:
             item = self._queue.get()
             if item is None:
                 return
-            path, payload, meta = item
+            path, payload, meta, copied = item
             try:
+                if copied is not None:
+                    copied.synchronize()
                 self._write(path, payload, meta)
             except BaseException as exc:  # noqa: BLE001 - handed to the next put() or flush()
                 self._error = exc
             finally:
                 with self._lock:
-                    if self._pending.get(path, (None, None, None))[2] is payload:
+                    if self._pending.get(path, (None, None, None, None))[2] is payload:
                         del self._pending[path]
 
     def _write(self, path: Path, payload: dict[str, torch.Tensor], meta: dict[str, str]) -> Path:

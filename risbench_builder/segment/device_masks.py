@@ -16,14 +16,16 @@ frame) and counts connected components. Torch ops only, on the masks' device.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import combinations
+from typing import Sequence
 
 import numpy as np
 import torch
 
 from .base import MeasuredMask
 
-__all__ = ["area_and_box", "measure_batch", "pixel_counts"]
+__all__ = ["ReducedMasks", "area_and_box", "collect", "measure_batch", "pixel_counts", "reduce_masks"]
 
 
 def _as_bool(mask: torch.Tensor) -> torch.Tensor:
@@ -62,55 +64,124 @@ def pixel_counts(masks: torch.Tensor) -> torch.Tensor:
     return m.sum(dim=-1, dtype=torch.int32).sum(dim=-1, dtype=torch.int64)  # a row holds < 2**31
 
 
-def measure_batch(main: torch.Tensor, multimask: torch.Tensor | None, jitter: torch.Tensor | None,
-                  iou_pred: torch.Tensor | None = None, stability: torch.Tensor | None = None) -> list[MeasuredMask]:
-    """N boxes' masks reduced on their device to :class:`MeasuredMask` (``signals.measure`` on the
-    host gives the same integers): two copies to the host, one of the counts and boxes, one of
-    the main masks' tight-box crops; no full frame leaves the device.
+@dataclass
+class ReducedMasks:
+    """One view's masks reduced on their device by :func:`reduce_masks`, not yet on the host.
+
+    ``main`` is kept (on the device) for the tight-box crops; ``ints`` holds per box the area,
+    the box, the jitter counts and overlaps and the multimask counts and pair overlaps; ``floats``
+    the iou_pred and stability columns that were given.
+    """
+
+    main: torch.Tensor
+    ints: torch.Tensor
+    floats: torch.Tensor | None
+    jitter: int                                       # K jittered masks per box
+    alternatives: int                                 # multimask alternatives per box (0: not measured)
+    scores: tuple[bool, bool]                         # iou_pred given, stability given
+
+
+def reduce_masks(main: torch.Tensor, multimask: torch.Tensor | None, jitter: torch.Tensor | None,
+                 iou_pred: torch.Tensor | None = None, stability: torch.Tensor | None = None) -> ReducedMasks:
+    """N boxes' masks reduced on their device, with no host sync: launched right after the
+    decoder, so that :func:`collect` can bring back many views' results in one pair of copies.
 
     ``main``: (N, H, W) bool; ``multimask``: (N, M, H, W) alternatives or None; ``jitter``: (N,
     K, H, W) masks of the jittered boxes or None; ``iou_pred``, ``stability``: (N,) or None.
     """
     if main.dim() != 3:
         raise ValueError(f"main masks must be (N, H, W), got shape {tuple(main.shape)}")
-    n, h, w = main.shape
     main = _as_bool(main)
     parts = [area_and_box(main)]                                   # area, x1, y1, x2, y2
     k = 0 if jitter is None else jitter.shape[1]
     if k:
         jitter = _as_bool(jitter)
         parts += [pixel_counts(jitter), pixel_counts(jitter & main[:, None])]
-    pairs = list(combinations(range(multimask.shape[1]), 2)) if multimask is not None else []
-    if multimask is not None and multimask.shape[1] > 1:
+    alternatives = multimask.shape[1] if multimask is not None and multimask.shape[1] > 1 else 0
+    if alternatives:
         multimask = _as_bool(multimask)
+        pairs = combinations(range(alternatives), 2)
         parts.append(pixel_counts(multimask))
         parts.append(torch.stack([pixel_counts(multimask[:, i] & multimask[:, j]) for i, j in pairs], dim=1))
     scores = [t.float() for t in (iou_pred, stability) if t is not None]
-    small = torch.cat(parts, dim=1).cpu().numpy()
-    floats = torch.stack(scores, dim=1).cpu().numpy().astype(np.float64) if scores else None
-    crops = [main[i, int(y1):int(y2), int(x1):int(x2)] for i, (area, x1, y1, x2, y2) in enumerate(small[:, :5])
-             if area]
-    flat = torch.cat([c.reshape(-1) for c in crops]).cpu().numpy() if crops else np.zeros(0, bool)
+    return ReducedMasks(main, torch.cat(parts, dim=1), torch.stack(scores, dim=1) if scores else None,
+                        k, alternatives, (iou_pred is not None, stability is not None))
+
+
+def collect(reduced: Sequence[ReducedMasks]) -> list[list[MeasuredMask]]:
+    """:class:`MeasuredMask` of every box of every view in ``reduced``, in order, from two
+    synchronising copies to the host whatever the number of views: one of all counts and scores,
+    one of all main masks' tight-box crops (the host needs the boxes to cut them)."""
+    if not reduced:
+        return []
+    ints, floats = _to_host([torch.cat([r.ints.reshape(-1) for r in reduced]),
+                             torch.cat([r.floats.reshape(-1) for r in reduced if r.floats is not None]
+                                       or [reduced[0].ints.new_zeros(0, dtype=torch.float32)])])
+    tables, float_tables, at, fat = [], [], 0, 0
+    for r in reduced:
+        rows, cols = r.ints.shape
+        tables.append(ints[at:at + rows * cols].reshape(rows, cols))
+        at += rows * cols
+        if r.floats is not None:
+            rows, cols = r.floats.shape
+            float_tables.append(floats[fat:fat + rows * cols].reshape(rows, cols).astype(np.float64))
+            fat += rows * cols
+        else:
+            float_tables.append(None)
+    crops = [r.main[i, int(y1):int(y2), int(x1):int(x2)].reshape(-1)
+             for r, table in zip(reduced, tables) for i, (area, x1, y1, x2, y2) in enumerate(table[:, :5]) if area]
+    flat = _to_host([torch.cat(crops)])[0] if crops else np.zeros(0, bool)
+    out, at = [], 0
+    for r, table, scores in zip(reduced, tables, float_tables):
+        measured, at = _measured(r, table, scores, flat, at)
+        out.append(measured)
+    return out
+
+
+def measure_batch(main: torch.Tensor, multimask: torch.Tensor | None, jitter: torch.Tensor | None,
+                  iou_pred: torch.Tensor | None = None, stability: torch.Tensor | None = None) -> list[MeasuredMask]:
+    """N boxes' masks reduced on their device to :class:`MeasuredMask` (``signals.measure`` on the
+    host gives the same integers): :func:`reduce_masks` then :func:`collect` of that one view;
+    no full frame leaves the device."""
+    return collect([reduce_masks(main, multimask, jitter, iou_pred, stability)])[0]
+
+
+def _to_host(tensors: Sequence[torch.Tensor]) -> list[np.ndarray]:
+    """The tensors as host arrays with one sync: on CUDA, non-blocking copies into pinned memory
+    then one wait for the stream (a plain ``.cpu()`` each would wait once per tensor)."""
+    if tensors and tensors[0].device.type == "cuda":
+        hosts = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in tensors]
+        for host, t in zip(hosts, tensors):
+            host.copy_(t, non_blocking=True)
+        torch.cuda.current_stream(tensors[0].device).synchronize()
+        tensors = hosts
+    return [t.cpu().numpy() for t in tensors]
+
+
+def _measured(r: ReducedMasks, table: np.ndarray, scores: np.ndarray | None, flat: np.ndarray,
+              at: int) -> tuple[list[MeasuredMask], int]:
+    """One view's MeasuredMasks from its rows of counts and its crops, which start at ``flat[at]``."""
+    _, h, w = r.main.shape
+    k, c = r.jitter, r.alternatives
+    pairs = c * (c - 1) // 2
     out: list[MeasuredMask] = []
-    at = 0
-    for i in range(n):
-        area, x1, y1, x2, y2 = (int(v) for v in small[i, :5])
+    for i, row in enumerate(table.tolist()):
+        area, x1, y1, x2, y2 = row[:5]
         if area:
             size = (y2 - y1) * (x2 - x1)
             crop = flat[at:at + size].reshape(y2 - y1, x2 - x1)
             at += size
         else:
             crop, x1, y1 = np.zeros((0, 0), bool), 0, 0
-        row = small[i, 5:].tolist()
         m = MeasuredMask(h, w, x1, y1, crop)
+        rest = row[5:]
         if k:
-            m.jitter_counts, m.jitter_overlaps, row = row[:k], row[k:2 * k], row[2 * k:]
-        if pairs:
-            c = multimask.shape[1]  # type: ignore[union-attr]
-            m.multimask_counts, m.multimask_overlaps = row[:c], row[c:c + len(pairs)]
-        if floats is not None:
-            values = iter(floats[i].tolist())
-            m.iou_pred = next(values) if iou_pred is not None else None
-            m.stability = next(values) if stability is not None else None
+            m.jitter_counts, m.jitter_overlaps, rest = rest[:k], rest[k:2 * k], rest[2 * k:]
+        if c:
+            m.multimask_counts, m.multimask_overlaps = rest[:c], rest[c:c + pairs]
+        if scores is not None:
+            values = iter(scores[i].tolist())
+            m.iou_pred = next(values) if r.scores[0] else None
+            m.stability = next(values) if r.scores[1] else None
         out.append(m)
-    return out
+    return out, at

@@ -27,7 +27,7 @@ from segment_anything.utils.transforms import ResizeLongestSide
 from torch.nn import functional as F
 
 from risbench_builder.segment.base import MaskOutput, MeasuredMask, View
-from risbench_builder.segment.device_masks import measure_batch
+from risbench_builder.segment.device_masks import ReducedMasks, collect, reduce_masks
 from risbench_builder.segment.sam_build import build_sam_model, model_checksum, sam_device
 
 if TYPE_CHECKING:  # imported lazily: safetensors is only needed once a cache is used
@@ -215,8 +215,8 @@ class SamSegmenter:
         original_size = (int(image.shape[0]), int(image.shape[1]))
         hit = self.cache.get(view.key, self.model_sha256, check=lambda t: _fits(t, original_size, self.model))
         if hit is not None and all(n in hit for n in names):
-            emb = hit["image_embeddings"].to(self.device, torch.float32)
-            extras = {n: hit[n].to(self.device, torch.float32) for n in names}
+            emb = self._to_device(hit["image_embeddings"]).float()
+            extras = {n: self._to_device(hit[n]).float() for n in names}
             return (emb, tuple(int(v) for v in hit["input_size"].tolist()), extras), hit
         return None, hit
 
@@ -252,7 +252,7 @@ class SamSegmenter:
         """One view's inputs with a batch of one: encoded unless ``hit`` holds the embedding."""
         pre = self._input_batch([resized], 1)
         if hit is not None:  # embedding cached, extras missing
-            emb = hit["image_embeddings"].to(self.device, torch.float32)
+            emb = self._to_device(hit["image_embeddings"]).float()
         else:
             emb = self._encode(pre)
         return self._finish(view, image, hit, pre, emb, (int(resized.shape[0]), int(resized.shape[1])), features)
@@ -302,8 +302,11 @@ class SamSegmenter:
         others are encoded in item order, ``encoder_batch`` per encoder call, the last batch padded
         with zero rows to the same size (fixed shapes for cudnn and compiled kernels), and stored
         in the cache as :meth:`segment` stores them. Each batch's views are decoded right after
-        it, so at most ``encoder_batch`` embeddings are alive at once. Two items with the same
-        view key are encoded twice (the cache is looked up before either is stored).
+        it, so at most ``encoder_batch`` embeddings are alive at once. With ``measure``, the masks of
+        ``encoder_batch`` views at a time come back together (``device_masks.collect``: two host
+        syncs per batch, not per view), so that on a GPU the host queues a whole batch's decoding
+        behind its encoder run without waiting. Two items with the same view key are encoded twice
+        (the cache is looked up before either is stored).
 
         Numbers: with ``encoder_batch=1`` the results are exactly :meth:`segment`'s. Every batch
         has ``encoder_batch`` rows, and on the CPU a view's embedding is bit-identical whichever
@@ -334,7 +337,23 @@ class SamSegmenter:
 
         features, names = self._features("adapter")
         results: list[Any] = [[] for _ in items]
-        pending: list[tuple[int, np.ndarray]] = []
+        pending: list[tuple[int, np.ndarray]] = []                # views waiting for the encoder
+        reduced: list[tuple[int, ReducedMasks]] = []              # measured on the device, not yet back
+
+        def decoded(i: int, out: list[MaskOutput] | ReducedMasks) -> None:
+            if not isinstance(out, ReducedMasks):
+                results[i] = out
+                return
+            reduced.append((i, out))
+            if len(reduced) >= self.encoder_batch:
+                gather()
+
+        def gather() -> None:
+            # one pair of host copies for a whole batch of views: on a GPU the decoder's launches
+            # queue up behind the encoder instead of waiting for each view's masks to come back
+            for (i, _), measured in zip(reduced, collect([r for _, r in reduced])):
+                results[i] = measured
+            reduced.clear()
 
         def flush() -> None:
             pre = self._input_batch([r for _, r in pending], self.encoder_batch)
@@ -343,7 +362,7 @@ class SamSegmenter:
                 view, (image, boxes, jitter) = items[i][0], checked[i]
                 inputs = self._finish(view, image, None, pre[row : row + 1], emb[row : row + 1],
                                       (int(resized.shape[0]), int(resized.shape[1])), features)
-                results[i] = self._decode_view(image, boxes, jitter, *inputs, measure=measure)
+                decoded(i, self._decode_view(image, boxes, jitter, *inputs, measure=measure))
             pending.clear()
 
         for i, (item, (image, boxes, jitter)) in enumerate(zip(items, checked)):
@@ -359,10 +378,19 @@ class SamSegmenter:
                         flush()
                     continue
                 ready = self._inputs_from(view, image, resized, hit, features)
-            results[i] = self._decode_view(image, boxes, jitter, *ready, measure=measure)
+            decoded(i, self._decode_view(image, boxes, jitter, *ready, measure=measure))
         if pending:
             flush()
+        if reduced:
+            gather()
         return results
+
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` on the device without waiting for it: a plain copy from pageable host memory makes
+        the host wait for the stream (every queued encoder and decoder kernel) before it returns."""
+        if self.device.type != "cuda":
+            return t.to(self.device)
+        return t.pin_memory().to(self.device, non_blocking=True)
 
     def _prompts(self, view: View, boxes: np.ndarray, jitter: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The checked image, (N, 4) float32 boxes and (N, K, 4) float32 jitter."""
@@ -385,17 +413,17 @@ class SamSegmenter:
         input_size: tuple[int, int],
         extras: dict[str, torch.Tensor],
         measure: bool = False,
-    ) -> list[MaskOutput] | list[MeasuredMask]:
+    ) -> list[MaskOutput] | ReducedMasks:
         """All boxes and jittered boxes of one view decoded against its embedding, in chunks.
 
-        The masks are made on the device; ``measure`` reduces them there (``measure_batch``) so
-        that only counts and tight-box crops come back, else they come back whole."""
+        The masks are made on the device; ``measure`` reduces them there (``reduce_masks``, no host
+        sync: ``collect`` brings them back later, with other views'), else they come back whole."""
         h, w = int(image.shape[0]), int(image.shape[1])
         n, k = len(boxes), jitter.shape[1]
         prompts = np.concatenate([boxes, jitter.reshape(-1, 4)], axis=0)  # N main boxes, then N*K jittered
         prompts[:, 0::2] = prompts[:, 0::2].clip(0, w)
         prompts[:, 1::2] = prompts[:, 1::2].clip(0, h)
-        coords = self.transform.apply_boxes_torch(torch.from_numpy(prompts), (h, w)).to(self.device)
+        coords = self._to_device(self.transform.apply_boxes_torch(torch.from_numpy(prompts), (h, w)))
 
         on = {"device": self.device}
         masks = torch.zeros((n, h, w), dtype=torch.bool, **on)
@@ -435,7 +463,7 @@ class SamSegmenter:
                     jitter_masks[j0 - n + lo : j0 - n + lo + len(full)] = full[:, 0] > threshold
 
         if measure:
-            return measure_batch(masks, multimask, jitter_masks.reshape(n, k, h, w), iou_pred, stability)
+            return reduce_masks(masks, multimask, jitter_masks.reshape(n, k, h, w), iou_pred, stability)
         masks_np, multimask_np = masks.cpu().numpy(), multimask.cpu().numpy()
         jitter_np = jitter_masks.reshape(n, k, h, w).cpu().numpy()
         iou_np, stability_np = iou_pred.cpu().numpy().astype(np.float64), stability.cpu().numpy().astype(np.float64)

@@ -16,7 +16,7 @@ from risbench_builder.segment.signals import compute_signals, measure, signals_f
 
 torch = pytest.importorskip("torch")
 
-from risbench_builder.segment.device_masks import area_and_box, measure_batch  # noqa: E402
+from risbench_builder.segment.device_masks import area_and_box, collect, measure_batch, reduce_masks  # noqa: E402
 
 
 def mask_zoo(seed: int) -> np.ndarray:
@@ -113,6 +113,28 @@ def test_measure_batch_equals_the_host_measurement(shape: tuple[int, int], k: in
         polygon = np.array([[0, 0], [shape[1], 0], [shape[1] / 2, shape[0]]], float)
         assert signals_from(g, box, polygon) == compute_signals(out, box, polygon), i
         assert masks.encode_window(g.crop, g.x0, g.y0, g.height, g.width) == masks.encode(main[i]), i
+
+
+def test_collect_many_views_equals_one_at_a_time() -> None:
+    """Views of different sizes, box counts, jitter counts and score columns (none at all, one
+    with no boxes, one with empty masks) brought back together come back as each alone."""
+    rng = np.random.default_rng(3)
+    views = []
+    for v, (shape, n, k) in enumerate([((37, 53), 5, 2), ((64, 64), 0, 2), ((1, 1), 3, 0), ((80, 20), 4, 3)]):
+        main = torch.from_numpy(same_shape(range(10 * v, 10 * v + n), shape) if n else np.zeros((0, *shape), bool))
+        multimask = torch.from_numpy(rng.random((n, 3, *shape)) < 0.3) if v != 2 else None
+        jitter = torch.from_numpy(rng.random((n, k, *shape)) < 0.4) if k else None
+        scores = (torch.rand(n), torch.rand(n)) if v % 2 == 0 else (None, torch.rand(n))
+        views.append((main, multimask, jitter, *scores))
+    together = collect([reduce_masks(*v) for v in views])
+    assert [len(t) for t in together] == [5, 0, 3, 4]
+    for got, v in zip(together, views):
+        for g, want in zip(got, measure_batch(*v)):
+            assert np.array_equal(g.crop, want.crop) and g.__dict__.keys() == want.__dict__.keys()
+            assert {a: b for a, b in g.__dict__.items() if a != "crop"} == {
+                a: b for a, b in want.__dict__.items() if a != "crop"}
+    assert together[3][0].iou_pred is None and together[3][0].stability is not None
+    assert collect([]) == []
 
 
 def test_measure_batch_without_alternatives_or_jitter() -> None:

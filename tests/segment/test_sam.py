@@ -522,6 +522,31 @@ def test_segment_views_measured_on_the_device_are_the_dense_masks_measured() -> 
             assert (g.iou_pred, g.stability) == (out.iou_pred, out.stability)
 
 
+def test_measured_views_come_back_once_per_encoder_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``measure``, a batch of views is brought back from the device in one ``collect`` (two
+    host syncs for the batch), not one per view: on a GPU the host then queues a whole batch's
+    decoding behind the encoder instead of waiting for each view. Cached views join the count."""
+    from risbench_builder.segment import sam as sam_module
+
+    calls: list[int] = []
+    real = sam_module.collect
+
+    def counted(reduced):
+        calls.append(len(reduced))
+        return real(reduced)
+
+    monkeypatch.setattr(sam_module, "collect", counted)
+    items = view_items()                                     # 9 views
+    seg = SamSegmenter("tiny", seed=5, encoder_batch=4)
+    measured = seg.segment_views(items, measure=True)
+    assert calls == [4, 4, 1] and seg.encoder_calls == 3
+    alone = [SamSegmenter("tiny", seed=5, encoder_batch=4).segment_views([item], measure=True)[0] for item in items]
+    for got, want in zip(measured, alone):
+        assert [(g.x0, g.y0, g.jitter_counts, g.iou_pred) for g in got] == [
+            (w.x0, w.y0, w.jitter_counts, w.iou_pred) for w in want]
+        assert all(np.array_equal(g.crop, w.crop) for g, w in zip(got, want))
+
+
 class GuideFeatures:
     """Adapter image features: remember each preprocessed input they are given."""
 
