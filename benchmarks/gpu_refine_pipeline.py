@@ -295,6 +295,25 @@ def host_syncs(seg, base, batch: int, cuda: bool) -> tuple[int | None, int]:
     return sum("synchroniz" in str(w.message).lower() for w in caught), len(items)
 
 
+def cache_round_trip(seg, root: Path) -> bool:
+    """An embedding made on the segmenter's device through ``EmbeddingCache(background=True)``
+    (copied to the host without waiting, written by its thread) reads back equal to a plain
+    ``.cpu()``: from memory before the write, and from the file after ``flush``."""
+    import torch
+
+    from risbench_builder.segment.cache import EmbeddingCache
+
+    cache = EmbeddingCache(root / "cache-check", background=True)
+    emb = torch.randn(1, 256, 64, 64, device=seg.device) * 3
+    want = emb.cpu()
+    cache.put("check", "sha", {"image_embeddings": emb})
+    emb.add_(1.0)                     # queued after the copy: must not reach the stored entry
+    early = cache.get("check", "sha")["image_embeddings"]
+    cache.flush()
+    late = cache.get("check", "sha")["image_embeddings"]
+    return bool(torch.equal(early, want) and torch.equal(late, want))
+
+
 def report_pipeline(base, name: str) -> dict:
     path = base.path.parent / name / "reports" / "refine.json"
     try:
@@ -391,6 +410,8 @@ def main() -> int:
                     syncs, n_sync = host_syncs(seg, base, batch, cuda)
                     say(f"[{model}] host syncs in one measured segment_views call of {n_sync} views: "
                         f"{fmt(syncs, 'd')} (design: 2 per encoder batch)")
+                    say(f"[{model}] background embedding cache from {seg.device.type}: equal "
+                        f"{cache_round_trip(seg, root)}")
                 except Exception as exc:  # noqa: BLE001 - a side measurement: the stage still runs
                     traceback.print_exc(file=sys.stdout)
                     say(f"[{model}] host syncs: failed ({type(exc).__name__}: {exc})")

@@ -155,8 +155,9 @@ class EmbeddingCache:
                 host = torch.empty(t.shape, dtype=t.dtype, pin_memory=True)
                 host.copy_(t, non_blocking=True)
                 copied = torch.cuda.Event()
-                t = host
-            payload[name] = t.to("cpu").contiguous()
+                payload[name] = host
+            else:  # a copy in the background: the caller may change its tensor before the write
+                payload[name] = t.to("cpu", copy=self.background).contiguous()
         if copied is not None:
             copied.record()             # after every copy above, on the current stream
         return payload, copied

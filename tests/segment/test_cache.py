@@ -132,6 +132,17 @@ def test_background_writes_are_served_from_memory_then_on_disk(tmp_path) -> None
     assert cache._pending == {} and cache._thread is None         # no thread left behind after a flush
 
 
+def test_a_background_entry_is_what_was_put_even_if_the_tensor_changes_after(tmp_path) -> None:
+    cache = EmbeddingCache(tmp_path, background=True)
+    tensors = entry(1)
+    want = tensors["image_embeddings"].clone()
+    cache.put("img", MODEL, tensors)
+    tensors["image_embeddings"].add_(1.0)              # the caller reuses its buffer before the write
+    assert torch.equal(cache.get("img", MODEL)["image_embeddings"], want)
+    cache.flush()
+    assert torch.equal(EmbeddingCache(tmp_path).get("img", MODEL)["image_embeddings"], want)
+
+
 def test_a_failed_background_write_is_raised_by_flush(tmp_path, monkeypatch) -> None:
     import risbench_builder.segment.cache as cache_module
 
