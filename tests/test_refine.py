@@ -120,6 +120,27 @@ def test_masks_measured_on_the_device_give_the_rows_of_dense_masks(make_workspac
     assert prints["measured"] == prints["dense"]
 
 
+def test_a_failing_model_is_the_error_reported_not_the_cache_flush_after_it(make_workspace) -> None:
+    """The stage always waits for the embedding cache's background writes; when the model itself
+    failed first, that failure is what the user sees, whatever the flush says."""
+    from risbench_builder.segment.sam import SamSegmenter
+
+    class Broken(SamSegmenter):
+        def segment_views(self, items, measure=False):
+            raise RuntimeError("model broke")
+
+        def flush(self) -> None:
+            raise OSError("embedding cache: a background write failed")
+
+    ws = ingested(make_workspace, scenes=1, segmenter="sam", model="tiny", workers=0)
+    with pytest.raises(RuntimeError, match="model broke"):
+        run_refine(ws, ws.load(), progress=False, segmenter=Broken("tiny"))
+    seg = Broken("tiny")
+    seg.segment_views = SamSegmenter("tiny").segment_views       # the model works: the flush error stands
+    with pytest.raises(OSError, match="background write failed"):
+        run_refine(ws, ws.load(), progress=False, segmenter=seg)
+
+
 def test_views_go_to_the_encoder_in_whole_batches_across_images(make_workspace) -> None:
     """Images bring 1 + (tiny boxes) views each; they queue across images, so only the stream's
     last encoder batch is padded: ceil(views / encoder_batch) encoder calls."""

@@ -335,6 +335,7 @@ def _run_refine(ws: Workspace, cfg: PipelineConfig, part: Shard, force: bool, sh
         transform = getattr(seg, "host_transform", None) if host_seg is None else None
         pool = make_pool(workers, initializer=_init_worker,
                          initargs=(host_seg, rcfg, run_id, transform)) if workers > 1 else None
+        failed = True
         try:
             with _Writer(catalog_path, rcfg.batch_images, run_id, report) as writer, \
                     Progress(*columns, disable=not progress) as bar:
@@ -342,12 +343,17 @@ def _run_refine(ws: Workspace, cfg: PipelineConfig, part: Shard, force: bool, sh
                 for result in _results(seg, rcfg, run_id, jobs, pool, workers):
                     writer.put(result)
                     bar.advance(task)
+            failed = False
         finally:
             if pool is not None:
                 pool.terminate()
             flush = getattr(seg, "flush", None)     # cache entries written in the background
             if flush is not None:
-                flush()
+                try:
+                    flush()
+                except Exception:
+                    if not failed:   # else the stage's own error is the one to report (this is its context)
+                        raise
         if round_no is not None:
             with catalog.transaction():
                 catalog.conn.execute("UPDATE proposals SET round=? WHERE run_id=? AND segmenter=? AND model_sha256=?",
