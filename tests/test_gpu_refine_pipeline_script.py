@@ -54,3 +54,14 @@ def test_budget_skips_instead_of_overrunning():
     assert "[tiny] skipped (budget)" in proc.stdout
     assert "catalogs identical across worker counts: skipped" in proc.stdout
     assert re.search(r"^model=tiny encoder_b8=skipped stage=skipped", proc.stdout, re.M)
+
+
+def test_decode_ops_benchmark_counts_two_round_trips_per_batch():
+    """benchmarks/bench_decode_ops.py: a batch of views comes back with 2 host round trips, one
+    call per view with 2 each; the op counts it prints are positive."""
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_decode_ops.py"), "--views", "4"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "host round trips per 4 views: batched 2, one call per view 8" in proc.stdout, proc.stdout
+    m = re.search(r"per view \(30 prompts, one chunk\): (\d+) kernel ops, (\d+) view ops", proc.stdout)
+    assert m and int(m[1]) > 100 and int(m[2]) > 0, proc.stdout
