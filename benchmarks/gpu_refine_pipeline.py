@@ -305,7 +305,7 @@ def cache_round_trip(seg, root: Path) -> bool:
 
     cache = EmbeddingCache(root / "cache-check", background=True)
     emb = torch.randn(1, 256, 64, 64, device=seg.device) * 3
-    want = emb.cpu()
+    want = emb.to("cpu", copy=True)
     cache.put("check", "sha", {"image_embeddings": emb})
     emb.add_(1.0)                     # queued after the copy: must not reach the stored entry
     early = cache.get("check", "sha")["image_embeddings"]
