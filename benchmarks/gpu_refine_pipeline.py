@@ -36,7 +36,9 @@ checkpoints) it prints, with ``torch.cuda.synchronize()`` around every timing:
 For the first model only, and only if the budget allows, the same stage runs again with
 ``refine.workers: 0`` (everything in the main process, the old path) and the two catalogs'
 proposals/rejects fingerprints are compared; then once more with the masks copied back whole
-and measured on the host (``DenseBack``: the stage before the device measurement). ``--budget-s`` (counted from process start) is
+and measured on the host (``DenseBack``: the stage before the device measurement), and once
+with each view's measurements brought back alone (``collect_views = 1``: the host waits for every
+view's decoder before it queues the next, as before batched collection). ``--budget-s`` (counted from process start) is
 respected by estimating each step first: a step that would overrun prints ``skipped (budget)``.
 Without CUDA (and ``--device cuda``) it says so and exits 0.
 
@@ -506,6 +508,22 @@ def main() -> int:
                 except Exception as exc:  # noqa: BLE001
                     traceback.print_exc(file=sys.stdout)
                     say(f"[{model}] dense copy-back arm: failed ({type(exc).__name__}: {exc})")
+            # the same stage with each view's measurements brought back alone (the host waits per view)
+            estimate = 1.5 * seconds + 5
+            if elapsed() + estimate > args.budget_s:
+                say(f"[{model}] per-view collect arm: skipped (budget): estimated {estimate:.0f} s")
+            else:
+                try:
+                    seg.collect_views = 1
+                    sv, donev, fingerprintv = arm(base, f"{model}-per-view", workers, seg)
+                    say(f"[{model}] stage workers={workers}, measurements collected per view: {sv:.2f} s, "
+                        f"{donev / sv:.2f} img/s; collecting per batch is {sv / seconds:.2f}x as fast; "
+                        f"catalogs identical: {fingerprintv == fingerprint}")
+                except Exception as exc:  # noqa: BLE001
+                    traceback.print_exc(file=sys.stdout)
+                    say(f"[{model}] per-view collect arm: failed ({type(exc).__name__}: {exc})")
+                finally:
+                    seg.collect_views = None
         for line in summaries:
             say(line)
         say(f"total {elapsed():.0f} s (budget {args.budget_s:.0f} s) on {device_name}")

@@ -40,6 +40,8 @@ def test_cpu_dry_run_prints_every_line():
     assert "catalogs identical across worker counts: True" in out
     assert re.search(r"^\[tiny\] stage workers=2, dense masks copied back and measured on the host: .*"
                      r"catalogs identical: True$", out, re.M), out
+    assert re.search(r"^\[tiny\] stage workers=2, measurements collected per view: .*catalogs identical: True$",
+                     out, re.M), out
     summary = re.search(r"^model=tiny encoder_b8=(\S+) stage=(\S+) ratio=(\S+) busy=n/a workers=2$", out, re.M)
     assert summary and all(float(v) > 0 for v in summary.groups()), out
     assert "skipped" not in out

@@ -92,6 +92,9 @@ class SamSegmenter:
         # Decode with segment-anything's MaskDecoder code but the image once per chunk (see
         # _predict_masks_one_image); False runs MaskDecoder.predict_masks exactly as shipped.
         self.share_image_work = True
+        # Views whose measured masks come back per host round trip (None: encoder_batch). 1 is how
+        # they came back before (each view waited for), kept for the GPU benchmark's A/B arm.
+        self.collect_views: int | None = None
 
     def set_adapter(self, adapter: Any) -> None:
         """Decode with ``adapter`` from now on (None: SAM's own decoder); renames the segmenter."""
@@ -345,7 +348,7 @@ class SamSegmenter:
                 results[i] = out
                 return
             reduced.append((i, out))
-            if len(reduced) >= self.encoder_batch:
+            if len(reduced) >= (self.collect_views or self.encoder_batch):
                 gather()
 
         def gather() -> None:

@@ -545,6 +545,10 @@ def test_measured_views_come_back_once_per_encoder_batch(monkeypatch: pytest.Mon
         assert [(g.x0, g.y0, g.jitter_counts, g.iou_pred) for g in got] == [
             (w.x0, w.y0, w.jitter_counts, w.iou_pred) for w in want]
         assert all(np.array_equal(g.crop, w.crop) for g, w in zip(got, want))
+    calls.clear()
+    seg.collect_views = 1                                    # the GPU benchmark's per-view arm
+    seg.segment_views(items, measure=True)
+    assert calls == [1] * len(items)
 
 
 class GuideFeatures:
