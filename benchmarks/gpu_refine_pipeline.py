@@ -328,6 +328,25 @@ def fmt(v: float | None, spec: str = ".2f") -> str:
     return "n/a" if v is None else format(v, spec)
 
 
+def side_arm(base, model: str, workers: int, seg, tag: str, name: str, what: str, ours: str,
+             seconds: float, fingerprint: str, budget_s: float) -> None:
+    """The stage once more with ``seg`` (a variant of the main arm's segmenter), if the budget
+    allows: its time against the main arm's ``seconds`` and whether its catalog is the same."""
+    from bench_refine_pipeline import arm
+
+    estimate = 1.5 * seconds + 5
+    if elapsed() + estimate > budget_s:
+        say(f"[{model}] {name}: skipped (budget): estimated {estimate:.0f} s")
+        return
+    try:
+        s, done, other = arm(base, f"{model}-{tag}", workers, seg)
+        say(f"[{model}] stage workers={workers}, {what}: {s:.2f} s, {done / s:.2f} img/s; {ours} is "
+            f"{s / seconds:.2f}x as fast; catalogs identical: {other == fingerprint}")
+    except Exception as exc:  # noqa: BLE001 - report it and go on
+        traceback.print_exc(file=sys.stdout)
+        say(f"[{model}] {name}: failed ({type(exc).__name__}: {exc})")
+
+
 # ----------------------------------------------------------------------------- main
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -495,35 +514,19 @@ def main() -> int:
                 except Exception as exc:  # noqa: BLE001
                     traceback.print_exc(file=sys.stdout)
                     say(f"catalogs identical across worker counts: failed ({type(exc).__name__}: {exc})")
-            # the same stage with dense masks copied back and measured on the host
-            estimate = 1.5 * seconds + 5
-            if elapsed() + estimate > args.budget_s:
-                say(f"[{model}] dense copy-back arm: skipped (budget): estimated {estimate:.0f} s")
-            else:
-                try:
-                    sd, doned, fingerprintd = arm(base, f"{model}-dense", workers, DenseBack(seg))
-                    say(f"[{model}] stage workers={workers}, dense masks copied back and measured on the host: "
-                        f"{sd:.2f} s, {doned / sd:.2f} img/s; device measurement is {sd / seconds:.2f}x as fast; "
-                        f"catalogs identical: {fingerprintd == fingerprint}")
-                except Exception as exc:  # noqa: BLE001
-                    traceback.print_exc(file=sys.stdout)
-                    say(f"[{model}] dense copy-back arm: failed ({type(exc).__name__}: {exc})")
-            # the same stage with each view's measurements brought back alone (the host waits per view)
-            estimate = 1.5 * seconds + 5
-            if elapsed() + estimate > args.budget_s:
-                say(f"[{model}] per-view collect arm: skipped (budget): estimated {estimate:.0f} s")
-            else:
-                try:
-                    seg.collect_views = 1
-                    sv, donev, fingerprintv = arm(base, f"{model}-per-view", workers, seg)
-                    say(f"[{model}] stage workers={workers}, measurements collected per view: {sv:.2f} s, "
-                        f"{donev / sv:.2f} img/s; collecting per batch is {sv / seconds:.2f}x as fast; "
-                        f"catalogs identical: {fingerprintv == fingerprint}")
-                except Exception as exc:  # noqa: BLE001
-                    traceback.print_exc(file=sys.stdout)
-                    say(f"[{model}] per-view collect arm: failed ({type(exc).__name__}: {exc})")
-                finally:
-                    seg.collect_views = None
+            # the same stage with dense masks copied back and measured on the host (the stage before
+            # device measurement), then with each view's measurements brought back alone (the host
+            # waiting for every view, as before batched collection)
+            side_arm(base, model, workers, DenseBack(seg), "dense", "dense copy-back arm",
+                     "dense masks copied back and measured on the host", "device measurement", seconds,
+                     fingerprint, args.budget_s)
+            seg.collect_views = 1
+            try:
+                side_arm(base, model, workers, seg, "per-view", "per-view collect arm",
+                         "measurements collected per view", "collecting per batch", seconds, fingerprint,
+                         args.budget_s)
+            finally:
+                seg.collect_views = None
         for line in summaries:
             say(line)
         say(f"total {elapsed():.0f} s (budget {args.budget_s:.0f} s) on {device_name}")
