@@ -262,8 +262,8 @@ def encoder_rates(seg, base, n: int, batch: int, cuda: bool) -> tuple[float, flo
     return path_rate, device_rate, n
 
 
-def host_syncs(seg, base, batch: int, cuda: bool) -> tuple[int | None, int]:
-    """(host waits for the GPU, views) in one measured ``segment_views`` call on ``batch`` whole
+def host_syncs(seg, base, batch: int, cuda: bool) -> tuple[int | None, int, float, float]:
+    """(host waits for the GPU, views, call ms, encoder ms: ``call_and_encoder_ms``) in one measured ``segment_views`` call on ``batch`` whole
     images with 6 boxes and 4 jittered copies each, counted by ``torch.cuda.set_sync_debug_mode``
     (its warnings: copies to pageable memory, ``.item()``, stream waits). Two per call is the
     design (``device_masks.collect``); one or more per view means the host waits for each view's
@@ -284,8 +284,9 @@ def host_syncs(seg, base, batch: int, cuda: bool) -> tuple[int | None, int]:
         jitter = np.repeat(boxes[:, None], 4, axis=1) + np.arange(4, dtype=np.float32)[None, :, None]
         items.append((View(image, key=f"sync-{i}"), boxes, jitter, seg.host_input(image)))
     seg.segment_views(items, measure=True)                  # warm: allocator and kernels
+    call_ms, encoder_ms = call_and_encoder_ms(seg, items, cuda)
     if not cuda:
-        return None, len(items)
+        return None, len(items), call_ms, encoder_ms
     torch.cuda.synchronize()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -294,7 +295,34 @@ def host_syncs(seg, base, batch: int, cuda: bool) -> tuple[int | None, int]:
             seg.segment_views(items, measure=True)
         finally:
             torch.cuda.set_sync_debug_mode("default")
-    return sum("synchroniz" in str(w.message).lower() for w in caught), len(items)
+    return sum("synchroniz" in str(w.message).lower() for w in caught), len(items), call_ms, encoder_ms
+
+
+def call_and_encoder_ms(seg, items, cuda: bool, repeats: int = 3) -> tuple[float, float]:
+    """Median wall ms of the measured ``segment_views`` call on ``items`` (one encoder batch) and of
+    the encoder path alone on the same batch, each closed by a device sync: their difference is
+    what decoding and measuring the batch's views adds to the encoder (GPU time and host gaps)."""
+    import statistics
+
+    import torch
+
+    def timed(fn) -> float:
+        runs = []
+        for _ in range(repeats):
+            if cuda:
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            fn()
+            if cuda:
+                torch.cuda.synchronize()
+            runs.append(1000 * (time.perf_counter() - t))
+        return statistics.median(runs)
+
+    def encoder_only() -> None:
+        with torch.inference_mode():
+            seg._encode(seg._input_batch([item[3] for item in items], seg.encoder_batch))
+
+    return timed(lambda: seg.segment_views(items, measure=True)), timed(encoder_only)
 
 
 def cache_round_trip(seg, root: Path) -> bool:
@@ -428,9 +456,12 @@ def main() -> int:
                     f"(host staging + copy + encoder; encoder alone on a device batch: {enc_device:.2f} img/s)")
 
                 try:
-                    syncs, n_sync = host_syncs(seg, base, batch, cuda)
+                    syncs, n_sync, call_ms, encoder_ms = host_syncs(seg, base, batch, cuda)
                     say(f"[{model}] host syncs in one measured segment_views call of {n_sync} views: "
                         f"{fmt(syncs, 'd')} (design: 2 per encoder batch)")
+                    say(f"[{model}] that call: {call_ms:.1f} ms, its encoder batch alone {encoder_ms:.1f} ms: "
+                        f"decoding and measuring add {(call_ms - encoder_ms) / n_sync:.2f} ms per view "
+                        f"(6 boxes x 5 prompts, 512 px)")
                     say(f"[{model}] background embedding cache from {seg.device.type}: equal "
                         f"{cache_round_trip(seg, root)}")
                 except Exception as exc:  # noqa: BLE001 - a side measurement: the stage still runs

@@ -29,6 +29,8 @@ def test_cpu_dry_run_prints_every_line():
     views = int(m[3])
     assert re.search(r"^\[tiny\] encoder-only b8: [\d.]+ img/s over 8 views", out, re.M), out
     assert "[tiny] host syncs in one measured segment_views call of 8 views: n/a" in out, out
+    assert re.search(r"^\[tiny\] that call: [\d.]+ ms, its encoder batch alone [\d.]+ ms: decoding and measuring "
+                     r"add -?[\d.]+ ms per view", out, re.M), out
     assert "[tiny] background embedding cache from cpu: equal True" in out, out
     stage = re.search(r"^\[tiny\] stage workers=2 encoder_batch=8 precision=fp32 pool=\w+: [\d.]+ s, 4 images, "
                       r"[\d.]+ img/s, (\d+) views", out, re.M)
