@@ -38,8 +38,9 @@ For the first model only, and only if the budget allows, the same stage runs aga
 proposals/rejects fingerprints are compared; then once more with the masks copied back whole
 and measured on the host (``DenseBack``: the stage before the device measurement), and once
 with each view's measurements brought back alone (``collect_views = 1``: the host waits for every
-view's decoder before it queues the next, as before batched collection). ``--budget-s`` (counted from process start) is
-respected by estimating each step first: a step that would overrun prints ``skipped (budget)``.
+view's decoder before it queues the next, as before batched collection). ``--budget-s``
+(counted from process start) is respected by estimating each step first: a step that would
+overrun prints ``skipped (budget)``.
 Without CUDA (and ``--device cuda``) it says so and exits 0.
 
     python benchmarks/gpu_refine_pipeline.py [--models vit_b vit_h] [--scenes 100] [--budget-s 140]
@@ -262,31 +263,15 @@ def encoder_rates(seg, base, n: int, batch: int, cuda: bool) -> tuple[float, flo
     return path_rate, device_rate, n
 
 
-def host_syncs(seg, base, batch: int, cuda: bool) -> tuple[int | None, int, float, float]:
-    """(host waits for the GPU, views, call ms, encoder ms: ``call_and_encoder_ms``) in one measured ``segment_views`` call on ``batch`` whole
-    images with 6 boxes and 4 jittered copies each, counted by ``torch.cuda.set_sync_debug_mode``
-    (its warnings: copies to pageable memory, ``.item()``, stream waits). Two per call is the
-    design (``device_masks.collect``); one or more per view means the host waits for each view's
-    decoder before it queues the next. On the CPU the call runs and nothing is counted (None)."""
+def host_syncs(seg, items) -> int:
+    """Host waits for the GPU in one measured ``segment_views`` call on ``items``, counted by
+    ``torch.cuda.set_sync_debug_mode`` (its warnings: copies to pageable memory, ``.item()``,
+    stream waits). Two per call is the design (``device_masks.collect``); one or more per view
+    means the host waits for each view's decoder before it queues the next."""
     import warnings
 
-    import numpy as np
     import torch
 
-    from risbench_builder.segment.base import View
-    from risbench_builder.segment.views import load_rgb
-
-    items = []
-    for i, path in enumerate(image_paths(base, batch)):
-        image = load_rgb(path)
-        h, w = image.shape[:2]
-        boxes = np.array([[w * a / 8, h * a / 8, w * (a + 2) / 8, h * (a + 2) / 8] for a in range(6)], np.float32)
-        jitter = np.repeat(boxes[:, None], 4, axis=1) + np.arange(4, dtype=np.float32)[None, :, None]
-        items.append((View(image, key=f"sync-{i}"), boxes, jitter, seg.host_input(image)))
-    seg.segment_views(items, measure=True)                  # warm: allocator and kernels
-    call_ms, encoder_ms = call_and_encoder_ms(seg, items, cuda)
-    if not cuda:
-        return None, len(items), call_ms, encoder_ms
     torch.cuda.synchronize()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -295,7 +280,7 @@ def host_syncs(seg, base, batch: int, cuda: bool) -> tuple[int | None, int, floa
             seg.segment_views(items, measure=True)
         finally:
             torch.cuda.set_sync_debug_mode("default")
-    return sum("synchroniz" in str(w.message).lower() for w in caught), len(items), call_ms, encoder_ms
+    return sum("synchroniz" in str(w.message).lower() for w in caught)
 
 
 def call_and_encoder_ms(seg, items, cuda: bool, repeats: int = 3) -> tuple[float, float]:
@@ -456,17 +441,22 @@ def main() -> int:
                     f"(host staging + copy + encoder; encoder alone on a device batch: {enc_device:.2f} img/s)")
 
                 try:
-                    syncs, n_sync, call_ms, encoder_ms = host_syncs(seg, base, batch, cuda)
-                    say(f"[{model}] host syncs in one measured segment_views call of {n_sync} views: "
+                    from bench_decode_ops import items_for
+
+                    items = items_for(seg, batch)                   # 512 px, 6 boxes x (1 + 4 jitter)
+                    seg.segment_views(items, measure=True)          # warm: allocator and kernels
+                    syncs = host_syncs(seg, items) if cuda else None
+                    say(f"[{model}] host syncs in one measured segment_views call of {len(items)} views: "
                         f"{fmt(syncs, 'd')} (design: 2 per encoder batch)")
+                    call_ms, encoder_ms = call_and_encoder_ms(seg, items, cuda)
                     say(f"[{model}] that call: {call_ms:.1f} ms, its encoder batch alone {encoder_ms:.1f} ms: "
-                        f"decoding and measuring add {(call_ms - encoder_ms) / n_sync:.2f} ms per view "
+                        f"decoding and measuring add {(call_ms - encoder_ms) / len(items):.2f} ms per view "
                         f"(6 boxes x 5 prompts, 512 px)")
                     say(f"[{model}] background embedding cache from {seg.device.type}: equal "
                         f"{cache_round_trip(seg, root)}")
-                except Exception as exc:  # noqa: BLE001 - a side measurement: the stage still runs
+                except Exception as exc:  # noqa: BLE001 - side measurements: the stage still runs
                     traceback.print_exc(file=sys.stdout)
-                    say(f"[{model}] host syncs: failed ({type(exc).__name__}: {exc})")
+                    say(f"[{model}] decode checks: failed ({type(exc).__name__}: {exc})")
                 # warm-up stage: the same code paths (crops, chunk shapes, the pool) on 2 images
                 arm(warm, f"{model}-warm", workers, seg)
 

@@ -13,8 +13,9 @@ one. There is no fsync: after a power loss a torn file fails :meth:`EmbeddingCac
 checks and counts as a miss. Nothing is pickled and nothing goes through ``torch.load``.
 
 With ``background=True`` a :meth:`EmbeddingCache.put` starts the copy of the tensors to the host
-(on CUDA without waiting for it) and leaves serialising and writing the file to one writer thread (a few entries in flight at most), so a
-GPU stage does not wait for the disk; :meth:`EmbeddingCache.flush` waits for the writes.
+(on CUDA without waiting for it) and leaves serialising and writing the file to one writer
+thread (a few entries in flight at most), so a GPU stage does not wait for the disk;
+:meth:`EmbeddingCache.flush` waits for the writes.
 
 >>> cache = EmbeddingCache(tmp)                                       # doctest: +SKIP
 >>> cache.put("img-sha", "model-sha", {"image_embeddings": emb}, {"note": "x"})  # doctest: +SKIP
