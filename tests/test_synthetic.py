@@ -105,6 +105,20 @@ def test_render_scene_is_deterministic() -> None:
     assert all(np.array_equal(x.mask, y.mask) for x, y in zip(a.objects, b.objects))
 
 
+def test_vrsbench_files_do_not_depend_on_the_number_of_workers(tmp_path: Path) -> None:
+    cfg = SyntheticConfig(seed=5, scenes=3, patches_per_scene=2)
+
+    def tree(workers: int) -> tuple[dict[str, bytes], dict]:
+        root = tmp_path / f"w{workers}"
+        info = syn.write_vrsbench(root / "vrsbench", cfg, root / "truth", workers=workers)
+        files = {str(f.relative_to(root)): f.read_bytes() for f in sorted(root.rglob("*")) if f.is_file()}
+        return files, {k: v for k, v in info.items() if k not in ("root", "truth_dir")}
+
+    serial, pooled = tree(0), tree(2)
+    assert len(serial[0]) == 2 * 6 + 2                      # image + annotation per patch, eval file, truth
+    assert serial == pooled
+
+
 def test_colour_names() -> None:
     assert syn.colour_name((235, 235, 232)) == "white"
     assert syn.colour_name((120, 120, 124)) == "gray"

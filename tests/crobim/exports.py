@@ -52,34 +52,63 @@ def vrsbench_triplets(vrs_root: Path, truth_dir: Path) -> list[dict]:
     return rows
 
 
+def _png_all(arrays: list[np.ndarray]) -> list[bytes]:
+    """:func:`png_bytes` of each array, in a process pool when there are many (a 250-scene export
+    encodes ~1,600 PNGs)."""
+    from risbench_builder.parallel import default_workers, make_pool
+
+    pool = make_pool(default_workers() if len(arrays) >= 64 else 0)
+    if pool is None:
+        return [png_bytes(a) for a in arrays]
+    try:
+        return pool.map(png_bytes, arrays, chunksize=16)
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def _write_table(table, path: Path) -> None:
+    """One parquet file as the export writes it: image and mask bytes uncompressed (they are PNG
+    already; snappy over them costs most of the write), the other columns snappy."""
+    import pyarrow.parquet as pq
+
+    leaves = [name for name in table.schema.names if name not in ("image", "mask")]
+    compression = {**{f"{c}.{f}": "none" for c in ("image", "mask") for f in ("bytes", "path")},
+                   **{name: "snappy" for name in leaves}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path, compression=compression)
+
+
 def write_hf(rows: list[dict], out: Path, shards: int = 1) -> Path:
     """``out/data/{split}-{i:05d}-of-{n:05d}.parquet`` with HF Image() structs (embedded PNG)."""
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     image_type = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
     schema = pa.schema([("image", image_type), ("mask", image_type), ("expression", pa.string()),
                         ("category", pa.string()), ("bbox", pa.list_(pa.float32())), ("triplet_id", pa.string()),
                         ("image_id", pa.string()), ("scene_id", pa.string()), ("source", pa.string()),
                         ("is_unique", pa.bool_())])
-    (out / "data").mkdir(parents=True, exist_ok=True)
-    png_cache: dict[str, bytes] = {}
+    first: dict[str, int] = {}                           # image_id -> its first row (one PNG per image)
+    for k, r in enumerate(rows):
+        first.setdefault(r["image_id"], k)
+    encoded = _png_all([rows[k]["image"] for k in first.values()]
+                       + [(r["mask"] * 255).astype(np.uint8) for r in rows])
+    image_png = dict(zip(first, encoded[: len(first)]))
+    mask_png = encoded[len(first):]
     for split in sorted({r["split"] for r in rows}):
-        part = [r for r in rows if r["split"] == split]
+        part = [k for k, r in enumerate(rows) if r["split"] == split]
         chunks = np.array_split(np.arange(len(part)), min(shards, len(part)))
         for i, idx in enumerate(chunks):
             cols: dict[str, list] = {f.name: [] for f in schema}
-            for k in idx:
-                r = part[int(k)]
-                if r["image_id"] not in png_cache:
-                    png_cache[r["image_id"]] = png_bytes(r["image"])
-                cols["image"].append({"bytes": png_cache[r["image_id"]], "path": f"{r['image_id']}.png"})
-                cols["mask"].append({"bytes": png_bytes((r["mask"] * 255).astype(np.uint8)),
-                                     "path": f"{r['triplet_id']}.png"})
+            for j in idx:
+                k = part[int(j)]
+                r = rows[k]
+                cols["image"].append({"bytes": image_png[r["image_id"]], "path": f"{r['image_id']}.png"})
+                cols["mask"].append({"bytes": mask_png[k], "path": f"{r['triplet_id']}.png"})
                 for key in ("expression", "category", "bbox", "triplet_id", "image_id", "scene_id", "source",
                             "is_unique"):
                     cols[key].append(r[key])
-            pq.write_table(pa.table(cols, schema=schema), out / "data" / f"{split}-{i:05d}-of-{len(chunks):05d}.parquet")
+            _write_table(pa.table(cols, schema=schema), out / "data" / f"{split}-{i:05d}-of-{len(chunks):05d}.parquet")
     return out
 
 
@@ -93,12 +122,25 @@ def make_hf_export(base: Path, scenes: int = 8, patches_per_scene: int = 2, seed
 
 def write_misaligned(base: Path) -> Path:
     """``base/misaligned``: the export of ``make_hf_export(base, ...)`` with every mask moved to the
-    next triplet (export order), the deliberately broken copy of the smoke validation."""
-    rows = vrsbench_triplets(base / "vrsbench", base / "vrsbench_truth")
-    masks = [r["mask"] for r in rows]
-    for i, r in enumerate(rows):
-        r["mask"] = masks[(i + 1) % len(rows)]
-    return write_hf(rows, base / "misaligned")
+    next triplet (export order: the shards in name order, train before val, the last row's mask
+    from the first), the deliberately broken copy of the smoke validation. Read from the export's
+    parquet files, so no PNG is decoded or encoded again."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    files = sorted((base / "export" / "data").glob("*.parquet"))
+    tables = [pq.read_table(f) for f in files]
+    mask_bytes = pa.concat_tables(tables).column("mask").combine_chunks().field("bytes")
+    rotated = pa.concat_arrays([mask_bytes.slice(1), mask_bytes.slice(0, 1)])   # a row keeps its mask's path
+    start = 0
+    for f, table in zip(files, tables):
+        n = table.num_rows
+        paths = table.column("mask").combine_chunks().field("path")
+        mask = pa.StructArray.from_arrays([rotated.slice(start, n), paths], fields=list(table.schema.field("mask").type))
+        table = table.set_column(table.schema.get_field_index("mask"), "mask", mask)
+        _write_table(table, base / "misaligned" / "data" / f.name)
+        start += n
+    return base / "misaligned"
 
 
 def write_refer(rows: list[dict], out: Path, name: str = "risbench") -> Path:
