@@ -340,7 +340,7 @@ def _run_refine(ws: Workspace, cfg: PipelineConfig, part: Shard, force: bool, sh
             with _Writer(catalog_path, rcfg.batch_images, run_id, report) as writer, \
                     Progress(*columns, disable=not progress) as bar:
                 task = bar.add_task("", total=len(todo))
-                for result in _results(seg, rcfg, run_id, jobs, pool, workers):
+                for result in _results(seg, rcfg, run_id, jobs, pool, workers, transform):
                     writer.put(result)
                     bar.advance(task)
             failed = False
@@ -481,12 +481,13 @@ def _worker_refine(job: ImageJob) -> ImageResult:
 
 
 def _results(seg: Segmenter, cfg: RefineConfig, run_id: str, jobs: Iterator[ImageJob], pool: Any,
-             workers: int) -> Iterator[ImageResult | Callable[[], ImageResult]]:
+             workers: int, transform: Any = None) -> Iterator[ImageResult | Callable[[], ImageResult]]:
     """Every image's result (or what makes it), in job order whatever the pool. A CPU backend
     (``host_only``) runs whole in the workers; a model backend runs here (:class:`ViewStream`),
     its images decoded, prompted, cropped and resized in the workers ahead of it, its masks
     measured on its device, and the small measurements turned into signals, routes and RLE by
-    the writer's thread."""
+    the writer's thread. ``transform``: the model's ``host_transform`` (the pool's workers got it
+    at start-up; without a pool it is applied here)."""
     ahead = 2 * workers + 2                     # images decoded ahead of the model: memory stays flat
     if getattr(seg, "host_only", False):
         if pool is None:
@@ -494,7 +495,6 @@ def _results(seg: Segmenter, cfg: RefineConfig, run_id: str, jobs: Iterator[Imag
         else:
             yield from ordered_map(_worker_refine, jobs, pool, ahead)
         return
-    transform = getattr(seg, "host_transform", None)
     prepared = (ordered_map(_worker_prepare, jobs, pool, ahead) if pool is not None
                 else (prepare(job, cfg, views=True, transform=transform) for job in jobs))
     for prep, outputs, crops in ViewStream(seg, cfg.encoder_batch).run(prepared):
