@@ -522,6 +522,29 @@ def test_segment_views_measured_on_the_device_are_the_dense_masks_measured() -> 
             assert (g.iou_pred, g.stability) == (out.iou_pred, out.stability)
 
 
+def test_bf16_autocast_runs_the_measured_and_dense_paths_alike() -> None:
+    """On CUDA the encoder and decoder run under bf16 autocast, which the CPU tests never take. The
+    same autocast on the CPU: every op of both paths accepts bf16 activations (a dtype mismatch
+    would otherwise first show on a scarce GPU lease), the measured masks are still exactly the
+    dense ones measured, and the numbers stay near fp32's."""
+    items = view_items()
+    seg = sharpen(SamSegmenter("tiny", seed=5, encoder_batch=3))
+    fp32 = seg.segment_views(items, measure=True)
+    seg._autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16)
+    dense = seg.segment_views(items)
+    measured = seg.segment_views(items, measure=True)
+    assert seg.segment(*items[0])[0].mask.dtype == bool
+    for outs, got, ref in zip(dense, measured, fp32):
+        for out, g, r in zip(outs, got, ref):
+            want = measure(out)
+            assert np.array_equal(g.crop, want.crop) and (g.x0, g.y0) == (want.x0, want.y0)
+            assert (g.jitter_counts, g.multimask_counts) == (want.jitter_counts, want.multimask_counts)
+            assert (g.iou_pred, g.stability) == (out.iou_pred, out.stability)
+            assert abs(g.iou_pred - r.iou_pred) < 0.02
+    areas = [sum(m.area for m in view) for view in measured], [sum(m.area for m in view) for view in fp32]
+    assert sum(areas[1]) > 0 and abs(sum(areas[0]) - sum(areas[1])) <= 0.1 * sum(areas[1]), areas
+
+
 def test_measured_views_come_back_once_per_encoder_batch(monkeypatch: pytest.MonkeyPatch) -> None:
     """With ``measure``, a batch of views is brought back from the device in one ``collect`` (two
     host syncs for the batch), not one per view: on a GPU the host then queues a whole batch's
