@@ -12,6 +12,12 @@ Prints, for ``--views`` whole 512x512 images with 6 boxes and K=4 jittered copie
 prompts, one decoder chunk): aten ops per view on the decode-and-measure path (kernels vs views),
 the encoder's ops per batch, and host round trips per batch, batched against one call per view.
 
+Then the GPU work itself, as FLOPs (``torch.utils.flop_counter`` over models built on the meta
+device: nothing is computed or allocated, so vit_h costs nothing here): the image encoder per view
+and the decoder per view at 30, 10 and 5 prompts (the decoder path sam-refine runs,
+``_predict_masks_one_image``), as a share of the encoder. The matmuls and convolutions are the
+FLOPs; the bilinear upsampling and the measurements are memory traffic, not counted.
+
     python benchmarks/bench_decode_ops.py [--views 8]
 """
 
@@ -73,6 +79,29 @@ def round_trips(seg: SamSegmenter, calls: list[list[tuple]]) -> int:
     return count[0]
 
 
+def flops(models: tuple[str, ...] = ("vit_b", "vit_h"), prompts: tuple[int, ...] = (30, 10, 5)) -> None:
+    """Encoder and decoder FLOPs per view on the meta device (shapes only, no arithmetic)."""
+    from segment_anything import sam_model_registry
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from risbench_builder.segment.sam import _predict_masks_one_image
+
+    for name in models:
+        with torch.device("meta"):
+            sam = sam_model_registry[name]().requires_grad_(False)
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            emb = sam.image_encoder(torch.empty(1, 3, 1024, 1024, device="meta"))
+        encoder = counter.get_total_flops()
+        shares = []
+        for n in prompts:
+            with FlopCounterMode(display=False) as counter, torch.no_grad():
+                sparse, dense = sam.prompt_encoder(points=None, boxes=torch.empty(n, 4, device="meta"), masks=None)
+                _predict_masks_one_image(sam.mask_decoder, emb, sam.prompt_encoder.get_dense_pe(), sparse, dense)
+            decoder = counter.get_total_flops()
+            shares.append(f"{n} prompts {decoder / 1e9:.1f} GFLOP = {decoder / encoder:.3f} of the encoder")
+        print(f"{name}: encoder {encoder / 1e9:.0f} GFLOP per view; decoder per view: " + ", ".join(shares))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--views", type=int, default=8, help="views in one encoder batch")
@@ -96,6 +125,7 @@ def main() -> int:
         print(f"  at {us} us of host time per kernel op: {per_view['kernel'] * us / 1000:.1f} ms per view, "
               f"{per_view['kernel'] * us * args.views / 1000:.0f} ms per batch of {args.views} to queue behind "
               f"the encoder (vit_b, H200, batch 8: ~141 ms)")
+    flops()
     return 0
 
 

@@ -62,10 +62,16 @@ def test_budget_skips_instead_of_overrunning():
 
 def test_decode_ops_benchmark_counts_two_round_trips_per_batch():
     """benchmarks/bench_decode_ops.py: a batch of views comes back with 2 host round trips, one
-    call per view with 2 each; the op counts it prints are positive."""
+    call per view with 2 each; the op counts it prints are positive; the decoder's FLOPs are a
+    share of each encoder's that shrinks with fewer prompts and with the bigger encoder."""
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_decode_ops.py"), "--views", "4"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "host round trips per 4 views: batched 2, one call per view 8" in proc.stdout, proc.stdout
     m = re.search(r"per view \(30 prompts, one chunk\): (\d+) kernel ops, (\d+) view ops", proc.stdout)
     assert m and int(m[1]) > 100 and int(m[2]) > 0, proc.stdout
+    shares = {name: [float(v) for v in re.findall(r"GFLOP = ([0-9.]+) of the encoder", line)]
+              for name, line in re.findall(r"^(vit_[bh]): encoder \d+ GFLOP per view; (.*)$", proc.stdout, re.M)}
+    assert set(shares) == {"vit_b", "vit_h"} and all(len(v) == 3 for v in shares.values()), proc.stdout
+    assert 0 < shares["vit_h"][0] < shares["vit_b"][0] < 0.5, shares       # same decoder, bigger encoder
+    assert shares["vit_b"] == sorted(shares["vit_b"], reverse=True), shares  # fewer prompts, less work
