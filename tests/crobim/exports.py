@@ -73,7 +73,7 @@ def _write_table(table, path: Path) -> None:
     import pyarrow.parquet as pq
 
     leaves = [name for name in table.schema.names if name not in ("image", "mask")]
-    compression = {**{f"{c}.{f}": "none" for c in ("image", "mask") for f in ("bytes", "path")},
+    compression = {**{f"{c}.{f}": "none" if f == "bytes" else "snappy" for c in ("image", "mask") for f in ("bytes", "path")},
                    **{name: "snappy" for name in leaves}}
     path.parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, path, compression=compression)
