@@ -10,7 +10,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
-from .catalog import Catalog
+from .catalog import Catalog, CatalogError
 from enum import Enum
 
 from . import __version__
@@ -46,9 +46,13 @@ def init(workspace: Path = typer.Argument(..., help="folder to create"),
          pipeline: str = typer.Option(..., "--pipeline", "-p", help="pipeline YAML, or a shipped recipe name: demo, risbench"),
          overwrite: bool = typer.Option(False, help="replace an existing pipeline.yaml")) -> None:
     """Create a workspace and copy the pipeline into it."""
+    from .stages.next_step import missing_source
+
     ws = init_workspace(workspace, pipeline, overwrite=overwrite)
-    console.print(f"workspace ready: {ws.path}\n  pipeline: {ws.pipeline_path}\n"
-                  f"next: risbench build --workspace {ws.path} --stage all")
+    console.print(f"workspace ready: {ws.path}\n  pipeline: {ws.pipeline_path}")
+    step = missing_source(ws.path)
+    console.print(f"[bold]next[/]: {step.line()}" if step else f"[bold]next[/]: risbench build --workspace {ws.path} "
+                  f"--stage all", soft_wrap=True)
 
 
 @app.command()
@@ -135,6 +139,8 @@ def status(workspace: Path = WorkspaceOpt,
     from .stages.next_step import next_step
 
     ws = Workspace(workspace.resolve())
+    if not ws.catalog_path.exists():
+        raise CatalogError(f"no catalog at {ws.catalog_path} yet; next: {next_step(ws.path).line()}")
     if as_json:
         with Catalog(ws.catalog_path, create=False) as catalog:
             summary = catalog.summary()

@@ -60,9 +60,26 @@ def test_clear_errors(tmp_path: Path) -> None:
     result = runner.invoke(app, ["build", "--workspace", str(ws), "--stage", "bogus"])
     assert result.exit_code == 2 and "'bogus' is not one of" in " ".join(result.output.split())   # a choice
     result = runner.invoke(app, ["build", "--workspace", str(ws), "--stage", "ingest"])
-    assert result.exit_code == 1 and "does not exist" in result.output
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and f"sources[0].root: {tmp_path / 'missing'} is not a folder" in text
+    assert f"set sources[0].root in {ws.resolve() / 'pipeline.yaml'}" in text
+    assert not (ws / "catalog.sqlite").exists()       # stopped before a run started
     result = runner.invoke(app, ["status", "--workspace", str(ws)])
-    assert result.exit_code == 1 and "risbench build --stage ingest" in result.output
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and "no catalog at" in text and "sources[0].root" in text
+    assert f"risbench build -w {ws.resolve()} --stage ingest" in text
+
+
+def test_init_of_a_shipped_pipeline_says_which_source_to_point_at_a_copy(tmp_path: Path) -> None:
+    """The `risbench` and `audit` recipes name placeholder roots: init's next step is to edit the
+    pipeline, not a build that would fail; the demo (synthetic sources) goes straight to build."""
+    for recipe, kind in (("risbench", "vrsbench"), ("audit", "refer")):
+        ws = tmp_path / recipe
+        text = " ".join(runner.invoke(app, ["init", str(ws), "--pipeline", recipe]).output.split())
+        assert f"next: sources[0].root {ws.resolve() / kind.replace('refer', 'rrsisd')} is not there" in text
+        assert f"to your {kind} copy, then risbench build -w {ws.resolve()} --stage ingest" in text
+    text = " ".join(runner.invoke(app, ["init", str(tmp_path / "demo"), "--pipeline", "demo"]).output.split())
+    assert f"next: risbench build --workspace {(tmp_path / 'demo').resolve()} --stage all" in text
 
 
 def test_max_reject_rate_exits_non_zero(tmp_path: Path) -> None:

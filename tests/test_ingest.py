@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,10 +15,14 @@ from PIL import Image
 
 from benchmarks.placeholders import write_vrsbench_placeholders
 from risbench_builder.catalog import Catalog
-from risbench_builder.config import SyntheticConfig
+from risbench_builder.config import PipelineConfig, SyntheticConfig
+from risbench_builder.sources import make_reader
+from risbench_builder.sources.base import SourceLayoutError
 from risbench_builder.stages.ingest import RejectRateExceeded, run_ingest
 from risbench_builder.synthetic import write_vrsbench
+from risbench_builder.workspace import Workspace
 from tests.conftest import kill_midway
+from tests.sources.test_vrsbench import write_p0003_tree
 
 
 class Corpus:
@@ -265,3 +270,22 @@ def test_every_reject_reason_is_documented() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     table = readme[readme.index("The ingest reasons:"):readme.index("`--max-reject-rate 0.02`")]
     assert {r for r in base.REJECT_REASONS if f"`{r}`" not in table} == set()
+
+
+@pytest.mark.parametrize("kind", ["vrsbench", "dota", "dior", "dior_r", "dior_rsvg", "refer", "native", "hf"])
+def test_a_root_without_the_files_its_kind_reads_stops_ingest_before_a_run(tmp_path: Path, kind: str) -> None:
+    """Read on, an empty or wrong root ingests nothing and "succeeds"; it is a wrong path in the
+    pipeline, so ingest stops with the key to fix and what the kind looks for, and writes nothing."""
+    ws = Workspace(tmp_path / "ws")
+    ws.path.mkdir()
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "ok").mkdir()
+    write_p0003_tree(tmp_path / "ok" / "vrsbench")
+    cfg = PipelineConfig.model_validate({"sources": [{"kind": "vrsbench", "root": str(tmp_path / "ok" / "vrsbench")},
+                                                     {"kind": kind, "root": str(tmp_path / "empty")}]})
+    with pytest.raises(SourceLayoutError, match=re.escape("sources[1]")) as raised:
+        run_ingest(ws, cfg, progress=False)
+    reader_expects = "Annotations_*/" if kind == "vrsbench" else make_reader(
+        cfg.sources[1], tmp_path / "empty", None, tmp_path / "work").expects
+    assert reader_expects in str(raised.value) and str(tmp_path / "empty") in str(raised.value)
+    assert not ws.catalog_path.exists()

@@ -128,6 +128,11 @@ class Rejected:
     detail: str
 
 
+class SourceLayoutError(FileNotFoundError):
+    """A source root that does not look like the documented layout: the whole source is unusable,
+    so this stops ingest with one line (unlike :class:`BadInput`, one record's reject)."""
+
+
 class BadInput(ValueError):
     """One file or record that cannot be used, with the reject reason it earns."""
 
@@ -269,6 +274,7 @@ T = TypeVar("T")
 class SourceReader(Protocol):
     kind: str
     root: Path
+    expects: str    # the files ``units`` looks for, below root (named when a root holds none)
 
     def units(self) -> list[str]:
         """Annotation files to read, relative to ``root``, in a deterministic order."""

@@ -125,6 +125,10 @@ class XmlReader:
         self.labels = cfg.labels or self.default_labels
         self.images = [cfg.images] if cfg.images else list(self.default_images)
 
+    @property
+    def expects(self) -> str:
+        return f"{self.labels}/**/*.xml"
+
     def units(self) -> list[str]:
         return walk_files(self.root, self.labels, (".xml",))
 

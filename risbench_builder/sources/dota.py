@@ -91,6 +91,10 @@ class DotaReader:
         self.labels = cfg.labels or "labelTxt"
         self.images = cfg.images or "images"
 
+    @property
+    def expects(self) -> str:
+        return f"{self.labels}/**/*.txt"
+
     def units(self) -> list[str]:
         return walk_files(self.root, self.labels, (".txt",))
 

@@ -114,6 +114,7 @@ class HfReader:
     """Parquet shards of our hf export; extracts images into ``work_dir/images``."""
 
     kind = "hf"
+    expects = "**/*.parquet"
     needs_work_dir = True
 
     def __init__(self, cfg: SourceConfig, root: Path, limits: IngestConfig | None = None,

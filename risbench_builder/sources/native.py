@@ -88,6 +88,7 @@ class NativeReader:
     """``output_phrase_*.txt`` files: one unit per file, one record per line."""
 
     kind = "native"
+    expects = "output_phrase_{split}.txt"
 
     def __init__(self, cfg: SourceConfig, root: Path, limits: IngestConfig | None = None):
         self.cfg, self.root = cfg, Path(root)

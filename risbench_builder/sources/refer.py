@@ -199,6 +199,7 @@ class ReferReader:
     """REFER refs files: one unit per ``<name>/refs(*).p``, one record per sentence."""
 
     kind = "refer"
+    expects = "<name>/refs(unc).p"
 
     def __init__(self, cfg: SourceConfig, root: Path, limits: IngestConfig | None = None):
         self.cfg, self.root = cfg, Path(root)

@@ -18,16 +18,13 @@ from ..masks import box_area, polygon_box, repair_polygon
 from ..text import shown
 from .base import (
     IMAGE_NAME_MISMATCH, INVALID_POLYGON, MALFORMED_FILE, MALFORMED_RECORD, PATH_ESCAPE, BadInput,
-    ImageIndex, Item, PathEscapeError, Rejected, SourceRecord, check_box_order, check_coordinates,
+    ImageIndex, Item, PathEscapeError, Rejected, SourceLayoutError, SourceRecord, check_box_order,
+    check_coordinates,
     guarded, load_json_bounded, read_unit, to_float, walk_files,
 )
 
 _GRID = re.compile(r"\{<(\d+)><(\d+)><(\d+)><(\d+)>(?:\|<-?[\d.]+>)?\}")
 EVAL_FILE = "VRSBench_EVAL_referring.json"
-
-
-class SourceLayoutError(FileNotFoundError):
-    """A source root that does not look like the documented layout."""
 
 
 def parse_grid_box(text: str) -> tuple[int, int, int, int] | None:
@@ -54,6 +51,7 @@ def _split_of(folder: str) -> str | None:
 
 class VrsbenchReader:
     kind = "vrsbench"
+    expects = "Annotations_*/*.json"
     has_expressions = True
 
     def __init__(self, cfg: SourceConfig, root: Path, limits: IngestConfig | None = None):

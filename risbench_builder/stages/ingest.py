@@ -32,8 +32,9 @@ from ..sources import make_reader
 from ..sources.base import (
     BOX_OUTSIDE_IMAGE, DUPLICATE, EMPTY_EXPRESSION, EMPTY_MASK, EXPRESSION_TOO_LONG, IMAGE_SIZE_MISMATCH,
     IMPORT_KINDS, MALFORMED_FILE, MALFORMED_RECORD, MASK_SIZE_MISMATCH, MISSING_IMAGE, MISSING_MASK,
-    UNDECODABLE_MASK, UNKNOWN_CLASS, UNREADABLE_IMAGE, ZERO_AREA_BOX, BadInput, Rejected, SourceRecord,
-    check_coordinates, infer_category, normalize_class, normalize_expression, scene_id_from_name)
+    UNDECODABLE_MASK, UNKNOWN_CLASS, UNREADABLE_IMAGE, ZERO_AREA_BOX, BadInput, Rejected, SourceLayoutError,
+    SourceReader, SourceRecord, check_coordinates, infer_category, normalize_class, normalize_expression,
+    scene_id_from_name)
 from ..sources.imported import IMPORTED_SEGMENTER, decode_imported
 from ..text import unexpected
 from ..workspace import Workspace
@@ -297,6 +298,31 @@ def write_rejects_csv(catalog: Catalog, path: Path) -> int:
     return n
 
 
+def open_sources(ws: Workspace, cfg: PipelineConfig) -> list[tuple[SourceConfig, SourceReader, list[str]]]:
+    """Every source's reader and its annotation files, or one line naming the pipeline key to fix.
+
+    A root that is not a folder, or holds none of the files its kind reads, is a wrong path in
+    the pipeline, not bad data: read on, it would ingest nothing and "succeed", and ``next``
+    would send the user back to ingest. So it stops the build before a run starts.
+    """
+    opened = []
+    for i, src in enumerate(cfg.sources):
+        root = ws.resolve(src.root)
+        fix = (f"set sources[{i}].root in {ws.pipeline_path} to your {src.kind} copy "
+               f"(a relative path starts at the workspace)")
+        if not root.is_dir():
+            raise SourceLayoutError(f"sources[{i}].root: {root} is not a folder: {fix}")
+        try:
+            reader = make_reader(src, root, cfg.ingest, ws.path / "imported" / src.label)
+        except SourceLayoutError as exc:
+            raise SourceLayoutError(f"sources[{i}]: {exc}") from None
+        units = reader.units()
+        if not units:
+            raise SourceLayoutError(f"sources[{i}] ({src.kind}): no {reader.expects} below {root}: {fix}")
+        opened.append((src, reader, units))
+    return opened
+
+
 def run_ingest(ws: Workspace, cfg: PipelineConfig, *, force: bool = False,
                max_reject_rate: float | None = None, progress: bool = True) -> IngestReport:
     """Ingest every source of ``cfg`` into ``ws``'s catalog; raises RejectRateExceeded."""
@@ -304,8 +330,7 @@ def run_ingest(ws: Workspace, cfg: PipelineConfig, *, force: bool = False,
         from ..synthetic import generate_sources
 
         generate_sources(ws.resolve(cfg.synthetic.out), cfg.synthetic)
-    readers = [(src, make_reader(src, ws.resolve(src.root), cfg.ingest, ws.path / "imported" / src.label))
-               for src in cfg.sources]
+    sources = open_sources(ws, cfg)
     started = time.perf_counter()
     with Catalog(ws.catalog_path) as catalog:
         if force:
@@ -315,8 +340,7 @@ def run_ingest(ws: Workspace, cfg: PipelineConfig, *, force: bool = False,
         columns = (TextColumn("[bold]ingest[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("files"), TimeRemainingColumn())
         with Progress(*columns, disable=not progress, transient=False) as bar:
-            for src, reader in readers:
-                units = reader.units()
+            for src, reader, units in sources:
                 task = bar.add_task(src.label, total=len(units))
                 batch = _Batch(catalog, src, cfg.ingest, report, cfg.refine.route)
                 for i, unit in enumerate(units, 1):

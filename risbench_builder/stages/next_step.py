@@ -12,8 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..catalog import Catalog
+from ..config import ConfigError
 from ..readmodel import current_proposal_set, queued_count
 from ..sources.imported import IMPORTED_SEGMENTER
+from ..workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -46,11 +48,30 @@ def review_waiting(catalog: Catalog, ws: Path) -> NextStep | None:
                     blocks_finalize=True)
 
 
+def missing_source(ws: Path) -> NextStep | None:
+    """A source root the pipeline names that is not there yet (the shipped ``risbench`` and
+    ``audit`` pipelines point at placeholders): the user edits the pipeline before building."""
+    workspace = Workspace(ws)
+    try:
+        cfg = workspace.load()
+    except ConfigError:
+        return None        # build says what is wrong with the pipeline, one line per key
+    if cfg.synthetic is not None:
+        return None        # ingest writes the synthetic sources first
+    for i, src in enumerate(cfg.sources):
+        root = workspace.resolve(src.root)
+        if not root.is_dir():
+            return NextStep(f"sources[{i}].root {root} is not there",
+                            f"set it in {workspace.pipeline_path} to your {src.kind} copy, then "
+                            f"risbench build -w {ws} --stage ingest")
+    return None
+
+
 def next_step(ws: Path) -> NextStep:
     """The workspace's state as one line: what it waits for and the command that comes next."""
     catalog_path = ws / "catalog.sqlite"
     if not catalog_path.exists():
-        return NextStep("nothing built yet", f"risbench build -w {ws} --stage ingest")
+        return missing_source(ws) or NextStep("nothing built yet", f"risbench build -w {ws} --stage ingest")
     with Catalog(catalog_path, create=False) as catalog:
         if not catalog.count("triplets"):
             return NextStep("no triplets in the catalog", f"risbench build -w {ws} --stage ingest "

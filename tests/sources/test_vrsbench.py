@@ -12,7 +12,8 @@ from PIL import Image
 from risbench_builder.catalog import Catalog
 from risbench_builder.config import IngestConfig, SourceConfig
 from risbench_builder.sources.base import BadInput, Rejected, SourceRecord, load_json_bounded
-from risbench_builder.sources.vrsbench import SourceLayoutError, VrsbenchReader, grid_box, parse_grid_box
+from risbench_builder.sources.base import SourceLayoutError
+from risbench_builder.sources.vrsbench import VrsbenchReader, grid_box, parse_grid_box
 from risbench_builder.stages.ingest import run_ingest
 
 # The first record of VRSBench_EVAL_referring.json (HF xiang709/VRSBench), as quoted by third-party fixtures.
