@@ -72,3 +72,21 @@ def test_too_small_an_export_is_refused_in_one_line(small_export: Path, smoke_cf
     with pytest.raises(ValueError, match=r"no val image with two or more referred objects .* needs a larger export"):
         smoke(small_export, smoke_cfg, device="cpu", samples={"train": load_split(small_export, "train"),
                                                               "val": one_per_image}, log=lambda s: None)
+
+
+def test_an_export_without_a_val_split_says_how_to_get_a_larger_one(small_export: Path, smoke_cfg,
+                                                                     tmp_path: Path) -> None:
+    """`make demo`'s export, before anyone reviewed, holds only a train shard: the message says what
+    to build, not only which file is missing."""
+    import shutil
+
+    only_train = tmp_path / "hf"
+    shutil.copytree(small_export, only_train)
+    for shard in (only_train / "data").glob("*.parquet"):
+        if not shard.name.startswith("train-"):
+            shard.unlink()
+    with pytest.raises(FileNotFoundError, match=r"no val-XXXXX-of-XXXXX\.parquet files; .*needs a larger export"):
+        smoke(only_train, smoke_cfg, device="cpu", log=lambda s: None)
+    with pytest.raises(FileNotFoundError) as raised:       # a path that is not there keeps its own error
+        smoke(tmp_path / "nowhere", smoke_cfg, device="cpu", log=lambda s: None)
+    assert "larger export" not in str(raised.value)
