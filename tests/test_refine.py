@@ -261,6 +261,30 @@ def test_calibrate_reaches_target_precision_and_writes_thresholds(make_workspace
     with Catalog(ws.catalog_path) as cat:
         review = cat.count("proposals", "WHERE route='review'") / cat.count("proposals")
     assert rerun.proposals == 0 and review == pytest.approx(proposed["review_share"], abs=0.05)
+    # the synthetic truth named explicitly is the default; a --truth that is not there is an error,
+    # not a calibration on the reviewed masks alone
+    truth = ws.resolve(ws.load().synthetic.out) / "vrsbench_truth" / "masks.jsonl"
+    assert calibrate_workspace(ws, truth)["current"] == calibrate_workspace(ws, None)["current"]
+    with pytest.raises(FileNotFoundError, match="nowhere.jsonl: no such truth file"):
+        calibrate_workspace(ws, ws.path / "nowhere.jsonl")
+
+
+def test_a_truth_file_line_that_is_not_a_mask_row_is_named_by_file_and_line(tmp_path: Path) -> None:
+    from risbench_builder.segment.calibrate import load_truth_file
+
+    good = json.dumps({"image": "a/P0001.png", "obj_id": 3, "rle": masks.encode(np.ones((4, 5), np.uint8))})
+    path = tmp_path / "masks.jsonl"
+    path.write_text(good + "\n\n")
+    assert list(load_truth_file(tmp_path)) == [("P0001.png", 3)]            # a folder holding one, blank lines skipped
+    for bad, why in (("{not json", "Expecting property name"), ("[1, 2]", "must be a JSON object, got list"),
+                     ('{"image": "x.png", "obj_id": 1}', "lacks rle"),
+                     ('{"image": "x.png", "obj_id": true, "rle": {}}', "obj_id must be an integer, got true"),
+                     ('{"image": 7, "obj_id": 1, "rle": {}}', "image must be a file name"),
+                     ('{"image": "x.png", "obj_id": 1, "rle": {"size": [4, 5], "counts": "zz"}}', "RLE"),
+                     ("[" * 100000, "")):
+        path.write_text(good + "\n" + bad + "\n")
+        with pytest.raises(ValueError, match=rf"masks\.jsonl:2: .*{why}.*fix or remove the line"):
+            load_truth_file(path)
 
 
 @pytest.mark.parametrize("segmenter, extra", [("grabcut", {}), ("sam", {"model": "tiny", "tiny_box": 40})])

@@ -52,8 +52,11 @@ def test_trusted_samples_split_by_scene_and_crops(workspace) -> None:
 
 
 def test_trusted_samples_use_reviewed_final_rows_only(workspace, tmp_path) -> None:
-    # without a truth file only consensus/adjudicated rows that reached `final` count
+    # with a truth file that holds no row, only consensus/adjudicated rows that reached `final` count
+    (tmp_path / "empty.jsonl").write_text("")
     with pytest.raises(ValueError, match="no trusted masks"):
+        trusted_samples(workspace, truth=tmp_path / "empty.jsonl")
+    with pytest.raises(FileNotFoundError, match="no such truth file"):     # not silently "no truth"
         trusted_samples(workspace, truth=tmp_path / "none")
 
 
