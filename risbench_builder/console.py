@@ -41,7 +41,7 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         except RejectRateExceeded as exc:
             err.print(f"[red]error:[/] {exc}")
             raise typer.Exit(EXIT_REJECTS) from None
-        except (ConfigError, CatalogError, FileNotFoundError, ValueError) as exc:
+        except (ConfigError, CatalogError, OSError, ValueError) as exc:   # OSError: missing, not a folder, no permission, disk full
             err.print(f"[red]error:[/] {exc}")
             raise typer.Exit(EXIT_ERROR) from None
         except ImportError as exc:

@@ -56,6 +56,10 @@ def test_init_refuses_to_overwrite_and_names_the_bad_key(tmp_path: Path) -> None
 def test_clear_errors(tmp_path: Path) -> None:
     result = runner.invoke(app, ["build", "--workspace", str(tmp_path / "nowhere"), "--stage", "ingest"])
     assert result.exit_code == 1 and "risbench init" in result.output
+    (tmp_path / "a-file").write_text("")
+    result = runner.invoke(app, ["init", str(tmp_path / "a-file" / "ws"), "--pipeline", "demo"])
+    assert result.exit_code == 1 and "Not a directory" in result.output and result.exception is not None
+    assert "Traceback" not in result.output
     ws = _init(tmp_path, {"sources": [{"kind": "vrsbench", "root": str(tmp_path / "missing")}]})
     result = runner.invoke(app, ["build", "--workspace", str(ws), "--stage", "bogus"])
     assert result.exit_code == 2 and "'bogus' is not one of" in " ".join(result.output.split())   # a choice
