@@ -289,3 +289,23 @@ def test_a_root_without_the_files_its_kind_reads_stops_ingest_before_a_run(tmp_p
         cfg.sources[1], tmp_path / "empty", None, tmp_path / "work").expects
     assert reader_expects in str(raised.value) and str(tmp_path / "empty") in str(raised.value)
     assert not ws.catalog_path.exists()
+
+
+def test_control_characters_never_reach_the_catalog(tmp_path: Path) -> None:
+    """A NUL, a terminal escape or a zero-width character in an expression is dropped (whitespace
+    runs are one space); an expression made only of them is an empty_expression reject."""
+    root = write_p0003_tree(tmp_path / "vrsbench")
+    ann_path = root / "Annotations_val" / "P0003_0002.json"
+    ann = json.loads(ann_path.read_text())
+    first = dict(ann["objects"][0])
+    ann["objects"] = [dict(first, obj_id=0, referring_sentence="The\x00 bus\x1b[2J on\u200b the\nleft."),
+                      dict(first, obj_id=1, referring_sentence="\x00\x1b\u200b\x07")]
+    ann_path.write_text(json.dumps(ann))
+    ws = Workspace(tmp_path / "ws")
+    ws.path.mkdir()
+    cfg = PipelineConfig.model_validate({"sources": [{"kind": "vrsbench", "root": str(root)}]})
+    run_ingest(ws, cfg, progress=False)
+    with Catalog(ws.catalog_path) as cat:
+        assert [r[0] for r in cat.conn.execute("SELECT expression FROM triplets")] == ["The bus[2J on the left."]
+        assert cat.conn.execute("SELECT reason, detail FROM rejects").fetchall() == [
+            ("empty_expression", "referring expression holds only control or format characters")]

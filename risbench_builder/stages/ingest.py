@@ -36,7 +36,7 @@ from ..sources.base import (
     SourceReader, SourceRecord, check_coordinates, infer_category, normalize_class, normalize_expression,
     scene_id_from_name)
 from ..sources.imported import IMPORTED_SEGMENTER, decode_imported
-from ..text import unexpected
+from ..text import clean_text, unexpected
 from ..workspace import Workspace
 
 STAGE = "ingest"
@@ -183,7 +183,11 @@ class _Batch:
             if len(expression) > self.max_expression_chars:
                 return EXPRESSION_TOO_LONG, (f"referring expression of {len(expression):,} characters, over "
                                              f"ingest.max_expression_chars ({self.max_expression_chars:,})")
-            expression = " ".join(expression.split())
+            # one line of printable text: a NUL or a terminal escape would reach every export,
+            # report and terminal that shows the expression
+            expression = clean_text(expression)
+            if not expression:
+                return EMPTY_EXPRESSION, "referring expression holds only control or format characters"
         check_coordinates(rec.box_xyxy or (), "box")
         check_coordinates((v for point in rec.polygon or () for v in point), "polygon")
         if rec.image_path not in self._image_info:
