@@ -309,3 +309,26 @@ def test_control_characters_never_reach_the_catalog(tmp_path: Path) -> None:
         assert [r[0] for r in cat.conn.execute("SELECT expression FROM triplets")] == ["The bus[2J on the left."]
         assert cat.conn.execute("SELECT reason, detail FROM rejects").fetchall() == [
             ("empty_expression", "referring expression holds only control or format characters")]
+
+
+def test_a_source_read_before_whose_files_are_gone_is_skipped_not_a_stop(tmp_path: Path) -> None:
+    """`build --stage all` reruns ingest: an hf download deleted after its import (the images were
+    extracted into the workspace) keeps its rows and is reported skipped; the build goes on."""
+    root = write_p0003_tree(tmp_path / "vrsbench")
+    ws = Workspace(tmp_path / "ws")
+    ws.path.mkdir()
+    cfg = PipelineConfig.model_validate({"sources": [{"kind": "vrsbench", "root": str(root)}]})
+    first = run_ingest(ws, cfg, progress=False)
+    assert first.new_triplets == 1 and not first.skipped_sources
+    moved = root.rename(tmp_path / "elsewhere")
+    again = run_ingest(ws, cfg, progress=False)
+    assert again.new_triplets == 0 and list(again.skipped_sources) == ["vrsbench"]
+    assert "is not a folder" in again.skipped_sources["vrsbench"] and "kept" in again.skipped_sources["vrsbench"]
+    assert json.loads((ws.reports / "ingest.json").read_text())["skipped_sources"] == again.skipped_sources
+    with Catalog(ws.catalog_path) as cat:
+        assert cat.count("triplets") == 1
+    other = PipelineConfig.model_validate({"sources": [{"kind": "vrsbench", "root": str(moved)},
+                                                       {"kind": "native", "root": str(tmp_path / "gone"),
+                                                        "name": "rrsisd"}]})
+    with pytest.raises(SourceLayoutError, match=re.escape("sources[1].root")):   # never read: still a stop
+        run_ingest(ws, other, progress=False)

@@ -19,8 +19,7 @@ from ..text import shown
 from .base import (
     IMAGE_NAME_MISMATCH, INVALID_POLYGON, MALFORMED_FILE, MALFORMED_RECORD, PATH_ESCAPE, BadInput,
     ImageIndex, Item, PathEscapeError, Rejected, SourceLayoutError, SourceRecord, check_box_order,
-    check_coordinates,
-    guarded, load_json_bounded, read_unit, to_float, walk_files,
+    check_coordinates, guarded, load_json_bounded, read_unit, to_float, walk_files,
 )
 
 _GRID = re.compile(r"\{<(\d+)><(\d+)><(\d+)><(\d+)>(?:\|<-?[\d.]+>)?\}")

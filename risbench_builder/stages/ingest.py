@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Collection, Iterable
 
 from PIL import Image
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -71,6 +71,7 @@ class IngestReport:
     eval_agree: int = 0
     imported: int = 0                     # imported masks written as proposals
     imported_routes: Counter = field(default_factory=Counter)
+    skipped_sources: dict[str, str] = field(default_factory=dict)   # label -> why (read before, root gone now)
 
     @property
     def reject_rate(self) -> float:
@@ -84,6 +85,7 @@ class IngestReport:
             "triplets_per_s": round(self.accepted / self.seconds, 1) if self.seconds else None,
             "rejected": dict(sorted(self.rejected.items())), "reject_rate": round(self.reject_rate, 4),
             "per_source": self.per_source,
+            **({"skipped_sources": self.skipped_sources} if self.skipped_sources else {}),
             "eval_cross_check": {"checked": self.eval_checked, "agree": self.eval_agree},
             **({"segmenter": IMPORTED_SEGMENTER, "model_sha256": "", "imported_masks": self.imported,
                 "routes": dict(sorted(self.imported_routes.items()))} if self.imported_routes else {}),
@@ -302,29 +304,42 @@ def write_rejects_csv(catalog: Catalog, path: Path) -> int:
     return n
 
 
-def open_sources(ws: Workspace, cfg: PipelineConfig) -> list[tuple[SourceConfig, SourceReader, list[str]]]:
-    """Every source's reader and its annotation files, or one line naming the pipeline key to fix.
+OpenedSource = tuple[SourceConfig, SourceReader, list[str]]      # config, reader, its annotation files
+
+
+def open_sources(ws: Workspace, cfg: PipelineConfig,
+                 read_before: Collection[str] = ()) -> tuple[list[OpenedSource], dict[str, str]]:
+    """Every source's reader and its annotation files, and the sources skipped (label -> why).
 
     A root that is not a folder, or holds none of the files its kind reads, is a wrong path in
     the pipeline, not bad data: read on, it would ingest nothing and "succeed", and ``next``
-    would send the user back to ingest. So it stops the build before a run starts.
+    would send the user back to ingest. So it stops the build, with the key to fix, before a run
+    starts. Unless the catalog already holds that source's triplets (``read_before``): then the
+    files were moved or deleted after ingest (an hf import keeps its own copy of the images), and
+    a rerun (``build --stage all``) keeps those rows and skips the source instead of stopping.
     """
-    opened = []
+    opened, skipped = [], {}
     for i, src in enumerate(cfg.sources):
         root = ws.resolve(src.root)
         fix = (f"set sources[{i}].root in {ws.pipeline_path} to your {src.kind} copy "
                f"(a relative path starts at the workspace)")
-        if not root.is_dir():
-            raise SourceLayoutError(f"sources[{i}].root: {root} is not a folder: {fix}")
         try:
-            reader = make_reader(src, root, cfg.ingest, ws.path / "imported" / src.label)
+            if not root.is_dir():
+                raise SourceLayoutError(f"sources[{i}].root: {root} is not a folder: {fix}")
+            try:
+                reader = make_reader(src, root, cfg.ingest, ws.path / "imported" / src.label)
+            except SourceLayoutError as exc:
+                raise SourceLayoutError(f"sources[{i}]: {exc}") from None
+            units = reader.units()
+            if not units:
+                raise SourceLayoutError(f"sources[{i}] ({src.kind}): no {reader.expects} below {root}: {fix}")
         except SourceLayoutError as exc:
-            raise SourceLayoutError(f"sources[{i}]: {exc}") from None
-        units = reader.units()
-        if not units:
-            raise SourceLayoutError(f"sources[{i}] ({src.kind}): no {reader.expects} below {root}: {fix}")
+            if src.label not in read_before:
+                raise
+            skipped[src.label] = f"{exc} (its triplets from an earlier ingest are kept; nothing new read)"
+            continue
         opened.append((src, reader, units))
-    return opened
+    return opened, skipped
 
 
 def run_ingest(ws: Workspace, cfg: PipelineConfig, *, force: bool = False,
@@ -334,13 +349,17 @@ def run_ingest(ws: Workspace, cfg: PipelineConfig, *, force: bool = False,
         from ..synthetic import generate_sources
 
         generate_sources(ws.resolve(cfg.synthetic.out), cfg.synthetic)
-    sources = open_sources(ws, cfg)
+    read_before: set[str] = set()
+    if ws.catalog_path.exists():
+        with Catalog(ws.catalog_path, create=False) as catalog:
+            read_before = {row[0] for row in catalog.conn.execute("SELECT DISTINCT source FROM triplets")}
+    sources, skipped = open_sources(ws, cfg, read_before)
     started = time.perf_counter()
     with Catalog(ws.catalog_path) as catalog:
         if force:
             catalog.clear_stage(STAGE, _TABLES_FROM_HERE)
         run_id = catalog.start_run(STAGE, cfg.sha256())
-        report = IngestReport(run_id)
+        report = IngestReport(run_id, skipped_sources=skipped)
         columns = (TextColumn("[bold]ingest[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("files"), TimeRemainingColumn())
         with Progress(*columns, disable=not progress, transient=False) as bar:
