@@ -327,6 +327,10 @@ def test_a_source_read_before_whose_files_are_gone_is_skipped_not_a_stop(tmp_pat
     assert json.loads((ws.reports / "ingest.json").read_text())["skipped_sources"] == again.skipped_sources
     with Catalog(ws.catalog_path) as cat:
         assert cat.count("triplets") == 1
+    with pytest.raises(SourceLayoutError, match="is not a folder"):    # --force would clear the rows it keeps
+        run_ingest(ws, cfg, force=True, progress=False)
+    with Catalog(ws.catalog_path) as cat:
+        assert cat.count("triplets") == 1
     other = PipelineConfig.model_validate({"sources": [{"kind": "vrsbench", "root": str(moved)},
                                                        {"kind": "native", "root": str(tmp_path / "gone"),
                                                         "name": "rrsisd"}]})

@@ -349,8 +349,8 @@ def run_ingest(ws: Workspace, cfg: PipelineConfig, *, force: bool = False,
         from ..synthetic import generate_sources
 
         generate_sources(ws.resolve(cfg.synthetic.out), cfg.synthetic)
-    read_before: set[str] = set()
-    if ws.catalog_path.exists():
+    read_before: set[str] = set()       # --force clears every source's rows: each must be there to read
+    if ws.catalog_path.exists() and not force:
         with Catalog(ws.catalog_path, create=False) as catalog:
             read_before = {row[0] for row in catalog.conn.execute("SELECT DISTINCT source FROM triplets")}
     sources, skipped = open_sources(ws, cfg, read_before)
