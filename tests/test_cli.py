@@ -125,3 +125,13 @@ def test_build_all_stops_at_review_then_goes_on_after_it(tmp_path: Path) -> None
     assert result.exit_code == 0, result.output
     assert (ws / "exports" / "native" / "manifest.json").is_file()
     assert "the dataset is built" in " ".join(result.output.split())
+
+
+def test_a_missing_sam_checkpoint_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    ws = _init(tmp_path, {"synthetic": {"out": "sources", "seed": 3, "scenes": 1, "patches_per_scene": 1},
+                          "sources": [{"kind": "vrsbench", "root": "sources/vrsbench"}],
+                          "refine": {"segmenter": "sam", "model": "vit_b", "checkpoint": "/models/absent.pth"}})
+    result = runner.invoke(app, ["build", "-w", str(ws), "--until", "sam-refine", "--no-progress"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and "error: sam:vit_b: checkpoint /models/absent.pth not found" in text, text
+    assert "download sam_vit_b_01ec64.pth" in text and "Traceback" not in text

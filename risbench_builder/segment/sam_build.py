@@ -31,8 +31,9 @@ PIXEL_MEAN = [123.675, 116.28, 103.53]
 PIXEL_STD = [58.395, 57.12, 57.375]
 
 
-class SamCheckpointError(RuntimeError):
-    """A SAM checkpoint is missing, unsafe or does not fit the chosen model."""
+class SamCheckpointError(ValueError):
+    """A SAM checkpoint is missing, unsafe or does not fit the chosen model: a wrong
+    ``refine.checkpoint`` value, which the CLI reports in one line (a ValueError)."""
 
 
 # ------------------------------------------------------------------------ registry
