@@ -25,6 +25,11 @@ def model_file(path: str | Path) -> Path:
     return file
 
 
+def unreadable(file: Path, exc: BaseException) -> ValueError:
+    """The one-line error for a checkpoint file that does not open (truncated, not safetensors)."""
+    return ValueError(f"{file}: not a readable checkpoint ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})")
+
+
 def _unwrap(model: nn.Module) -> nn.Module:
     return model.module if hasattr(model, "module") else model
 
@@ -55,7 +60,10 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
     from safetensors.torch import load_file
 
     file = model_file(path)
-    weights = load_file(str(file))
+    try:
+        weights = load_file(str(file))
+    except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError: the file is not usable
+        raise unreadable(file, exc) from None
     own = _unwrap(model).state_dict()
     missing = sorted(set(own) - set(weights))
     unexpected = sorted(set(weights) - set(own))
@@ -71,7 +79,12 @@ def load_weights(model: nn.Module, path: str | Path) -> None:
 
 
 def load_training_state(folder: Path, optimizer: Any, scheduler: Any) -> dict:
-    blob = torch.load(Path(folder) / "optimizer.pt", map_location="cpu", weights_only=True)
+    try:
+        blob = torch.load(Path(folder) / "optimizer.pt", map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - pickle/zip errors, or globals weights_only refuses
+        raise unreadable(Path(folder) / "optimizer.pt", exc) from None
     optimizer.load_state_dict(blob["optimizer"])
     if scheduler is not None and blob.get("scheduler"):
         scheduler.load_state_dict(blob["scheduler"])

@@ -76,11 +76,14 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tup
     from safetensors import safe_open
 
     from .model import build_model
-    from .checkpoint import load_weights, model_file
+    from .checkpoint import load_weights, model_file, unreadable
 
     file = model_file(path)
-    with safe_open(str(file), framework="pt") as f:
-        meta = f.metadata() or {}
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError: the file is not usable
+        raise unreadable(file, exc) from None
     if "config" not in meta:
         raise ValueError(f"{file}: no CroBIM config in the safetensors metadata (not a risbench checkpoint)")
     cfg = parse_config(json.loads(meta["config"]), file)

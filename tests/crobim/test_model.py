@@ -173,3 +173,42 @@ def test_paper_backbone_shapes_at_480() -> None:
     assert [tuple(f.shape) for f in feats] == [(1, 128, 120, 120), (1, 256, 60, 60), (1, 512, 30, 30),
                                                (1, 1024, 15, 15)]
     assert ModelConfig().max_tokens == 20
+
+
+class _Payload:
+    """Unpickling this runs code: it touches ``marker`` (what a hostile .pth would do worse)."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import pathlib
+        return (pathlib.Path.touch, (pathlib.Path(self.marker),))
+
+
+def test_backbone_weights_load_from_a_file_and_a_pickle_with_code_is_refused(tmp_path) -> None:
+    """The real loading path (timm reads a local file) for .safetensors and .pth; a .pth whose
+    pickle would run code, and a corrupt file, are one-line ValueErrors before timm opens them."""
+    import timm
+    from safetensors.torch import save_file
+
+    source = timm.create_model("test_convnext3")
+    state = {k: v.clone() for k, v in source.state_dict().items()}
+    save_file(state, str(tmp_path / "w.safetensors"))
+    torch.save(state, tmp_path / "w.pth")
+    for file in ("w.safetensors", "w.pth"):
+        bb = ImageBackbone("tiny", 64, tmp_path / file)
+        loaded = dict(bb.body.named_parameters())      # features_only renames stem.0 -> stem_0
+        assert torch.equal(loaded["stem_0.weight"], state["stem.0.weight"])
+        assert torch.equal(loaded["stages_3.blocks.0.conv_dw.weight"], state["stages.3.blocks.0.conv_dw.weight"])
+    with pytest.warns(UserWarning, match="random init"):
+        fresh = ImageBackbone("tiny", 64)
+    assert not torch.equal(dict(fresh.body.named_parameters())["stem_0.weight"], state["stem.0.weight"])
+    marker = tmp_path / "ran"
+    torch.save({"stem.0.weight": _Payload(str(marker))}, tmp_path / "evil.pth")
+    with pytest.raises(ValueError, match=r"evil\.pth: not a plain weights file, refused \(UnpicklingError"):
+        ImageBackbone("tiny", 64, tmp_path / "evil.pth")
+    assert not marker.exists()
+    (tmp_path / "junk.safetensors").write_bytes(b"junk")
+    with pytest.raises(ValueError, match=r"junk\.safetensors: not a plain weights file, refused \(SafetensorError"):
+        ImageBackbone("tiny", 64, tmp_path / "junk.safetensors")

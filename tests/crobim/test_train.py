@@ -16,7 +16,7 @@ from risbench_builder.cli import app
 from risbench_builder.crobim.config import CroBIMConfig, load_config, shipped_configs
 from risbench_builder.crobim.evaluate import load_checkpoint
 from risbench_builder.crobim.model import build_model
-from risbench_builder.crobim.checkpoint import load_weights, save_checkpoint
+from risbench_builder.crobim.checkpoint import load_training_state, load_weights, save_checkpoint
 from risbench_builder.crobim.train import param_groups, train
 from tests.conftest import torchrun
 
@@ -53,6 +53,16 @@ def test_checkpoint_round_trip_and_strict_keys(tmp_path: Path, tiny_cfg: CroBIMC
     save_file(weights, str(tmp_path / "bad.safetensors"))
     with pytest.raises(ValueError, match="1 missing: mid.bias; 1 unexpected: stray.weight"):
         load_weights(model, tmp_path / "bad.safetensors")
+    # a truncated download: one line naming the file, from every reader of a checkpoint
+    blob = (tmp_path / "ck" / "model.safetensors").read_bytes()
+    (tmp_path / "ck" / "model.safetensors").write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(ValueError, match=r"model\.safetensors: not a readable checkpoint \(SafetensorError"):
+        load_checkpoint(tmp_path / "ck")
+    with pytest.raises(ValueError, match=r"model\.safetensors: not a readable checkpoint"):
+        load_weights(model, tmp_path / "ck")
+    (tmp_path / "ck" / "optimizer.pt").write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(ValueError, match=r"optimizer\.pt: not a readable checkpoint"):
+        load_training_state(tmp_path / "ck", torch.optim.SGD(model.parameters(), lr=0.1), None)
 
 
 def test_no_weight_decay_on_norms_and_tables(tiny_cfg: CroBIMConfig) -> None:

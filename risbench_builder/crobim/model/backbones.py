@@ -53,6 +53,36 @@ TEXT_CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 
+def check_weights_file(path: Path) -> None:
+    """Open ``path`` the safe way before timm reads it: ValueError, in one line, when it is not a
+    plain weights file.
+
+    timm loads the file itself; before timm 1.0.10 or so it called ``torch.load`` without
+    ``weights_only``, and torch unpickles freely before 2.6, both inside the ranges this package
+    allows. A file that loads with ``weights_only=True`` holds only tensors and plain containers,
+    so whatever timm then does with it runs no code. A corrupt file is named here instead of
+    surfacing as a safetensors or pickle traceback.
+    """
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                f.keys()
+        else:
+            try:
+                torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+            except RuntimeError as exc:          # the legacy (non-zip) format cannot be memory-mapped
+                if "mmap" not in str(exc):
+                    raise
+                torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - safetensors, pickle and zip errors all mean "not usable"
+        detail = " ".join(str(exc).split())[:160]
+        raise ValueError(f"image backbone weights {path}: not a plain weights file, refused "
+                         f"({type(exc).__name__}: {detail}); use the .safetensors or .pth the model's "
+                         f"authors publish") from None
+
+
 class ImageBackbone(nn.Module):
     """timm ``features_only`` wrapper: (B, 3, H, W) -> four NCHW maps at strides 4, 8, 16, 32."""
 
@@ -73,6 +103,7 @@ class ImageBackbone(nn.Module):
             path = Path(weights)
             if not path.is_file():
                 raise FileNotFoundError(f"image backbone weights {path} not found")
+            check_weights_file(path)
             kwargs.update(pretrained=True, pretrained_cfg_overlay={"file": str(path)})
         else:
             warnings.warn(f"image backbone {name} ({spec.timm_name}): no weights given, random init", stacklevel=2)
