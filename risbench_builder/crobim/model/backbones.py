@@ -57,11 +57,12 @@ def check_weights_file(path: Path) -> None:
     """Open ``path`` the safe way before timm reads it: ValueError, in one line, when it is not a
     plain weights file.
 
-    timm loads the file itself; before timm 1.0.10 or so it called ``torch.load`` without
-    ``weights_only``, and torch unpickles freely before 2.6, both inside the ranges this package
-    allows. A file that loads with ``weights_only=True`` holds only tensors and plain containers,
-    so whatever timm then does with it runs no code. A corrupt file is named here instead of
-    surfacing as a safetensors or pickle traceback.
+    timm loads the file itself. Older timm releases call ``torch.load(path, map_location=...)``
+    with no ``weights_only`` (1.0.31 passes True), and before 2.6 torch then unpickles anything.
+    This check does not depend on which versions are installed: a file that loads with
+    ``weights_only=True`` holds only tensors and plain containers, so whatever timm then does
+    with it runs no code. A corrupt file is named here instead of surfacing as a safetensors or
+    pickle traceback.
     """
     try:
         if path.suffix == ".safetensors":
