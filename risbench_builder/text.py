@@ -7,6 +7,7 @@ a detail line is bounded and printable whatever it was.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from typing import Any
 
@@ -37,3 +38,25 @@ def unexpected(exc: BaseException) -> str:
     """A one-line detail for an exception nobody planned for (the type says most)."""
     message = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {message[:200]}" if message else type(exc).__name__
+
+
+# what a library or a proxy may echo: an Authorization header or value, a JWT anywhere
+_SECRET_PATTERNS = re.compile(r"(?i:authorization)['\"]?\s*[:=]\s*['\"]?[^'\",;}]+"
+                              r"|\b(?:Token|Bearer)\s+[^\s'\",;]+"
+                              r"|eyJ[\w-]*\.[\w-]*\.[\w-]*")
+_MESSAGE_CHARS = 300
+
+
+def scrub(text: str, *secrets: str | None) -> str:
+    """``text`` on one line and cut short, with each secret and anything shaped like an
+    Authorization value or a JWT replaced by ``***``: a library's error may echo a header.
+
+    >>> scrub("Invalid header value b'Token 0123abcd'", "0123abcd")
+    "Invalid header value b'***'"
+    """
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    text = _SECRET_PATTERNS.sub("***", text)
+    text = " ".join(text.split())
+    return text if len(text) <= _MESSAGE_CHARS else text[:_MESSAGE_CHARS - 3] + "..."

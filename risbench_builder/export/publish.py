@@ -30,6 +30,7 @@ import numpy as np
 from .. import masks
 from ..catalog import Catalog
 from ..finalize.records import final_records
+from ..text import scrub
 from ..workspace import Workspace
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -146,6 +147,18 @@ def _ignorable(failure: Any) -> bool:
     return failure.kind == "manifest_unlisted_file" and failure.where.startswith(UPLOAD_CACHE + "/")
 
 
+# module prefixes of the HTTP stacks huggingface_hub has used: requests (< 1.0), httpx (1.x),
+# httpx2 (2.x); a prefix, since the stack has been renamed once already
+_NETWORK_LIBRARIES = ("httpx", "httpcore", "requests", "urllib3", "h11", "h2", "ssl", "socket")
+
+
+def _network_error(exc: BaseException) -> bool:
+    """A connection, DNS, TLS or timeout failure from the HTTP stack under huggingface_hub:
+    a machine without internet, not a bug."""
+    return isinstance(exc, (OSError, TimeoutError)) or any(
+        cls.__module__.startswith(_NETWORK_LIBRARIES) for cls in type(exc).__mro__)
+
+
 def publish_export(ws: Workspace, repo_id: str, *, private: bool = False, dry_run: bool = False,
                    token: str | None = None, workers: int | None = None) -> dict[str, Any]:
     """Prove ``W/exports/hf`` and, unless ``dry_run``, upload it to the dataset repo ``repo_id``."""
@@ -189,5 +202,11 @@ def publish_export(ws: Workspace, repo_id: str, *, private: bool = False, dry_ru
         status = getattr(getattr(exc, "response", None), "status_code", "?")
         raise PublishError(f"upload to {repo_id} failed (HTTP {status}): check that the token (HF_TOKEN or the "
                            "saved login) has write access to that organisation; run publish again to resume") from None
+    except Exception as exc:
+        if not _network_error(exc):
+            raise
+        raise PublishError(f"could not reach the Hugging Face Hub ({type(exc).__name__}: {scrub(str(exc), token)}): "
+                           "check this machine's network (HF_ENDPOINT names a mirror), then run publish again; "
+                           "it resumes") from None
     result.update(uploaded=True, url=f"https://huggingface.co/datasets/{repo_id}", upload=used, commit=commit)
     return result

@@ -34,20 +34,18 @@ Studio venv and checks the codec both ways and that its ``LabelInterface`` accep
 Traceback (most recent call last):
 ...
 risbench_builder.review.client.ReviewError: review.url http://10.0.0.5:8080 sends the token over plain http ...
->>> scrub("Invalid header value b'Token 0123abcd'", "0123abcd")
-"Invalid header value b'***'"
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
-import re
 import time
 from typing import Any, Iterator, Sequence
 from urllib.parse import urlsplit
 
 from ..config import ReviewConfig
+from ..text import scrub
 
 
 class ReviewError(ValueError):
@@ -82,24 +80,6 @@ def check_url(url: str, allow_insecure_http: bool) -> str:
 
 def _looks_like_jwt(token: str) -> bool:
     return token.startswith("eyJ") and token.count(".") == 2
-
-
-# what a library or a proxy may echo: an Authorization header or value, a JWT anywhere
-_SECRET_PATTERNS = re.compile(r"(?i:authorization)['\"]?\s*[:=]\s*['\"]?[^'\",;}]+"
-                              r"|\b(?:Token|Bearer)\s+[^\s'\",;]+"
-                              r"|eyJ[\w-]*\.[\w-]*\.[\w-]*")
-_MESSAGE_CHARS = 300
-
-
-def scrub(text: str, *secrets: str | None) -> str:
-    """``text`` on one line and cut short, with each secret and anything shaped like an
-    Authorization value or a JWT replaced by ``***``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    text = _SECRET_PATTERNS.sub("***", text)
-    text = " ".join(text.split())
-    return text if len(text) <= _MESSAGE_CHARS else text[:_MESSAGE_CHARS - 3] + "..."
 
 
 def check_token(token: str, token_env: str) -> str:

@@ -191,3 +191,37 @@ def test_stale_export_fails_the_bit_exact_proof(built, tmp_path: Path) -> None:
         publish_export(ws, "me/risbench", dry_run=True)
     with pytest.raises(PublishError, match="not ORG/NAME"):
         publish_export(ws, "risbench", dry_run=True)
+
+
+def test_no_network_is_one_line_with_the_token_scrubbed(built, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real HfApi against an endpoint nobody listens on (a node without internet), then an
+    HTTP library error that echoes the token: both one line, resumable advice, no token."""
+    import socket
+
+    import huggingface_hub
+    from huggingface_hub import constants as hconst
+
+    with socket.socket() as s:                   # a port that was free a moment ago: connection refused
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setattr(hconst, "ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_token_value")
+    monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "2")
+    result = runner.invoke(app, ["publish", "-w", str(built.ws.path), "--repo-id", "me/risbench"])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and lines[-1].startswith("error:"), result.output
+    assert "could not reach the Hugging Face Hub (ConnectError" in text and "run publish again" in text
+    assert "hf_secret_token_value" not in result.output
+
+    class EchoingApi:
+        def __init__(self, token=None):
+            self.token = token
+
+        def create_repo(self, repo_id, **kw):
+            raise ConnectionError(f"proxy refused: Authorization: Bearer {self.token}")
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", EchoingApi)
+    with pytest.raises(PublishError, match=r"could not reach the Hugging Face Hub \(ConnectionError") as raised:
+        publish_export(built.ws, "me/risbench")
+    assert "hf_secret_token_value" not in str(raised.value) and "***" in str(raised.value)
