@@ -270,12 +270,12 @@ def test_calibrate_reaches_target_precision_and_writes_thresholds(make_workspace
 
 
 def test_a_truth_file_line_that_is_not_a_mask_row_is_named_by_file_and_line(tmp_path: Path) -> None:
-    from risbench_builder.segment.calibrate import load_truth_file
+    from risbench_builder.synthetic import load_truth
 
     good = json.dumps({"image": "a/P0001.png", "obj_id": 3, "rle": masks.encode(np.ones((4, 5), np.uint8))})
     path = tmp_path / "masks.jsonl"
     path.write_text(good + "\n\n")
-    assert list(load_truth_file(tmp_path)) == [("P0001.png", 3)]            # a folder holding one, blank lines skipped
+    assert list(load_truth(tmp_path)) == [("P0001.png", 3)]            # a folder holding one, blank lines skipped
     for bad, why in (("{not json", "Expecting property name"), ("[1, 2]", "must be a JSON object, got list"),
                      ('{"image": "x.png", "obj_id": 1}', "lacks rle"),
                      ('{"image": "x.png", "obj_id": true, "rle": {}}', "obj_id must be an integer, got true"),
@@ -284,7 +284,7 @@ def test_a_truth_file_line_that_is_not_a_mask_row_is_named_by_file_and_line(tmp_
                      ("[" * 100000, "")):
         path.write_text(good + "\n" + bad + "\n")
         with pytest.raises(ValueError, match=rf"masks\.jsonl:2: .*{why}.*fix or remove the line"):
-            load_truth_file(path)
+            load_truth(path)
 
 
 @pytest.mark.parametrize("segmenter, extra", [("grabcut", {}), ("sam", {"model": "tiny", "tiny_box": 40})])

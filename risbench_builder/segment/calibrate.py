@@ -20,49 +20,11 @@ from .. import masks
 from ..catalog import Catalog
 from ..config import RouteConfig
 from ..readmodel import current_proposal_set
+from ..synthetic import load_truth
 from ..workspace import Workspace
 from .routing import threshold_tests
 
 GOOD_IOU = 0.9
-
-
-def load_truth_file(path: Path) -> dict[tuple[str, int], dict]:
-    """Rows of a truth ``masks.jsonl`` (or a folder holding one) keyed by (image name, obj_id).
-
-    The file is the user's: a path that is not there, or a line that is not a row with an
-    ``image`` name, an integer ``obj_id`` and a decodable COCO ``rle``, stops the command with
-    ``file:line`` and what is wrong. Skipping it would quietly calibrate on part of the truth.
-    """
-    path = path / "masks.jsonl" if path.is_dir() else path
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such truth file (a masks.jsonl with one JSON row per mask, "
-                                f"or a folder holding one)")
-    out: dict[tuple[str, int], dict] = {}
-    with path.open(encoding="utf-8", errors="replace") as fh:
-        for number, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = _truth_row(line)
-            except (ValueError, RecursionError) as exc:
-                raise ValueError(f"{path}:{number}: {str(exc).splitlines()[0][:200]}: fix or remove the line") from None
-            out[(Path(row["image"]).name, row["obj_id"])] = row
-    return out
-
-
-def _truth_row(line: str) -> dict:
-    row = json.loads(line)
-    if not isinstance(row, dict):
-        raise ValueError(f"a row must be a JSON object, got {type(row).__name__}")
-    missing = [k for k in ("image", "obj_id", "rle") if k not in row]
-    if missing:
-        raise ValueError(f"the row lacks {', '.join(missing)}")
-    if not isinstance(row["image"], str) or not row["image"]:
-        raise ValueError("image must be a file name")
-    if not isinstance(row["obj_id"], int) or isinstance(row["obj_id"], bool):
-        raise ValueError(f"obj_id must be an integer, got {json.dumps(row['obj_id'])[:40]}")
-    masks.area(row["rle"])            # MaskError (a ValueError) when it does not decode
-    return row
 
 
 def trusted_masks(catalog: Catalog, truth: Path | None, *, final_only: bool = False) -> dict[str, dict]:
@@ -77,7 +39,7 @@ def trusted_masks(catalog: Catalog, truth: Path | None, *, final_only: bool = Fa
                "AND f.mask_origin IN ('consensus', 'adjudicated')")
     trusted = {tid: masks.loads(rle) for tid, rle in catalog.conn.execute(sql)}
     if truth is not None:
-        rows = load_truth_file(truth)
+        rows = load_truth(truth)
         for tid, path, attrs in catalog.conn.execute(
                 "SELECT t.triplet_id, i.path, t.attributes_json FROM triplets t JOIN images i USING (image_id)"):
             obj_id = json.loads(attrs).get("obj_id")

@@ -50,15 +50,44 @@ def _write_truth(truth_dir: Path, rows: list[dict]) -> Path:
     return path
 
 
-def load_truth(truth_dir: Path) -> dict[tuple[str, int], dict]:
-    """``masks.jsonl`` keyed by (image file name, obj_id); decode ``rle`` with masks.decode."""
+def load_truth(path: Path) -> dict[tuple[str, int], dict]:
+    """Rows of a truth ``masks.jsonl`` (or a folder holding one) keyed by (image file name, obj_id);
+    decode ``rle`` with masks.decode. The format the writers here make, and any file in it.
+
+    The file is the user's: a path that is not there, or a line that is not a row with an
+    ``image`` name, an integer ``obj_id`` and a decodable COCO ``rle``, stops the command with
+    ``file:line`` and what is wrong. Skipping it would quietly calibrate on part of the truth.
+    """
+    path = path / "masks.jsonl" if path.is_dir() else path
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such truth file (a masks.jsonl with one JSON row per mask, "
+                                f"or a folder holding one)")
     out: dict[tuple[str, int], dict] = {}
-    with open(Path(truth_dir) / "masks.jsonl", encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                row = json.loads(line)
-                out[(row["image"], int(row["obj_id"]))] = row
+    with path.open(encoding="utf-8", errors="replace") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                row = _parsed_truth_row(line)
+            except (ValueError, RecursionError) as exc:
+                raise ValueError(f"{path}:{number}: {str(exc).splitlines()[0][:200]}: fix or remove the line") from None
+            out[(Path(row["image"]).name, row["obj_id"])] = row
     return out
+
+
+def _parsed_truth_row(line: str) -> dict:
+    row = json.loads(line)
+    if not isinstance(row, dict):
+        raise ValueError(f"a row must be a JSON object, got {type(row).__name__}")
+    missing = [k for k in ("image", "obj_id", "rle") if k not in row]
+    if missing:
+        raise ValueError(f"the row lacks {', '.join(missing)}")
+    if not isinstance(row["image"], str) or not row["image"]:
+        raise ValueError("image must be a file name")
+    if not isinstance(row["obj_id"], int) or isinstance(row["obj_id"], bool):
+        raise ValueError(f"obj_id must be an integer, got {json.dumps(row['obj_id'])[:40]}")
+    masks.area(row["rle"])            # MaskError (a ValueError) when it does not decode
+    return row
 
 
 def _class_counts(categories: Iterable[str]) -> dict[str, int]:
