@@ -118,6 +118,12 @@ def test_build_all_stops_at_review_then_goes_on_after_it(tmp_path: Path) -> None
     assert f"risbench review push -w {ws.resolve()}" in text
     status = json.loads(runner.invoke(app, ["status", "-w", str(ws), "--json"]).output)
     assert status["next"]["waiting"] == f"{waiting} masks await review"
+    assert "export what is decided now" in status["next"]["next"]
+    result = runner.invoke(app, ["build", "-w", str(ws), "--stage", "finalize", "--until", "export", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    status = json.loads(runner.invoke(app, ["status", "-w", str(ws), "--json"]).output)
+    assert status["next"]["waiting"] == f"{waiting} masks await review"     # done once: not offered again
+    assert "export what is decided now" not in status["next"]["next"]
 
     w = Workspace(ws.resolve())
     simulate_review(w, w.load(), ws / "sources" / "vrsbench_truth")
@@ -135,3 +141,20 @@ def test_a_missing_sam_checkpoint_is_one_line_not_a_traceback(tmp_path: Path) ->
     text = " ".join(result.output.split())
     assert result.exit_code == 1 and "error: sam:vit_b: checkpoint /models/absent.pth not found" in text, text
     assert "download sam_vit_b_01ec64.pth" in text and "Traceback" not in text
+
+
+def test_a_review_in_the_same_second_as_the_last_finalize_is_newer(tmp_path: Path) -> None:
+    from risbench_builder.stages.next_step import finalized_since_decisions
+
+    with Catalog(tmp_path / "catalog.sqlite") as cat:
+        def run(run_id: str, stage: str, started: str) -> None:
+            cat.conn.execute("INSERT INTO runs(run_id, stage, started, finished) VALUES (?, ?, ?, ?)",
+                             (run_id, stage, started, started))
+        assert not finalized_since_decisions(cat)                       # nothing finalized yet
+        run("a", "sam-refine", "2026-12-06T07:00:00")
+        run("b", "finalize", "2026-12-06T07:00:01")
+        assert finalized_since_decisions(cat)
+        run("c", "review", "2026-12-06T07:00:01")                       # same second, inserted after
+        assert not finalized_since_decisions(cat)
+        run("d", "finalize", "2026-12-06T07:00:01")
+        assert finalized_since_decisions(cat)

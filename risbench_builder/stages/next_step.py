@@ -36,16 +36,32 @@ def _has_run(catalog: Catalog, stage: str) -> bool:
                                 (stage,)).fetchone() is not None
 
 
+def finalized_since_decisions(catalog: Catalog) -> bool:
+    """A finalize ran after the last run that decided masks (sam-refine, review, audit): the
+    final table, and an export made from it, hold every decision there is. ``started`` has
+    one-second resolution, so the insertion order (rowid) breaks ties: a review right after a
+    finalize, in the same second, still counts as newer."""
+    def last(where: str) -> tuple[str, int] | None:
+        return catalog.conn.execute(f"SELECT started, rowid FROM runs WHERE finished IS NOT NULL AND {where} "
+                                    "ORDER BY started DESC, rowid DESC LIMIT 1").fetchone()
+
+    finalized = last("stage = 'finalize'")
+    latest = last("stage IN ('sam-refine', 'review-simulated', 'review', 'audit')")
+    return finalized is not None and (latest is None or tuple(latest) < tuple(finalized))
+
+
 def review_waiting(catalog: Catalog, ws: Path) -> NextStep | None:
-    """Masks routed to people (and the audit sample) that nobody has decided yet."""
+    """Masks routed to people (and the audit sample) that nobody has decided yet; the partial
+    export is offered only while it would add something (no finalize since the last decisions)."""
     queued = queued_count(catalog)
     if not queued:
         return None
     decided = catalog.count("consensus")
     what = f"{queued:,} masks await review" + (f" ({decided:,} decided so far)" if decided else "")
-    return NextStep(what, f"risbench review push -w {ws}, then risbench review pull -w {ws} (or export what is "
-                          f"decided now: risbench build -w {ws} --stage finalize --until export)",
-                    blocks_finalize=True)
+    command = f"risbench review push -w {ws}, then risbench review pull -w {ws}"
+    if not finalized_since_decisions(catalog):
+        command += f" (or export what is decided now: risbench build -w {ws} --stage finalize --until export)"
+    return NextStep(what, command, blocks_finalize=True)
 
 
 def missing_source(ws: Path) -> NextStep | None:
@@ -88,11 +104,7 @@ def next_step(ws: Path) -> NextStep:
         if not catalog.count("final"):
             return NextStep("every mask is decided, nothing is final yet",
                             f"risbench build -w {ws} --stage finalize --until export")
-        latest = catalog.conn.execute("SELECT MAX(started) FROM runs WHERE finished IS NOT NULL AND stage IN "
-                                      "('sam-refine', 'review-simulated', 'review', 'audit')").fetchone()[0]
-        finalized = catalog.conn.execute("SELECT MAX(started) FROM runs WHERE stage='finalize' AND finished IS NOT "
-                                         "NULL").fetchone()[0]
-        if latest and finalized and latest > finalized:
+        if not finalized_since_decisions(catalog):
             return NextStep("decisions newer than the last finalize", f"risbench build -w {ws} --stage finalize "
                                                                       "--until export")
     if not (ws / "exports" / "hf").exists() and not any((ws / "exports").glob("*/manifest.json")):
