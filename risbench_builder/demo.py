@@ -16,6 +16,7 @@ from .review import export_import_file
 from .review.sample import review_items
 from .review.simulate import simulate_review
 from .segment.calibrate import calibrate_workspace
+from .synthetic import TRUTH
 from .stages import implementations, run_plan
 from .workspace import Workspace, init_workspace
 
@@ -50,7 +51,7 @@ def run_demo(ws: Workspace, progress: bool = False) -> dict[str, Any]:
     init_demo(ws)
     cfg = ws.load()
     run_plan(ws, "ingest", "sam-refine", progress=progress, round_no=1)
-    truth = ws.resolve(cfg.synthetic.out) / "vrsbench_truth"
+    truth = ws.resolve(cfg.synthetic.out) / TRUTH
     quality = calibrate_workspace(ws, truth, 0.95, write=False)["current"]
     queued = export_import_file(ws, cfg)
     decisions: Counter = Counter()

@@ -31,6 +31,7 @@ from ..segment.base import View
 from ..segment.calibrate import trusted_masks
 from ..segment.sam import SamSegmenter, _fits
 from ..segment.views import context_window, load_rgb
+from ..synthetic import default_truth
 from ..workspace import Workspace
 from .model import GuideFeatures
 from .noise import BoxNoise
@@ -81,15 +82,6 @@ def crop_samples(samples: Sequence[TrustedMask], side: int) -> list[TrustedMask]
         out.append(TrustedMask(s.triplet_id, s.image_id, s.image_path, f"{s.image_key}@{x0},{y0},{x1},{y1}", s.scene_id,
                           x1 - x0, y1 - y0, masks.clip_box(box - [x0, y0, x0, y0], x1 - x0, y1 - y0), truth, window))
     return out
-
-
-def default_truth(ws: Workspace) -> Path | None:
-    """The synthetic sources' truth folder, when the workspace generates synthetic sources."""
-    cfg = ws.load()
-    if cfg.synthetic is None:
-        return None
-    path = ws.resolve(cfg.synthetic.out) / "vrsbench_truth"
-    return path if path.exists() else None
 
 
 def trusted_samples(ws: Workspace, truth: Path | None = None) -> list[TrustedMask]:

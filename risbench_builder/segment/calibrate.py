@@ -20,7 +20,7 @@ from .. import masks
 from ..catalog import Catalog
 from ..config import RouteConfig
 from ..readmodel import current_proposal_set
-from ..synthetic import load_truth
+from ..synthetic import default_truth, load_truth
 from ..workspace import Workspace
 from .routing import threshold_tests
 
@@ -186,9 +186,8 @@ def calibrate_workspace(ws: Workspace, truth: Path | None, target: float = 0.95,
     real data has nothing else).
     """
     cfg = ws.load()
-    if truth is None and cfg.synthetic is not None and not reviewed_only:
-        synthetic_truth = ws.resolve(cfg.synthetic.out) / "vrsbench_truth"
-        truth = synthetic_truth if synthetic_truth.exists() else None
+    if truth is None and not reviewed_only:
+        truth = default_truth(ws)
     with Catalog(ws.catalog_path, create=False) as catalog:
         name, _, samples = collect(catalog, trusted_masks(catalog, truth))
     now = evaluate(name, samples, cfg.refine.route)

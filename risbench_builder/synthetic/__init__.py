@@ -30,11 +30,13 @@ from .scene import (
     DIOR_CLASSES, DIOR_NAMES, DOTA_CLASSES, DOTA_NAMES, DRAWABLE_CLASSES, GRID_POSITIONS, PATCH, Referent,
     Scene, SceneObject, colour_name, dominant_colour, render_scene,
 )
-from .vrsbench import GENERATOR_VERSION, config_hash, generate_sources, ground_truth_tokens, noisy_quad, write_vrsbench
+from .vrsbench import (GENERATOR_VERSION, TRUTH, config_hash, default_truth, generate_sources, ground_truth_tokens,
+                       noisy_quad, write_vrsbench)
 
 __all__ = [
     "DIOR_CLASSES", "DIOR_NAMES", "DOTA_CLASSES", "DOTA_NAMES", "DRAWABLE_CLASSES", "GENERATOR_VERSION",
     "GRID_POSITIONS", "PATCH", "Referent", "Scene", "SceneObject", "colour_name", "config_hash",
-    "dominant_colour", "generate_sources", "ground_truth_tokens", "load_truth", "noisy_quad", "refer_objects",
+    "TRUTH", "default_truth", "dominant_colour", "generate_sources", "ground_truth_tokens", "load_truth",
+    "noisy_quad", "refer_objects",
     "render_scene", "write_dior", "write_dior_rsvg", "write_dota", "write_vrsbench",
 ]

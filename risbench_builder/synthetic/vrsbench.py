@@ -17,6 +17,7 @@ import numpy as np
 from .. import masks
 from ..config import BoxNoiseConfig, SyntheticConfig
 from ..parallel import default_workers, make_pool, ordered_map
+from ..workspace import Workspace
 from .io_helpers import _class_counts, _seed_rng, _truth_row, _write_image, _write_json, _write_truth
 from .language import _caption, _qa_pairs, refer_objects
 from .scene import DIOR_CLASSES, DOTA_CLASSES, PATCH, SceneObject, _render_nonempty
@@ -200,6 +201,19 @@ def config_hash(cfg: SyntheticConfig) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
+TRUTH = "vrsbench_truth"      # below ``synthetic.out``: masks.jsonl, the true mask of every object
+
+
+def default_truth(ws: Workspace) -> Path | None:
+    """The synthetic sources' truth folder, when the workspace generates synthetic sources and
+    they have been written (by ingest); None otherwise."""
+    cfg = ws.load()
+    if cfg.synthetic is None:
+        return None
+    path = ws.resolve(cfg.synthetic.out) / TRUTH
+    return path if path.exists() else None
+
+
 def generate_sources(out: Path, cfg: SyntheticConfig) -> dict:
     """The demo's sources: ``out/vrsbench`` + ``out/vrsbench_truth`` and ``out/manifest.json``.
 
@@ -209,7 +223,7 @@ def generate_sources(out: Path, cfg: SyntheticConfig) -> dict:
     out = Path(out)
     manifest_path = out / "manifest.json"
     digest = config_hash(cfg)
-    if manifest_path.is_file() and (out / "vrsbench_truth" / "masks.jsonl").is_file():
+    if manifest_path.is_file() and (out / TRUTH / "masks.jsonl").is_file():
         try:
             old = json.loads(manifest_path.read_text(encoding="utf-8"))
         except ValueError:
@@ -217,13 +231,13 @@ def generate_sources(out: Path, cfg: SyntheticConfig) -> dict:
         if old.get("config_hash") == digest:
             return old
     manifest_path.unlink(missing_ok=True)
-    for sub in ("vrsbench", "vrsbench_truth"):
+    for sub in ("vrsbench", TRUTH):
         shutil.rmtree(out / sub, ignore_errors=True)
-    info = write_vrsbench(out / "vrsbench", cfg, out / "vrsbench_truth")
+    info = write_vrsbench(out / "vrsbench", cfg, out / TRUTH)
     manifest = {
         "generator": "risbench_builder.synthetic", "generator_version": GENERATOR_VERSION,
         "config_hash": digest, "config": cfg.model_dump(mode="json", exclude={"out"}),
-        "vrsbench": {**info, "root": "vrsbench", "truth_dir": "vrsbench_truth"},
+        "vrsbench": {**info, "root": "vrsbench", "truth_dir": TRUTH},
     }
     tmp = manifest_path.with_suffix(".json.tmp")
     _write_json(tmp, manifest)
