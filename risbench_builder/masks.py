@@ -21,6 +21,8 @@ from typing import Any, Iterable, Sequence, TypedDict
 import cv2
 import numpy as np
 from PIL import Image
+
+from .images import MAX_IMAGE_PIXELS, open_image
 from pycocotools import mask as coco_mask
 from shapely.errors import ShapelyError
 from shapely.geometry import MultiPoint, Polygon
@@ -40,7 +42,7 @@ class RLE(TypedDict):
 #: The largest mask (H x W pixels) a decoder builds; bigger sizes are refused before anything is
 #: allocated. 2**30 (1 GiB as uint8) holds the largest DOTA-v2 image (29200 x 27620), whose
 #: full-image masks the box segmenter rasterises; no dimension may exceed it either.
-MAX_MASK_PIXELS = 2 ** 30
+MAX_MASK_PIXELS = MAX_IMAGE_PIXELS       # 2**30: a mask covers its image
 #: Polygon coordinates beyond +-MAX_COORD pixels are refused (or rejected by repair_polygon).
 MAX_COORD = 1e9
 
@@ -458,7 +460,7 @@ def read_png_mask(path: str | Path | Any) -> np.ndarray:
     (a ValueError) when it does not decode or has more than :data:`MAX_MASK_PIXELS` pixels."""
     f = open(path, "rb") if isinstance(path, (str, os.PathLike)) else path
     try:
-        with Image.open(f) as im:
+        with open_image(f) as im:
             _dims(im.size[1], im.size[0], "mask image")
             arr = np.asarray(im)
     except MaskError:

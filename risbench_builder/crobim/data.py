@@ -39,6 +39,7 @@ from PIL import Image
 
 from .. import masks
 from ..export.refer import load_plain_pickle
+from ..images import open_image
 from ..paths import PathEscapeError, path_escape
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -60,7 +61,7 @@ def _confined(root: Path, base: Path, name: Any, dataset_file: Path | str, what:
 
 # ------------------------------------------------------------------ the record
 def _open_rgb(src: bytes | Path) -> Image.Image:
-    img = Image.open(io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else src)
+    img = open_image(io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else src)
     return img.convert("RGB")
 
 

@@ -24,6 +24,7 @@ from PIL import Image
 
 from .. import masks
 from ..finalize.records import FinalRecord
+from ..images import open_image
 
 Box = tuple[float, float, float, float]
 
@@ -251,7 +252,7 @@ class Images:
     def _probe(self, rec: FinalRecord) -> tuple[str, str]:
         if rec.image_id not in self._usable:
             try:
-                with Image.open(rec.image_path) as im:
+                with open_image(rec.image_path) as im:
                     fmt, mode, size = im.format or "", im.mode, im.size
             except (OSError, ValueError) as exc:
                 raise ExportError(f"image {rec.image_path} of {rec.image_id} cannot be read ({exc}): "
@@ -270,7 +271,7 @@ class Images:
         if rec.image_id not in self._converted:
             out = self.staging / f"{hashlib.sha256(rec.image_id.encode()).hexdigest()[:24]}.png"
             out.parent.mkdir(parents=True, exist_ok=True)
-            with Image.open(rec.image_path) as im:
+            with open_image(rec.image_path) as im:
                 im.convert("RGB").save(out, format="PNG")
             self._converted[rec.image_id] = out
         return self._converted[rec.image_id]

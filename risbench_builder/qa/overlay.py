@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from .. import masks
+from ..images import open_image
 from .records import TripletRecord
 
 Color = tuple[int, int, int]
@@ -150,7 +151,7 @@ def load_image(path: str, width: int, height: int) -> tuple[np.ndarray, str | No
         code = {1: cv2.COLOR_GRAY2RGB, 3: cv2.COLOR_BGR2RGB, 4: cv2.COLOR_BGRA2RGB}[1 if raw.ndim == 2 else raw.shape[2]]
         return cv2.cvtColor(raw, code), None
     try:
-        with Image.open(path) as im:
+        with open_image(path) as im:
             return np.asarray(im.convert("RGB")), None
     except Exception as exc:  # noqa: BLE001 - any decoder failure is drawn, not raised
         canvas = np.empty((max(height, 1), max(width, 1), 3), np.uint8)

@@ -6,12 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from ..images import open_image
 
 
 def load_rgb(path: str | Path) -> np.ndarray:
     """An image file as an (H, W, 3) uint8 array."""
-    with Image.open(path) as img:
+    with open_image(path) as img:
         return np.asarray(img.convert("RGB"))
 
 

@@ -24,6 +24,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from .. import masks
 from ..catalog import Catalog, stable_id
 from ..config import IngestConfig, PipelineConfig, RouteConfig, SourceConfig
+from ..images import open_image
 from ..masks import clip_box
 from ..segment.base import MaskOutput
 from ..segment.routing import route
@@ -111,8 +112,10 @@ def inspect_image(path: Path | None, hash_images: bool) -> ImageInfo:
     except OSError as exc:
         return ImageInfo(problem=(UNREADABLE_IMAGE, f"{path}: {exc.strerror or exc}"))
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with open_image(io.BytesIO(data)) as img:
             width, height = img.size
+    except Image.DecompressionBombError as exc:      # over the package's bound: say how big
+        return ImageInfo(problem=(UNREADABLE_IMAGE, f"{path.name}: {exc}"))
     except Exception as exc:  # PIL raises many types for bad files
         return ImageInfo(problem=(UNREADABLE_IMAGE, f"{path.name}: not a readable image ({type(exc).__name__})"))
     if _truncated(data):

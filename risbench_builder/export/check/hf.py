@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
+from ...images import open_image
 from ...paths import name_escape
 from ..manifest import inode, sha256_file
 from ..schema import uses_list_type
@@ -84,7 +84,7 @@ def _hf_rows(pylist: list[dict[str, Any]], rel: str, offset: int) -> tuple[list[
         try:
             arr = fast_grey_png(mask)
             if arr is None:
-                with Image.open(io.BytesIO(mask)) as im:
+                with open_image(io.BytesIO(mask)) as im:
                     arr = np.asarray(im)
         except Exception:  # noqa: BLE001 - any decoder error means unreadable
             arr = None

@@ -18,9 +18,9 @@ from typing import Any, Callable, Iterable
 
 import cv2
 import numpy as np
-from PIL import Image
 
 from ... import masks
+from ...images import open_image
 from ...sources.base import OTHER_CATEGORY, RISBENCH_CLASSES, normalize_class
 from ...parallel import make_pool
 from ..manifest import inode
@@ -280,7 +280,7 @@ def image_failures(data: bytes | Path, declared_wh: tuple[int, int] | None, wher
     """Readable (all chunks verified) and of the declared size; returns (failures, size)."""
     try:
         src = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
-        with Image.open(src) as im:
+        with open_image(src) as im:
             size = im.size
             im.verify()
     except FileNotFoundError:
@@ -305,7 +305,7 @@ def mask_file_failures(data: bytes | Path, size_wh: tuple[int, int] | None, wher
         return mask_array_failures(arr, size_wh, where)
     try:
         src = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
-        with Image.open(src) as im:
+        with open_image(src) as im:
             arr = np.asarray(im)
     except FileNotFoundError:
         return [Failure("missing_file", where, "mask file does not exist")]
