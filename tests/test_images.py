@@ -42,3 +42,32 @@ def test_dota_v2s_largest_scene_opens_and_a_bigger_one_is_refused(tmp_path: Path
     assert (info.width, info.height, info.problem) == (29200, 27620, None)
     problem = inspect_image(huge, hash_images=False).problem
     assert problem is not None and problem[0] == "unreadable_image" and "over the bound of 2**30" in problem[1]
+
+
+def _open_in_child(path: str, default: int, result) -> None:
+    with open_image(path) as img:
+        result.put((img.size, Image.MAX_IMAGE_PIXELS == default))
+
+
+def test_a_fork_in_the_middle_of_an_open_leaves_the_child_a_free_lock(tmp_path: Path) -> None:
+    """The state a fork copies while another thread is inside open_image: the lock held, the bound
+    raised. Without the at-fork reset the child waits forever on its first image."""
+    import multiprocessing
+    import risbench_builder.images as images
+
+    path = tmp_path / "small.png"
+    Image.new("L", (4, 3)).save(path)
+    default = Image.MAX_IMAGE_PIXELS
+    ctx = multiprocessing.get_context("fork")
+    result = ctx.Queue()
+    with images._BOUND:                                       # as if mid-open in another thread
+        images._saved, Image.MAX_IMAGE_PIXELS = default, MAX_IMAGE_PIXELS
+        try:
+            child = ctx.Process(target=_open_in_child, args=(str(path), default, result))
+            child.start()
+        finally:
+            Image.MAX_IMAGE_PIXELS, images._saved = default, None
+    child.join(30)
+    if child.is_alive():
+        child.kill()
+    assert child.exitcode == 0 and result.get(timeout=5) == ((4, 3), True)
