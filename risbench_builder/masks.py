@@ -21,11 +21,11 @@ from typing import Any, Iterable, Sequence, TypedDict
 import cv2
 import numpy as np
 from PIL import Image
-
-from .images import MAX_IMAGE_PIXELS, open_image
 from pycocotools import mask as coco_mask
 from shapely.errors import ShapelyError
 from shapely.geometry import MultiPoint, Polygon
+
+from .images import MAX_IMAGE_PIXELS, open_image
 
 Box = tuple[float, float, float, float]
 Point = tuple[float, float]

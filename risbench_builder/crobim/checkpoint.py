@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..text import unexpected
 from .config import CroBIMConfig
 
 
@@ -27,7 +28,7 @@ def model_file(path: str | Path) -> Path:
 
 def unreadable(file: Path, exc: BaseException) -> ValueError:
     """The one-line error for a checkpoint file that does not open (truncated, not safetensors)."""
-    return ValueError(f"{file}: not a readable checkpoint ({type(exc).__name__}: {' '.join(str(exc).split())[:160]})")
+    return ValueError(f"{file}: not a readable checkpoint ({unexpected(exc)})")
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

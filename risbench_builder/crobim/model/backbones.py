@@ -29,6 +29,8 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
+from ...text import unexpected
+
 
 @dataclass(frozen=True)
 class BackboneSpec:
@@ -78,10 +80,8 @@ def check_weights_file(path: Path) -> None:
                     raise
                 torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - safetensors, pickle and zip errors all mean "not usable"
-        detail = " ".join(str(exc).split())[:160]
-        raise ValueError(f"image backbone weights {path}: not a plain weights file, refused "
-                         f"({type(exc).__name__}: {detail}); use the .safetensors or .pth the model's "
-                         f"authors publish") from None
+        raise ValueError(f"image backbone weights {path}: not a plain weights file, refused ({unexpected(exc)}); "
+                         f"use the .safetensors or .pth the model's authors publish") from None
 
 
 class ImageBackbone(nn.Module):
