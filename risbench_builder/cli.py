@@ -135,19 +135,24 @@ def _print_status(ws: Workspace) -> dict[str, Any]:
 @_friendly
 def status(workspace: Path = WorkspaceOpt,
            as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
-    """Counts per stage, route and split, rejects by reason, and the last runs."""
+    """Counts per stage, route and split, rejects by reason, the last runs and what runs now."""
+    from .lock import current_holder, describe
     from .stages.next_step import next_step
 
     ws = Workspace(workspace.resolve())
     if not ws.catalog_path.exists():
         raise CatalogError(f"no catalog at {ws.catalog_path} yet; next: {next_step(ws.path).line()}")
+    holder = current_holder(ws.path)
     if as_json:
         with Catalog(ws.catalog_path, create=False) as catalog:
             summary = catalog.summary()
-        emit_json({**summary, "next": next_step(ws.path).as_dict()})
-    else:
-        _print_status(ws)
-        _print_next(ws)
+        emit_json({**summary, "running": holder, "next": next_step(ws.path).as_dict()})
+        return
+    _print_status(ws)
+    if holder is not None:
+        console.print(f"[bold]running now[/]: {describe(holder)}; the next step below is for when it ends",
+                      soft_wrap=True, highlight=False)
+    _print_next(ws)
 
 
 catalog_app = typer.Typer(help="Catalog maintenance.", no_args_is_help=True)
@@ -159,8 +164,10 @@ app.add_typer(catalog_app, name="catalog")
 def catalog_merge(others: list[Path] = typer.Argument(..., help="shard catalogs to join in"),
                   workspace: Path = WorkspaceOpt) -> None:
     """Join per-rank shard catalogs (multi-node sam-refine) into the workspace catalog."""
+    from .lock import workspace_lock
+
     ws = Workspace(workspace.resolve())
-    with Catalog(ws.catalog_path, create=False) as catalog:
+    with workspace_lock(ws.path, "catalog merge"), Catalog(ws.catalog_path, create=False) as catalog:
         for other in others:
             if not other.is_file():
                 raise FileNotFoundError(f"{other}: no such catalog")

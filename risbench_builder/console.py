@@ -17,6 +17,7 @@ from rich.console import Console
 
 from .catalog import CatalogError
 from .config import ConfigError
+from .lock import EXIT_BUSY, WorkspaceBusy
 from .stages.ingest import RejectRateExceeded
 
 console = Console(soft_wrap=True)        # never hard-wrap: piped output is read by programs too
@@ -41,6 +42,9 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         except RejectRateExceeded as exc:
             err.print(f"[red]error:[/] {exc}")
             raise typer.Exit(EXIT_REJECTS) from None
+        except WorkspaceBusy as exc:
+            err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
+            raise typer.Exit(EXIT_BUSY) from None
         except (ConfigError, CatalogError, OSError, ValueError) as exc:   # OSError: missing, not a folder, no permission, disk full
             err.print(f"[red]error:[/] {exc}")
             raise typer.Exit(EXIT_ERROR) from None

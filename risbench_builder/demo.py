@@ -12,6 +12,7 @@ from collections import Counter
 from typing import Any
 
 from .catalog import Catalog
+from .lock import holds_lock
 from .review import export_import_file
 from .review.sample import review_items
 from .review.simulate import simulate_review
@@ -40,6 +41,7 @@ def init_demo(ws: Workspace, scenes: int | None = None, patches_per_scene: int |
     ws.load()                                   # the sizes are validated like any pipeline key
 
 
+@holds_lock("demo")
 def run_demo(ws: Workspace, progress: bool = False) -> dict[str, Any]:
     """Build the demo workspace end to end, as two data-engine rounds; returns what the CLI prints.
 

@@ -40,6 +40,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 
 from .. import masks
 from ..catalog import Catalog, columns, stable_id
+from ..lock import holds_lock
 from ..readmodel import proposal_rle
 from .sample import review_items
 from ..config import PipelineConfig
@@ -178,6 +179,7 @@ class PushReport:
                 "model_versions": self.model_versions, "image_root": self.image_root}
 
 
+@holds_lock("review push")
 def push(ws: Workspace, cfg: PipelineConfig | None = None, *, client: LabelStudio | None = None,
          progress: bool | None = None) -> PushReport:
     """Create or reuse the review project and import one task per queued triplet not yet there,
@@ -578,6 +580,7 @@ def _read(bar: Progress, row: TaskID, done: int, total: Optional[int], report: P
     bar.update(row, completed=done, total=total, note=f"read, {sum(report.decisions.values())} decided")
 
 
+@holds_lock("review pull")
 def pull(ws: Workspace, cfg: PipelineConfig | None = None, *, client: LabelStudio | None = None,
          on_page: Callable[[int, int], None] | None = None, progress: bool | None = None) -> PullReport:
     """Fetch every annotation into ``reviews``, decide the tasks at quorum, route low agreement

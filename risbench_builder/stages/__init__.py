@@ -60,16 +60,28 @@ def run_plan(ws: Workspace, stage: str, until: str | None, **options: Any) -> di
     A plan that runs sam-refine and goes on stops before finalize while masks wait for people
     (or an import waits for its audit), and before stats/export when nothing is final: the
     result then holds :data:`WAITING`, a :class:`~.next_step.NextStep` with the command that comes
-    next. Not an error: the build did all it could.
+    next. Not an error: the build did all it could. Holds the workspace lock (:mod:`..lock`).
     """
+    from ..lock import workspace_lock
+    from .refine import Shard
+
+    cfg = ws.load()
+    names = plan(stage, until)
+    part = Shard.parse(options.get("shard"))
+    sharded = names == ["sam-refine"] and part.count > 1
+    what = (f"build --stage {stage}" + (f" --until {until}" if until else "")
+            + (f" --shard {part.index}/{part.count}" if sharded else ""))
+    with workspace_lock(ws.path, what, shared=sharded):     # ranks of one sharded refine run side by side
+        return _run_names(ws, cfg, names, options)
+
+
+def _run_names(ws: Workspace, cfg: PipelineConfig, names: list[str], options: dict[str, Any]) -> dict[str, Any]:
     import inspect
 
     from ..catalog import Catalog
     from .next_step import next_step
 
-    cfg = ws.load()
     results: dict[str, Any] = {}
-    names = plan(stage, until)
     for name in names:
         if len(names) > 1 and "sam-refine" in names and name == "finalize":
             step = next_step(ws.path)

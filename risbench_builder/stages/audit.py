@@ -25,6 +25,7 @@ from ..audit.findings import (AuditRow, MaskCopies, Measured, fresh_finding, ima
                               split_leaks)
 from ..catalog import Catalog
 from ..config import PipelineConfig
+from ..lock import holds_lock
 from ..readmodel import current_proposal_set
 from ..sources.base import IMPORT_KINDS
 from ..sources.imported import IMPORTED_SEGMENTER
@@ -71,6 +72,7 @@ def _fresh_masks(ws: Workspace, cfg: PipelineConfig, progress: bool) -> tuple[st
     return report.segmenter, report.model_sha256
 
 
+@holds_lock("audit")
 def run_audit(ws: Workspace, cfg: PipelineConfig, *, fresh: bool | None = None,
               progress: bool = True) -> audit_report.AuditResult:
     """Audit the current proposal set; write the reports; route an imported set's flagged triplets."""
