@@ -147,6 +147,16 @@ def queued_count(catalog: Catalog) -> int:
                    .fetchone()[0]) for which in (_ROUTED, _SAMPLED))
 
 
+def unmasked_count(catalog: Catalog, proposal_set: ProposalSet) -> int:
+    """Triplets with no mask of ``proposal_set`` and no sam-refine reject: what sam-refine (with
+    that segmenter) still has to do, after a killed run or an ``ingest --force``. Its own query
+    is the same test."""
+    return int(catalog.conn.execute(
+        "SELECT COUNT(*) FROM triplets t WHERE NOT EXISTS (SELECT 1 FROM proposals p WHERE p.triplet_id = "
+        "t.triplet_id AND p.segmenter = ? AND p.model_sha256 = ?) AND NOT EXISTS (SELECT 1 FROM rejects r "
+        "WHERE r.stage = 'sam-refine' AND r.ref = t.triplet_id)", proposal_set).fetchone()[0])
+
+
 def _queue(catalog: Catalog, which: str) -> list[QueueItem]:
     current = current_proposal_set(catalog)
     if current is None:

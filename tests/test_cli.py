@@ -133,6 +133,26 @@ def test_build_all_stops_at_review_then_goes_on_after_it(tmp_path: Path) -> None
     assert "the dataset is built" in " ".join(result.output.split())
 
 
+def test_after_ingest_force_the_next_step_is_sam_refine_again(tmp_path: Path) -> None:
+    """`ingest --force` drops every mask; the last finished sam-refine run still names its set, so
+    the next step must come from the masks there are, not from the runs."""
+    ws = _init(tmp_path, {"synthetic": {"out": "sources", "seed": 4, "scenes": 1, "patches_per_scene": 1},
+                          "sources": [{"kind": "vrsbench", "root": "sources/vrsbench"}],
+                          "refine": {"segmenter": "box", "jitter_k": 0}})
+    assert runner.invoke(app, ["build", "-w", str(ws), "--until", "sam-refine", "--no-progress"]).exit_code == 0
+    assert runner.invoke(app, ["build", "-w", str(ws), "--stage", "ingest", "--force", "--no-progress"]).exit_code == 0
+    with Catalog(ws / "catalog.sqlite") as cat:
+        triplets = cat.count("triplets")
+        assert triplets and not cat.count("proposals")
+    step = json.loads(runner.invoke(app, ["status", "-w", str(ws), "--json"]).output)["next"]
+    assert step["waiting"] == f"{triplets} of {triplets} triplets have no mask yet" and step["blocks_finalize"]
+    assert f"risbench build -w {ws.resolve()} --stage sam-refine" in step["next"]
+    result = runner.invoke(app, ["build", "-w", str(ws), "--stage", "all", "--no-progress"])
+    assert result.exit_code == 0 and "no mask yet" not in result.output, result.output
+    with Catalog(ws / "catalog.sqlite") as cat:
+        assert cat.count("proposals") == triplets
+
+
 def test_a_missing_sam_checkpoint_is_one_line_not_a_traceback(tmp_path: Path) -> None:
     ws = _init(tmp_path, {"synthetic": {"out": "sources", "seed": 3, "scenes": 1, "patches_per_scene": 1},
                           "sources": [{"kind": "vrsbench", "root": "sources/vrsbench"}],

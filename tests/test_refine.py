@@ -21,6 +21,7 @@ from risbench_builder.segment.box import BoxSegmenter
 from risbench_builder.segment.calibrate import calibrate_workspace
 from risbench_builder.stages.ingest import run_ingest
 from risbench_builder.segment.registry import make_segmenter
+from risbench_builder.stages.next_step import next_step
 from risbench_builder.stages.refine import _Prompt, run_refine, segment_image
 from risbench_builder.workspace import Workspace
 from tests.conftest import kill_midway
@@ -207,6 +208,10 @@ def test_resume_after_sigkill_gives_the_same_masks(make_workspace, backend: dict
     with Catalog(killed.catalog_path) as cat:
         partial, total = cat.count("proposals"), cat.count("triplets")
     assert 0 < partial < total
+    step = next_step(killed.path)                          # `status` sends the user back to sam-refine
+    missing = int(step.waiting.split(" of ")[0])
+    assert 0 < missing <= total - partial and step.waiting.endswith(f"of {total} triplets have no mask yet")
+    assert "--stage sam-refine" in step.command and step.blocks_finalize
     for ws in (killed, clean):
         result = subprocess.run(_cli(ws.path), capture_output=True, text=True)
         assert result.returncode == 0, result.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..catalog import Catalog
 from ..config import ConfigError
-from ..readmodel import current_proposal_set, queued_count
+from ..readmodel import current_proposal_set, queued_count, unmasked_count
 from ..sources.imported import IMPORTED_SEGMENTER
 from ..workspace import Workspace
 
@@ -95,6 +95,11 @@ def next_step(ws: Path) -> NextStep:
         current = current_proposal_set(catalog)
         if current is None:
             return NextStep("no masks yet", f"risbench build -w {ws} --stage sam-refine")
+        unmasked = unmasked_count(catalog, current)
+        if unmasked:
+            return NextStep(f"{unmasked:,} of {catalog.count('triplets'):,} triplets have no mask yet",
+                            f"risbench build -w {ws} --stage sam-refine (it goes on where it stopped)",
+                            blocks_finalize=True)
         if current[0] == IMPORTED_SEGMENTER and not _has_run(catalog, "audit"):
             return NextStep("the imported dataset is not audited yet", f"risbench audit -w {ws}",
                             blocks_finalize=True)
