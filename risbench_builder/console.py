@@ -29,6 +29,7 @@ _EXTRAS = {"torch": "sam", "torchvision": "sam", "segment_anything": "sam", "saf
            "pyarrow": "hub", "requests": "review"}
 
 EXIT_ERROR, EXIT_REJECTS = 1, 3
+EXIT_INTERRUPTED = 130          # 128 + SIGINT, as shells report it
 WorkspaceOpt = typer.Option(..., "--workspace", "-w", help="workspace folder (made by `risbench init`)")
 
 
@@ -42,6 +43,10 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         except RejectRateExceeded as exc:
             err.print(f"[red]error:[/] {exc}")
             raise typer.Exit(EXIT_REJECTS) from None
+        except KeyboardInterrupt:
+            err.print("[red]interrupted[/]: what was committed is kept; the same command goes on from there "
+                      "(`risbench train`: add --resume)", highlight=False)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         except WorkspaceBusy as exc:
             err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
             raise typer.Exit(EXIT_BUSY) from None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 from collections import deque
@@ -35,11 +36,20 @@ def make_pool(workers: int, **kwargs: Any) -> Any:
     """
     if workers < 1:
         return None
+    kwargs = {**kwargs, "initializer": _start_worker, "initargs": (kwargs.get("initializer"), kwargs.get("initargs", ()))}
     if sys.platform == "linux" and threading.active_count() == 1:
         return multiprocessing.get_context("fork").Pool(workers, **kwargs)
     if not main_importable():
         return None
     return multiprocessing.get_context("forkserver").Pool(workers, **kwargs)
+
+
+def _start_worker(initializer: Callable[..., Any] | None, initargs: tuple) -> None:
+    """Workers leave Ctrl-C to the parent, which stops the pool: a terminal sends SIGINT to the
+    whole process group, and each worker used to print its own KeyboardInterrupt traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if initializer is not None:
+        initializer(*initargs)
 
 
 def default_workers(limit: int = 8) -> int:

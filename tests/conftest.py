@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -50,22 +51,34 @@ def torchrun(*cli_args: str, ranks: int = 2) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
-def kill_midway(cmd: list[str], catalog: Path, table: str, at_least: int, timeout: float = 120) -> None:
-    """Start ``cmd``, SIGKILL it once ``table`` of ``catalog`` holds ``at_least`` committed rows,
-    and check that it was killed rather than finished (the resume tests' harness)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + timeout
-    while time.time() < deadline and proc.poll() is None:
-        if catalog.exists():
-            try:
-                con = sqlite3.connect(catalog, timeout=1)
-                rows = con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-                con.close()
-            except sqlite3.OperationalError:
-                rows = 0
-            if rows >= at_least:
-                break
-        time.sleep(0.005)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL, f"{' '.join(cmd[3:6])} finished before it could be killed"
+def kill_midway(cmd: list[str], catalog: Path, table: str, at_least: int, timeout: float = 120,
+                sig: int = signal.SIGKILL) -> subprocess.CompletedProcess:
+    """Start ``cmd``, stop it with ``sig`` once ``table`` of ``catalog`` holds ``at_least``
+    committed rows, and check that it did not finish first (the resume tests' harness). SIGKILL
+    goes to the process alone (its pool workers outlive it, as after an OOM kill); SIGINT to its
+    whole process group, as Ctrl-C in a terminal. Returns the exit code and the output."""
+    with tempfile.TemporaryFile("w+") as out:     # not a pipe: orphaned workers would hold it open
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        deadline = time.time() + timeout
+        while time.time() < deadline and proc.poll() is None:
+            if catalog.exists():
+                try:
+                    con = sqlite3.connect(catalog, timeout=1)
+                    rows = con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+                    con.close()
+                except sqlite3.OperationalError:
+                    rows = 0
+                if rows >= at_least:
+                    break
+            time.sleep(0.005)
+        assert proc.poll() is None, f"{' '.join(cmd[3:6])} finished before it could be stopped"
+        if sig == signal.SIGKILL:
+            os.kill(proc.pid, sig)
+        else:
+            os.killpg(proc.pid, sig)
+        proc.wait(timeout=60)
+        out.seek(0)
+        output = out.read()
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL
+    return subprocess.CompletedProcess(cmd, proc.returncode, output)

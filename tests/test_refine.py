@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -220,6 +221,22 @@ def test_resume_after_sigkill_gives_the_same_masks(make_workspace, backend: dict
         assert cat.conn.execute("SELECT COUNT(*) FROM (SELECT triplet_id FROM proposals GROUP BY triplet_id "
                                 "HAVING COUNT(*) > 1)").fetchone()[0] == 0
     assert fingerprint(killed) == fingerprint(clean)
+
+
+def test_ctrl_c_is_one_line_and_the_rerun_goes_on(make_workspace) -> None:
+    """SIGINT to the whole process group (a terminal's Ctrl-C) with two GrabCut workers: one
+    line, exit 130, no worker tracebacks; the rerun finishes the rest."""
+    ws = ingested(make_workspace, scenes=8, batch_images=1, workers=2)
+    stopped = kill_midway(_cli(ws.path, "--no-progress"), ws.catalog_path, "proposals", at_least=3,
+                          sig=signal.SIGINT)
+    assert stopped.returncode == 130, stopped.stdout
+    assert "interrupted: what was committed is kept" in stopped.stdout
+    assert "Traceback" not in stopped.stdout and "KeyboardInterrupt" not in stopped.stdout, stopped.stdout
+    with Catalog(ws.catalog_path) as cat:
+        assert 0 < cat.count("proposals") < cat.count("triplets")
+    assert subprocess.run(_cli(ws.path, "--no-progress"), capture_output=True).returncode == 0
+    with Catalog(ws.catalog_path) as cat:
+        assert cat.count("proposals") == cat.count("triplets")
 
 
 def test_torchrun_two_ranks_split_the_work(make_workspace) -> None:
