@@ -6,7 +6,9 @@ CLI without importing it (which imports them).
 
 from __future__ import annotations
 
+import errno
 import json
+import sqlite3
 import sys
 from contextlib import contextmanager
 from functools import wraps
@@ -30,6 +32,7 @@ _EXTRAS = {"torch": "sam", "torchvision": "sam", "segment_anything": "sam", "saf
 
 EXIT_ERROR, EXIT_REJECTS = 1, 3
 EXIT_INTERRUPTED = 130          # 128 + SIGINT, as shells report it
+DISK_FULL = "free space on the workspace's disk, then rerun the same command (what was committed is kept)"
 WorkspaceOpt = typer.Option(..., "--workspace", "-w", help="workspace folder (made by `risbench init`)")
 
 
@@ -50,8 +53,14 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
         except WorkspaceBusy as exc:
             err.print(f"[red]error:[/] {exc}", markup=True, highlight=False)
             raise typer.Exit(EXIT_BUSY) from None
+        except sqlite3.DatabaseError as exc:
+            if type(exc) not in (sqlite3.OperationalError, sqlite3.DatabaseError):
+                raise                                        # IntegrityError and the like: a bug, keep the trace
+            err.print(f"[red]error:[/] the catalog: {exc}: {_catalog_advice(str(exc))}", highlight=False)
+            raise typer.Exit(EXIT_ERROR) from None
         except (ConfigError, CatalogError, OSError, ValueError) as exc:   # OSError: missing, not a folder, no permission, disk full
-            err.print(f"[red]error:[/] {exc}")
+            full = isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            err.print(f"[red]error:[/] {exc}" + (f": {DISK_FULL}" if full else ""))
             raise typer.Exit(EXIT_ERROR) from None
         except ImportError as exc:
             module = (getattr(exc, "name", None) or "").split(".")[0]
@@ -63,6 +72,23 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise typer.Exit(EXIT_ERROR) from None
 
     return wrapper
+
+
+def _catalog_advice(message: str) -> str:
+    """What to do about SQLite's own errors: they come from the machine (disk, permissions,
+    another program), not from risbench, and a transaction that failed left nothing half-written."""
+    message = message.lower()
+    if "full" in message:
+        return DISK_FULL
+    if "readonly" in message or "unable to open" in message:
+        return "the workspace must be writable by this user (check its permissions and mount)"
+    if "locked" in message or "busy" in message:
+        return "another program holds the catalog open for writing (a sqlite3 shell?): close it and rerun"
+    if "not a database" in message or "malformed" in message:
+        return "the file is damaged: restore catalog.sqlite from a backup, or rebuild the workspace"
+    if "i/o" in message:                # SQLite reports a full disk under WAL this way too
+        return f"is the disk full (df -h) or failing? {DISK_FULL[0].upper()}{DISK_FULL[1:]}"
+    return "rerun the same command (what was committed is kept); if it repeats, check the disk"
 
 
 @contextmanager

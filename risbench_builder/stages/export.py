@@ -19,9 +19,10 @@ import re
 import shutil
 import statistics
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -136,6 +137,19 @@ def _auto_workers(n: int, workers: int | None) -> int:
 
 
 # ----------------------------------------------------------------------------- the stage
+@contextmanager
+def _staging_folder(exports: Path) -> Iterator[Path]:
+    """Targets are written here and swapped in whole when all are done; whatever happens (a full
+    disk, Ctrl-C), no partial copy of the dataset is left behind to take up the space."""
+    staging = exports / ".staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def run_export(ws: Workspace, cfg: PipelineConfig, *, force: bool = False, progress: bool = True,
                workers: int | None = None) -> ExportReport:
     """Write every configured export target of the finished dataset (see the module doc)."""
@@ -177,59 +191,56 @@ def run_export(ws: Workspace, cfg: PipelineConfig, *, force: bool = False, progr
             "mask_origins": dict(catalog.conn.execute("SELECT mask_origin, COUNT(*) FROM final GROUP BY 1 ORDER BY 1")),
             "quality": measure_quality(catalog, cfg),
         }
-        staging = ws.exports / ".staging"
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        ctx = Context(dataset_name=ecfg.dataset_name, rows_per_shard=ecfg.rows_per_shard, license=ecfg.license,
-                      images=Images(staging / "_converted"), image_refs=refs, split_images=split_images,
-                      split_counts=split_counts, meta=meta, reports=ws.reports)
-        registry = writers()
-        outs = {t: registry[t](Ledger(staging / t), ctx) for t in targets}
-        native = outs.get("native")
-        kinds = ([AS_IS] if {"refer", "coco"} & set(targets) else []) + ([PNG] if native is not None else [])
-        plan = _FilePlan(ctx.images, kinds, staging / "_images", native.mask_path if native is not None else None)
-        n_workers = _auto_workers(total, workers)
-        report = ExportReport(run_id, pending=pending, triplets=total, workers=n_workers)
-        pool = make_pool(n_workers)
-        report.workers = n_workers if pool is not None else 0
-        try:
-            columns = (TextColumn(f"[bold]{STAGE}[/] {', '.join(targets)}"), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("triplets"), TimeRemainingColumn())
-            with Progress(*columns, disable=not progress) as bar:
-                task = bar.add_task("", total=total)
-                done = 0
-                for split in splits:
-                    for w in outs.values():
-                        w.begin_split(split)
-                    # grouped by image (then triplet): each image is read once and stored once per row group
-                    records = sorted(final_records(catalog, split), key=lambda r: (r.image_id, r.triplet_id))
-                    if native is not None:
-                        native.plan(split, records)
-                    for item in prepared(records, pool, plan):
+        with _staging_folder(ws.exports) as staging:
+            ctx = Context(dataset_name=ecfg.dataset_name, rows_per_shard=ecfg.rows_per_shard, license=ecfg.license,
+                          images=Images(staging / "_converted"), image_refs=refs, split_images=split_images,
+                          split_counts=split_counts, meta=meta, reports=ws.reports)
+            registry = writers()
+            outs = {t: registry[t](Ledger(staging / t), ctx) for t in targets}
+            native = outs.get("native")
+            kinds = ([AS_IS] if {"refer", "coco"} & set(targets) else []) + ([PNG] if native is not None else [])
+            plan = _FilePlan(ctx.images, kinds, staging / "_images", native.mask_path if native is not None else None)
+            n_workers = _auto_workers(total, workers)
+            report = ExportReport(run_id, pending=pending, triplets=total, workers=n_workers)
+            pool = make_pool(n_workers)
+            report.workers = n_workers if pool is not None else 0
+            try:
+                columns = (TextColumn(f"[bold]{STAGE}[/] {', '.join(targets)}"), BarColumn(), MofNCompleteColumn(),
+                           TextColumn("triplets"), TimeRemainingColumn())
+                with Progress(*columns, disable=not progress) as bar:
+                    task = bar.add_task("", total=total)
+                    done = 0
+                    for split in splits:
                         for w in outs.values():
-                            w.add(item)
-                        done += 1
-                        if done % 256 == 0:
-                            bar.update(task, completed=done)
-                    for w in outs.values():
-                        w.end_split(split)
-                bar.update(task, completed=done)
-        finally:
-            if pool is not None:
-                pool.close()
-                pool.join()
-        provenance = {k: meta[k] for k in ("config_sha256", "code_version", "input_sha256", "pending",
-                                           "segmenter", "model_sha256")}
-        provenance["dataset_name"] = ecfg.dataset_name
-        for t, w in outs.items():
-            counts = w.finish()
-            sha = write_manifest(w.ledger.root, t, w.ledger, counts, provenance)
-            report.targets[t] = {"path": str(ws.exports / t), "manifest_sha256": sha, "counts": counts,
-                                 "files": len(w.ledger.files) + 1,
-                                 "bytes": sum(size for _, size in w.ledger.files.values())}
-        for t in targets:
-            _swap(staging / t, ws.exports / t)
-        shutil.rmtree(staging, ignore_errors=True)
+                            w.begin_split(split)
+                        # grouped by image (then triplet): each image is read once and stored once per row group
+                        records = sorted(final_records(catalog, split), key=lambda r: (r.image_id, r.triplet_id))
+                        if native is not None:
+                            native.plan(split, records)
+                        for item in prepared(records, pool, plan):
+                            for w in outs.values():
+                                w.add(item)
+                            done += 1
+                            if done % 256 == 0:
+                                bar.update(task, completed=done)
+                        for w in outs.values():
+                            w.end_split(split)
+                    bar.update(task, completed=done)
+            finally:
+                if pool is not None:
+                    pool.close()
+                    pool.join()
+            provenance = {k: meta[k] for k in ("config_sha256", "code_version", "input_sha256", "pending",
+                                               "segmenter", "model_sha256")}
+            provenance["dataset_name"] = ecfg.dataset_name
+            for t, w in outs.items():
+                counts = w.finish()
+                sha = write_manifest(w.ledger.root, t, w.ledger, counts, provenance)
+                report.targets[t] = {"path": str(ws.exports / t), "manifest_sha256": sha, "counts": counts,
+                                     "files": len(w.ledger.files) + 1,
+                                     "bytes": sum(size for _, size in w.ledger.files.values())}
+            for t in targets:
+                _swap(staging / t, ws.exports / t)
         _write_changes(catalog, ws, cfg, report)
         report.seconds = time.perf_counter() - started
         ws.reports.mkdir(parents=True, exist_ok=True)

@@ -40,6 +40,23 @@ def test_two_exports_are_byte_identical_in_process_and_in_the_pool(built, tmp_pa
         assert read_manifest(other.ws.exports / t)["files"] == first_files[t]
 
 
+def test_a_failed_export_keeps_the_old_one_and_leaves_no_staging_copy(built) -> None:
+    """An image gone (as a full disk, or Ctrl-C) stops the export midway: the exports there were
+    stay whole, and the half-written copy is removed rather than left to fill the disk."""
+    before = shas(built.ws)
+    with Catalog(built.ws.catalog_path) as cat:
+        path = Path(cat.conn.execute("SELECT i.path FROM final JOIN triplets USING (triplet_id) JOIN images i "
+                                     "USING (image_id) ORDER BY i.image_id DESC LIMIT 1").fetchone()[0])
+    hidden = path.with_suffix(".hidden")
+    path.rename(hidden)
+    try:
+        with pytest.raises(ExportError, match="cannot be read"):
+            run_export(built.ws, built.ws.load(), progress=False, force=True, workers=0)
+    finally:
+        hidden.rename(path)
+    assert shas(built.ws) == before and not (built.ws.exports / ".staging").exists()
+
+
 def test_rerun_is_a_no_op_until_the_catalog_changes(built) -> None:
     before = shas(built.ws)
     mtime = (built.ws.exports / "hf" / "manifest.json").stat().st_mtime_ns
