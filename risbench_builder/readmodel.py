@@ -148,13 +148,14 @@ def queued_count(catalog: Catalog) -> int:
 
 
 def unmasked_count(catalog: Catalog, proposal_set: ProposalSet) -> int:
-    """Triplets with no mask of ``proposal_set`` and no sam-refine reject: what sam-refine (with
-    that segmenter) still has to do, after a killed run or an ``ingest --force``. Its own query
-    is the same test."""
+    """Triplets that still need a mask of ``proposal_set``: none there, no sam-refine reject, and
+    no reviewers' decision (a consensus mask or a review reject stands in for it). What a killed
+    sam-refine, an ``ingest --force`` or an interrupted ``sam-refine --force`` leaves to do."""
     return int(catalog.conn.execute(
         "SELECT COUNT(*) FROM triplets t WHERE NOT EXISTS (SELECT 1 FROM proposals p WHERE p.triplet_id = "
         "t.triplet_id AND p.segmenter = ? AND p.model_sha256 = ?) AND NOT EXISTS (SELECT 1 FROM rejects r "
-        "WHERE r.stage = 'sam-refine' AND r.ref = t.triplet_id)", proposal_set).fetchone()[0])
+        "WHERE r.stage IN ('sam-refine', 'review') AND r.ref = t.triplet_id) "
+        "AND NOT EXISTS (SELECT 1 FROM consensus c WHERE c.triplet_id = t.triplet_id)", proposal_set).fetchone()[0])
 
 
 def _queue(catalog: Catalog, which: str) -> list[QueueItem]:

@@ -9,7 +9,7 @@ from risbench_builder import masks
 from risbench_builder.catalog import Catalog
 from risbench_builder.finalize.records import final_records
 from risbench_builder.qa.records import load_records
-from risbench_builder.readmodel import current_proposal_set, proposal_rle, review_queue
+from risbench_builder.readmodel import current_proposal_set, proposal_rle, review_queue, unmasked_count
 from risbench_builder.review.sync import _Triplets
 from risbench_builder.segment.calibrate import collect
 from risbench_builder.stages.finalize import run_finalize
@@ -73,3 +73,26 @@ def test_four_readers_agree_after_two_segmenters(make_workspace) -> None:
     seen = _seen_by_everyone(ws)
     assert all(v == {("grabcut", "")} for k, v in seen.items() if k in ("current", "calibrate", "qa", "queue")), seen
     assert all(v == {True} for k, v in seen.items() if k.endswith(("match", "covers"))), seen
+
+
+def test_unmasked_counts_only_triplets_nothing_decides(make_workspace) -> None:
+    """A proposal of the set, a sam-refine reject, a consensus mask or a review reject each settle
+    a triplet; a proposal of another set does not."""
+    ws = make_workspace({"synthetic": {"out": "sources", "seed": 7, "scenes": 2, "patches_per_scene": 2},
+                         "sources": [{"kind": "vrsbench", "root": "sources/vrsbench"}],
+                         "refine": {"segmenter": "box", "jitter_k": 0}})
+    run_ingest(ws, ws.load(), progress=False)
+    run_refine(ws, ws.load(), progress=False)
+    with Catalog(ws.catalog_path) as cat:
+        box = current_proposal_set(cat)
+        ids = [t for (t,) in cat.conn.execute("SELECT triplet_id FROM triplets ORDER BY triplet_id")]
+        assert len(ids) >= 5 and unmasked_count(cat, box) == 0
+        assert unmasked_count(cat, ("grabcut", "")) == len(ids)
+        with cat.transaction():
+            cat.conn.execute("DELETE FROM proposals WHERE triplet_id IN (?, ?, ?, ?)", ids[:4])
+            cat.add_rejects("sam-refine", [(ids[0], "degenerate_box", "")], None)
+            cat.add_rejects("review", [(ids[1], "unusable", "")], None)
+            cat.conn.execute("INSERT INTO consensus (triplet_id, rle, agreement, decision) "
+                             "SELECT triplet_id, ?, 1.0, 'accept' FROM triplets WHERE triplet_id = ?",
+                             (proposal_rle(cat, ids[4]), ids[2]))
+        assert unmasked_count(cat, box) == 1          # ids[3]: its mask is gone and nothing decided it
