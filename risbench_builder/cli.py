@@ -17,7 +17,7 @@ from . import __version__
 from .console import EXIT_ERROR, WorkspaceOpt, console, emit_json, json_mode
 from .console import friendly as _friendly
 from .console import plain as _plain
-from .stages import PIPELINE, WAITING, run_plan
+from .stages import MOVED, PIPELINE, WAITING, run_plan
 from .segment.calibrate import calibrate_workspace
 from .workspace import Workspace, init_workspace
 
@@ -82,11 +82,15 @@ def build(workspace: Path = WorkspaceOpt,
         results = run_plan(ws, stage.value, until.value if until else None, force=force, max_reject_rate=max_reject_rate, shard=shard,
                            shard_catalog=shard_catalog or None, round_no=round_no, progress=progress)
         waiting = results.pop(WAITING, None)
+        moved = results.pop(MOVED, None)
         summaries = {name: r.as_dict() if hasattr(r, "as_dict") else r for name, r in results.items()}
         if as_json:
             emit_json({"stages": summaries, "stopped": waiting.as_dict() if waiting else None,
-                       "next": next_step(ws.path).as_dict()})
+                       "moved": moved or {}, "next": next_step(ws.path).as_dict()})
             return
+        if moved:
+            console.print("[bold]moved[/]: the catalog's image paths followed the pipeline's roots and the workspace: "
+                          + ", ".join(f"{n:,} of {label}" for label, n in moved.items()))
         for name, summary in summaries.items():
             console.print(f"[bold]{name}[/]: " + json.dumps(_headline(summary)))
         _print_status(ws)

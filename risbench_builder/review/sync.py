@@ -41,6 +41,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from .. import masks
 from ..catalog import Catalog, columns, stable_id
 from ..lock import holds_lock
+from ..sources.locations import locate_images
 from ..readmodel import proposal_rle
 from .sample import review_items
 from ..config import PipelineConfig
@@ -189,6 +190,7 @@ def push(ws: Workspace, cfg: PipelineConfig | None = None, *, client: LabelStudi
     rc = cfg.review
     started = time.perf_counter()
     with Catalog(ws.catalog_path, create=False) as catalog:
+        locate_images(catalog, ws, cfg)                      # Label Studio serves the images from where they are now
         items = review_items(catalog, rc)
         roots = resolve_roots(ws, rc, catalog_image_paths(catalog))
     client = client or LabelStudio.from_config(rc)

@@ -52,6 +52,7 @@ def run_stage(name: str, ws: Workspace, cfg: PipelineConfig, **options: Any) -> 
 
 
 WAITING = "waiting"      # the key of run_plan's result when it stopped before a stage (a NextStep)
+MOVED = "moved"          # ... and of the image paths that followed a moved workspace or source, per source
 
 
 def run_plan(ws: Workspace, stage: str, until: str | None, **options: Any) -> dict[str, Any]:
@@ -72,7 +73,22 @@ def run_plan(ws: Workspace, stage: str, until: str | None, **options: Any) -> di
     what = (f"build --stage {stage}" + (f" --until {until}" if until else "")
             + (f" --shard {part.index}/{part.count}" if sharded else ""))
     with workspace_lock(ws.path, what, shared=sharded):     # ranks of one sharded refine run side by side
-        return _run_names(ws, cfg, names, options)
+        moved = _locate_images(ws, cfg, names, options)
+        results = _run_names(ws, cfg, names, options)
+    return {MOVED: moved, **results} if moved else results
+
+
+def _locate_images(ws: Workspace, cfg: PipelineConfig, names: list[str], options: dict[str, Any]) -> dict[str, int]:
+    """Image paths follow a moved workspace or source root before any stage reads them (see
+    :mod:`..sources.locations`). Not from a shard's own catalog run: that node must not write the
+    workspace catalog over a network filesystem."""
+    from ..catalog import Catalog
+    from ..sources.locations import locate_images
+
+    if not ws.catalog_path.exists() or options.get("shard_catalog"):
+        return {}
+    with Catalog(ws.catalog_path, create=False) as catalog:
+        return locate_images(catalog, ws, cfg, check=bool({"sam-refine", "export"} & set(names)))
 
 
 def _run_names(ws: Workspace, cfg: PipelineConfig, names: list[str], options: dict[str, Any]) -> dict[str, Any]:

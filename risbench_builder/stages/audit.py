@@ -29,6 +29,7 @@ from ..lock import holds_lock
 from ..readmodel import current_proposal_set
 from ..sources.base import IMPORT_KINDS
 from ..sources.imported import IMPORTED_SEGMENTER
+from ..sources.locations import locate_images
 from ..text import unexpected
 from ..workspace import Workspace
 
@@ -80,6 +81,7 @@ def run_audit(ws: Workspace, cfg: PipelineConfig, *, fresh: bool | None = None,
     if not ws.catalog_path.exists():
         raise AuditError(f"no catalog in {ws.path}: run `risbench build -w {ws.path} --stage ingest` first")
     with Catalog(ws.catalog_path, create=False) as catalog:
+        locate_images(catalog, ws, cfg)
         current = current_proposal_set(catalog)
     if current is None:
         raise AuditError(f"{ws.path} holds no masks to audit: ingest a refer, native or hf source "

@@ -37,6 +37,7 @@ from ..sources.base import (
     SourceReader, SourceRecord, check_coordinates, infer_category, normalize_class, normalize_expression,
     scene_id_from_name)
 from ..sources.imported import IMPORTED_SEGMENTER, decode_imported
+from ..sources.locations import record_locations
 from ..text import clean_text, unexpected
 from ..workspace import Workspace
 
@@ -378,6 +379,7 @@ def run_ingest(ws: Workspace, cfg: PipelineConfig, *, force: bool = False,
                         bar.update(task, completed=i)
                 batch.commit(run_id)
                 bar.update(task, completed=len(units))
+        record_locations(catalog, ws, cfg)
         report.seconds = time.perf_counter() - started
         ws.reports.mkdir(parents=True, exist_ok=True)
         write_rejects_csv(catalog, ws.reports / "rejects.csv")
