@@ -11,6 +11,7 @@ import yaml
 from risbench_builder.catalog import Catalog
 from risbench_builder.readmodel import current_proposal_set
 from risbench_builder.stages.ingest import run_ingest
+from risbench_builder.review.sample import current_round
 from risbench_builder.stages.refine import run_refine, undecided
 from risbench_builder.workspace import init_workspace
 
@@ -55,6 +56,15 @@ def test_round_two_with_new_thresholds_re_decides_only_undecided(tmp_path: Path)
     assert all(rows[t] == ("review", 1) for t in decided)             # decided in round 1: untouched
     assert all(rows[t] == ("accept", 2) for t in set(ids) - set(decided))
     assert counts["round"] == 2 and counts["round_routes"] == {"accept": len(ids) - len(decided)}
+
+    # a plain rerun (`build --stage all` after the round) goes on with round 2: it changes nothing,
+    # where as "round 1" it re-routed round 1's decided masks under round 2's thresholds
+    again = run_refine(ws, ws.load(), progress=False)
+    assert again.round == 2 and again.rerouted == 0
+    with Catalog(ws.catalog_path) as cat:
+        assert {t: (route, rnd) for t, route, rnd in cat.conn.execute(
+            "SELECT triplet_id, route, round FROM proposals")} == rows
+        assert current_round(cat) == 2
 
 
 def test_round_two_with_a_new_model_carries_the_decided_masks(tmp_path: Path) -> None:

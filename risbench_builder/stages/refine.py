@@ -31,6 +31,7 @@ from ..catalog import Catalog
 from ..config import PipelineConfig, RefineConfig
 from ..parallel import default_workers, make_pool, ordered_map
 from ..readmodel import current_proposal_set
+from ..review.sample import current_round
 from ..segment.base import MaskOutput, MeasuredMask, Segmenter, View
 from ..segment.registry import make_segmenter
 from ..segment.routing import route
@@ -311,6 +312,8 @@ def _run_refine(ws: Workspace, cfg: PipelineConfig, part: Shard, force: bool, sh
         report = RefineReport(run_id, seg.name, seg.model_sha256, f"{part.index}/{part.count}",
                               adapter_sha256=str(getattr(seg, "adapter_sha256", "") or ""))
         waiting: set[str] | None = None
+        if round_no is None and not force and (latest := current_round(catalog)) > 1:
+            round_no = latest               # a plain rerun after `--round N` goes on with round N, not round 1
         if round_no is not None and round_no > 1:
             waiting = undecided(catalog)
             previous = current_proposal_set(catalog)
