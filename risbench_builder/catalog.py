@@ -133,6 +133,26 @@ class Catalog:
         self.conn.execute("PRAGMA foreign_keys=ON")
         self._migrate()
 
+    @classmethod
+    def for_reading(cls, path: Path | str) -> "Catalog":
+        """Open to read only, also where this user cannot write (a workspace on a read-only mount or
+        owned by someone else: a WAL catalog cannot even be opened there the usual way). There it
+        is read as immutable, a snapshot: fine for ``status``, wrong for anything that writes."""
+        try:
+            return cls(path, create=False)
+        except sqlite3.OperationalError as exc:
+            if "unable to open" not in str(exc) and "readonly" not in str(exc):
+                raise
+        catalog = cls.__new__(cls)
+        catalog.path = Path(path)
+        catalog.conn = sqlite3.connect(f"{catalog.path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+        if catalog.schema_version != SCHEMA_VERSION:
+            version = catalog.schema_version
+            catalog.close()
+            raise CatalogError(f"{catalog.path} has schema v{version}, this risbench reads v{SCHEMA_VERSION}: "
+                               "a build by its owner upgrades it")
+        return catalog
+
     # ------------------------------------------------------------ lifecycle
     def __enter__(self) -> "Catalog":
         return self

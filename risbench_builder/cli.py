@@ -116,7 +116,7 @@ def _print_next(ws: Workspace) -> None:
 
 
 def _print_status(ws: Workspace) -> dict[str, Any]:
-    with Catalog(ws.catalog_path, create=False) as catalog:
+    with Catalog.for_reading(ws.catalog_path) as catalog:
         info = catalog.summary()
     table = Table(title=f"catalog {info['catalog']}", show_header=True)
     table.add_column("what")
@@ -148,7 +148,7 @@ def status(workspace: Path = WorkspaceOpt,
         raise CatalogError(f"no catalog at {ws.catalog_path} yet; next: {next_step(ws.path).line()}")
     holder = current_holder(ws.path)
     if as_json:
-        with Catalog(ws.catalog_path, create=False) as catalog:
+        with Catalog.for_reading(ws.catalog_path) as catalog:
             summary = catalog.summary()
         emit_json({**summary, "running": holder, "next": next_step(ws.path).as_dict()})
         return

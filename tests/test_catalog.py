@@ -132,3 +132,32 @@ def test_merge_carries_proposal_rounds_and_later_decisions(tmp_path: Path) -> No
                    "b": ("review", 3),          # main's round 3 is later than the shard's 2
                    "c": ("accept", None),       # same round (1): main's row is kept
                    "d": ("review", 2)}          # new, with its round
+
+
+def test_a_catalog_on_a_read_only_mount_can_still_be_read(tmp_path: Path) -> None:
+    """A WAL catalog where this user cannot write cannot be opened the usual way ("unable to open
+    database file"): ``for_reading`` reads it as an immutable snapshot, so `risbench status` works
+    for someone with read access only. A read-only bind mount needs root; skipped elsewhere."""
+    import os
+    import sqlite3
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("a read-only bind mount needs root")
+    ws = tmp_path / "ws"
+    with Catalog(ws / "catalog.sqlite") as cat, cat.transaction():
+        cat.add_rejects("ingest", [("a", "malformed_record", "")], None)
+    view = tmp_path / "view"
+    view.mkdir()
+    if subprocess.run(["mount", "--bind", str(ws), str(view)], capture_output=True).returncode:
+        pytest.skip("cannot bind-mount here")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], check=True, capture_output=True)
+        with pytest.raises(sqlite3.OperationalError, match="unable to open"):
+            Catalog(view / "catalog.sqlite", create=False)
+        with Catalog.for_reading(view / "catalog.sqlite") as cat:
+            assert cat.count("rejects") == 1 and cat.schema_version == SCHEMA_VERSION
+        with Catalog.for_reading(ws / "catalog.sqlite") as cat:      # writable: the usual connection
+            assert cat.conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    finally:
+        subprocess.run(["umount", "-l", str(view)], check=False)

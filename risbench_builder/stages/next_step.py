@@ -88,7 +88,7 @@ def next_step(ws: Path) -> NextStep:
     catalog_path = ws / "catalog.sqlite"
     if not catalog_path.exists():
         return missing_source(ws) or NextStep("nothing built yet", f"risbench build -w {ws} --stage ingest")
-    with Catalog(catalog_path, create=False) as catalog:
+    with Catalog.for_reading(catalog_path) as catalog:
         if not catalog.count("triplets"):
             return NextStep("no triplets in the catalog", f"risbench build -w {ws} --stage ingest "
                                                           f"(see reports/rejects.csv if every record was rejected)")
