@@ -75,21 +75,17 @@ def workspace_lock(workspace: Path, what: str, *, shared: bool = False) -> Itera
         entry = _held.get(path)
         if entry is not None:
             entry[1] += 1
-    if entry is not None:
-        try:
+    if entry is None:
+        fd = _acquire(path, what, shared)
+        if fd is None:                                 # this filesystem cannot lock: run unlocked
             yield
-        finally:
-            _release(path)
-        return
-    fd = _acquire(path, what, shared)
-    if fd is not None:
+            return
         with _guard:
             _held[path] = [fd, 1]
     try:
         yield
     finally:
-        if fd is not None:
-            _release(path)
+        _release(path)
 
 
 def holds_lock(what: str) -> Callable[[F], F]:

@@ -6,8 +6,9 @@ sam-refine rejected every triplet as ``unreadable_image`` (exit 0), and re-inges
 (rows are ``INSERT OR IGNORE``). So ingest records where each source's root and the workspace
 were, and every command that reads images first follows the moves the pipeline now says:
 a path under a source's old root moves under ``sources[i].root`` as set today, and one under the
-old workspace (relative roots, an import's extracted images) under the workspace's new place.
-``unreadable_image`` rejects of the images that moved are dropped, so sam-refine retries them.
+old workspace (relative roots, an import's extracted images) under the workspace's new place,
+each image only when it is gone from the old place and there in the new one. ``unreadable_image``
+rejects of the images that moved are dropped, so sam-refine retries them.
 """
 
 from __future__ import annotations
