@@ -226,7 +226,7 @@ def test_resume_after_sigkill_gives_the_same_masks(make_workspace, backend: dict
 def test_ctrl_c_is_one_line_and_the_rerun_goes_on(make_workspace) -> None:
     """SIGINT to the whole process group (a terminal's Ctrl-C) with two GrabCut workers: one
     line, exit 130, no worker tracebacks; the rerun finishes the rest."""
-    ws = ingested(make_workspace, scenes=8, batch_images=1, workers=2)
+    ws = ingested(make_workspace, scenes=4, batch_images=1, workers=2)
     stopped = kill_midway(_cli(ws.path, "--no-progress"), ws.catalog_path, "proposals", at_least=3,
                           sig=signal.SIGINT)
     assert stopped.returncode == 130, stopped.stdout
