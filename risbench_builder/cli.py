@@ -469,7 +469,9 @@ def demo(workspace: Path = typer.Option(Path("demo-workspace"), "--workspace", "
 
     ws = Workspace(workspace.resolve())
     with json_mode(as_json):
-        init_demo(ws, scenes, patches_per_scene)
+        if init_demo(ws, scenes, patches_per_scene):
+            console.print(f"starting over: the earlier demo build in {ws.path} is replaced (its training runs and "
+                          "Label Studio state are kept)", highlight=False)
         result = run_demo(ws, progress=progress)
     if as_json:
         emit_json({**result, "workspace": ws.path, "exports": {t: {"path": p, "check_passed": ok, "failures": n}

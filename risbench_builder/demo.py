@@ -8,11 +8,12 @@ Studio import file a real team would use has been written.
 from __future__ import annotations
 
 import json
+import shutil
 from collections import Counter
 from typing import Any
 
 from .catalog import Catalog
-from .lock import holds_lock
+from .lock import holds_lock, workspace_lock
 from .review import export_import_file
 from .review.sample import review_items
 from .review.simulate import simulate_review
@@ -22,15 +23,39 @@ from .stages import implementations, run_plan
 from .workspace import Workspace, init_workspace
 
 
-def init_demo(ws: Workspace, scenes: int | None = None, patches_per_scene: int | None = None) -> None:
+class DemoError(ValueError):
+    pass
+
+
+def init_demo(ws: Workspace, scenes: int | None = None, patches_per_scene: int | None = None) -> bool:
     """The demo workspace with the shipped demo pipeline, its synthetic size set when given
-    (``risbench demo --scenes 250`` builds an export large enough for ``train --smoke``)."""
-    if not ws.pipeline_path.exists():
-        init_workspace(ws.path, "demo")
-    if scenes is None and patches_per_scene is None:
-        return
+    (``risbench demo --scenes 250`` builds an export large enough for ``train --smoke``).
+
+    A demo build is reproducible: over an earlier one it starts over (returns True). Round 2's
+    calibration wrote its thresholds into ``pipeline.yaml`` and the catalog holds every decision,
+    so a rerun on them re-decided round 1 under round 2's thresholds and printed other numbers.
+    The pipeline goes back to the shipped one (keeping the synthetic size), and the catalog,
+    reports, exports and caches go; training runs and the Label Studio state stay.
+    """
     import yaml
 
+    started_over = False
+    if ws.pipeline_path.exists():
+        data = yaml.safe_load(ws.pipeline_path.read_text()) or {}
+        if not isinstance(data, dict) or not data.get("synthetic"):
+            raise DemoError(f"{ws.path} is not a demo workspace (its pipeline has no synthetic sources): "
+                            f"`risbench demo` builds only its own; use `risbench build -w {ws.path}`")
+        if ws.catalog_path.exists():
+            size = {k: data["synthetic"][k] for k in ("scenes", "patches_per_scene") if k in data["synthetic"]}
+            _start_over(ws)
+            init_workspace(ws.path, "demo", overwrite=True)
+            scenes = size.get("scenes") if scenes is None else scenes
+            patches_per_scene = size.get("patches_per_scene") if patches_per_scene is None else patches_per_scene
+            started_over = True
+    else:
+        init_workspace(ws.path, "demo")
+    if scenes is None and patches_per_scene is None:
+        return started_over
     data = yaml.safe_load(ws.pipeline_path.read_text())
     synthetic = data.setdefault("synthetic", {})
     if scenes is not None:
@@ -39,6 +64,15 @@ def init_demo(ws: Workspace, scenes: int | None = None, patches_per_scene: int |
         synthetic["patches_per_scene"] = patches_per_scene
     ws.pipeline_path.write_text(yaml.safe_dump(data, sort_keys=False))
     ws.load()                                   # the sizes are validated like any pipeline key
+    return started_over
+
+
+def _start_over(ws: Workspace) -> None:
+    with workspace_lock(ws.path, "demo"):       # not under a build that is still writing
+        for name in ("catalog.sqlite", "catalog.sqlite-wal", "catalog.sqlite-shm"):
+            (ws.path / name).unlink(missing_ok=True)
+        for folder in (ws.reports, ws.exports, ws.cache, ws.shards):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @holds_lock("demo")

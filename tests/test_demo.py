@@ -37,3 +37,26 @@ def test_the_demo_runs_two_rounds_and_states_its_measured_quality(tmp_path: Path
     assert "**Synthetic data.**" in card and "expert-generated" not in card      # says what it is
     assert "## Mask quality" in card and " ".join(statement.split())[:60] in " ".join(card.split())
     assert (ws / "reports/QUALITY.md").is_file()
+
+
+def test_a_second_demo_starts_over_and_gives_the_same_dataset(tmp_path: Path) -> None:
+    """Round 2's calibration rewrites the pipeline's thresholds: a rerun on them and on the old
+    catalog printed other numbers. A rerun starts over and gives the same catalog, keeping the
+    size it was built at. A workspace that is not the demo's is refused before anything runs."""
+    from risbench_builder.catalog import Catalog
+
+    ws = tmp_path / "demo-workspace"
+    runner = CliRunner()
+    assert runner.invoke(app, ["demo", "-w", str(ws), "--scenes", "4", "--no-progress"]).exit_code == 0
+    with Catalog(ws / "catalog.sqlite") as cat:
+        first, final = cat.fingerprint(), cat.count("final")
+    out = runner.invoke(app, ["demo", "-w", str(ws), "--no-progress"])
+    assert out.exit_code == 0 and "starting over: the earlier demo build" in out.output, out.output
+    with Catalog(ws / "catalog.sqlite") as cat:
+        assert cat.fingerprint() == first and cat.count("final") == final > 0
+    spec = tmp_path / "real.yaml"
+    spec.write_text("sources: [{kind: vrsbench, root: /data/vrsbench}]\n")
+    assert runner.invoke(app, ["init", str(tmp_path / "real"), "--pipeline", str(spec)]).exit_code == 0
+    out = runner.invoke(app, ["demo", "-w", str(tmp_path / "real"), "--no-progress"])
+    assert out.exit_code == 1 and "is not a demo workspace" in " ".join(out.output.split())
+    assert not (tmp_path / "real" / "catalog.sqlite").exists()
