@@ -39,21 +39,18 @@ def init_demo(ws: Workspace, scenes: int | None = None, patches_per_scene: int |
     """
     import yaml
 
-    started_over = False
+    started_over = ws.pipeline_path.exists() and ws.catalog_path.exists()
     if ws.pipeline_path.exists():
-        data = yaml.safe_load(ws.pipeline_path.read_text()) or {}
-        if not isinstance(data, dict) or not data.get("synthetic"):
+        built = ws.load().synthetic
+        if built is None:
             raise DemoError(f"{ws.path} is not a demo workspace (its pipeline has no synthetic sources): "
                             f"`risbench demo` builds only its own; use `risbench build -w {ws.path}`")
-        if ws.catalog_path.exists():
-            size = {k: data["synthetic"][k] for k in ("scenes", "patches_per_scene") if k in data["synthetic"]}
+        if started_over:
             _start_over(ws)
-            init_workspace(ws.path, "demo", overwrite=True)
-            scenes = size.get("scenes") if scenes is None else scenes
-            patches_per_scene = size.get("patches_per_scene") if patches_per_scene is None else patches_per_scene
-            started_over = True
-    else:
-        init_workspace(ws.path, "demo")
+            scenes = built.scenes if scenes is None else scenes
+            patches_per_scene = built.patches_per_scene if patches_per_scene is None else patches_per_scene
+    if started_over or not ws.pipeline_path.exists():
+        init_workspace(ws.path, "demo", overwrite=started_over)
     if scenes is None and patches_per_scene is None:
         return started_over
     data = yaml.safe_load(ws.pipeline_path.read_text())
