@@ -36,7 +36,8 @@ def make_pool(workers: int, **kwargs: Any) -> Any:
     """
     if workers < 1:
         return None
-    kwargs = {**kwargs, "initializer": _start_worker, "initargs": (kwargs.get("initializer"), kwargs.get("initargs", ()))}
+    caller = (kwargs.pop("initializer", None), kwargs.pop("initargs", ()))
+    kwargs.update(initializer=_start_worker, initargs=caller)
     if sys.platform == "linux" and threading.active_count() == 1:
         return multiprocessing.get_context("fork").Pool(workers, **kwargs)
     if not main_importable():
