@@ -147,6 +147,16 @@ def queued_count(catalog: Catalog) -> int:
                    .fetchone()[0]) for which in (_ROUTED, _SAMPLED))
 
 
+def last_finished_run(catalog: Catalog, stages: Sequence[str]) -> Optional[tuple[str, int]]:
+    """``(started, rowid)`` of the latest finished run of ``stages``, for "did X run after Y"
+    questions. ``started`` has one-second resolution, so the insertion order (rowid) breaks ties:
+    of two runs in one second, the one recorded later is the newer."""
+    marks = ", ".join("?" for _ in stages)
+    row = catalog.conn.execute(f"SELECT started, rowid FROM runs WHERE finished IS NOT NULL AND stage IN ({marks}) "
+                               "ORDER BY started DESC, rowid DESC LIMIT 1", tuple(stages)).fetchone()
+    return (row[0], row[1]) if row else None
+
+
 def unmasked_count(catalog: Catalog, proposal_set: ProposalSet) -> int:
     """Triplets that still need a mask of ``proposal_set``: none there, no sam-refine reject, and
     no reviewers' decision (a consensus mask or a review reject stands in for it). What a killed

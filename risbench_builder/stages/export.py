@@ -31,6 +31,7 @@ from ..config import PipelineConfig
 from ..export import changes, writers
 from ..export.base import AS_IS, PNG, Context, ExportError, ImageRef, Images, Ledger, prepared
 from ..parallel import make_pool
+from ..export.freshness import input_fingerprint, recorded_fingerprint
 from ..export.manifest import read_manifest, write_manifest
 from ..export.refer import REFER_SPLITS
 from ..finalize.quality import measure_quality
@@ -82,24 +83,6 @@ def review_figures(catalog: Catalog) -> dict[str, Any]:
         "agreement_min": round(min(agreements), 6) if agreements else None,
         "decisions": summary.decisions,
     }
-
-
-def _stats_sha(ws: Workspace) -> str:
-    h = hashlib.sha256()
-    stats = ws.reports / "STATS.md"
-    figures = sorted((ws.reports / "figures").glob("*.png")) if (ws.reports / "figures").is_dir() else []
-    for path in ([stats] if stats.is_file() else []) + figures:
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()
-
-
-def input_fingerprint(catalog: Catalog, ws: Workspace, cfg: PipelineConfig) -> str:
-    """What an export depends on: catalog content, pipeline, code version and the stats files."""
-    parts = [catalog.fingerprint(["images", "triplets", "proposals", "reviews", "consensus", "final", "rejects",
-                                  "samples"]),
-             cfg.sha256(), code_version(), _stats_sha(ws)]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 def _image_refs(catalog: Catalog) -> tuple[dict[str, ImageRef], dict[str, list[str]]]:
@@ -169,8 +152,7 @@ def run_export(ws: Workspace, cfg: PipelineConfig, *, force: bool = False, progr
             features()   # fail now, not after the other targets, when the hub extra is missing
         fingerprint = input_fingerprint(catalog, ws, cfg)
         pending = pending_count(catalog)
-        if not force and all((m := read_manifest(ws.exports / t)) and m.get("provenance", {}).get("input_sha256")
-                             == fingerprint for t in targets):
+        if not force and all(recorded_fingerprint(read_manifest(ws.exports / t)) == fingerprint for t in targets):
             report = ExportReport("", time.perf_counter() - started, pending=pending, up_to_date=True)
             for t in targets:
                 m = read_manifest(ws.exports / t) or {}

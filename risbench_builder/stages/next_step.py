@@ -13,7 +13,8 @@ from pathlib import Path
 
 from ..catalog import Catalog
 from ..config import ConfigError
-from ..readmodel import current_proposal_set, queued_count, unmasked_count
+from ..export.freshness import refresh_command, stale_exports
+from ..readmodel import current_proposal_set, last_finished_run, queued_count, unmasked_count
 from ..sources.imported import IMPORTED_SEGMENTER
 from ..workspace import Workspace
 
@@ -38,16 +39,10 @@ def _has_run(catalog: Catalog, stage: str) -> bool:
 
 def finalized_since_decisions(catalog: Catalog) -> bool:
     """A finalize ran after the last run that decided masks (sam-refine, review, audit): the
-    final table, and an export made from it, hold every decision there is. ``started`` has
-    one-second resolution, so the insertion order (rowid) breaks ties: a review right after a
-    finalize, in the same second, still counts as newer."""
-    def last(where: str) -> tuple[str, int] | None:
-        return catalog.conn.execute(f"SELECT started, rowid FROM runs WHERE finished IS NOT NULL AND {where} "
-                                    "ORDER BY started DESC, rowid DESC LIMIT 1").fetchone()
-
-    finalized = last("stage = 'finalize'")
-    latest = last("stage IN ('sam-refine', 'review-simulated', 'review', 'audit')")
-    return finalized is not None and (latest is None or tuple(latest) < tuple(finalized))
+    final table, and an export made from it, hold every decision there is."""
+    finalized = last_finished_run(catalog, ("finalize",))
+    latest = last_finished_run(catalog, ("sam-refine", "review-simulated", "review", "audit"))
+    return finalized is not None and (latest is None or latest < finalized)
 
 
 def review_waiting(catalog: Catalog, ws: Path) -> NextStep | None:
@@ -83,6 +78,15 @@ def missing_source(ws: Path) -> NextStep | None:
     return None
 
 
+def _stale_exports(catalog: Catalog, ws: Path) -> list[str]:
+    workspace = Workspace(ws)
+    try:
+        cfg = workspace.load()
+    except ConfigError:
+        return []          # build says what is wrong with the pipeline
+    return stale_exports(catalog, workspace, cfg)
+
+
 def next_step(ws: Path) -> NextStep:
     """The workspace's state as one line: what it waits for and the command that comes next."""
     catalog_path = ws / "catalog.sqlite"
@@ -112,7 +116,11 @@ def next_step(ws: Path) -> NextStep:
         if not finalized_since_decisions(catalog):
             return NextStep("decisions newer than the last finalize", f"risbench build -w {ws} --stage finalize "
                                                                       "--until export")
-    if not (ws / "exports" / "hf").exists() and not any((ws / "exports").glob("*/manifest.json")):
-        return NextStep("the dataset is final, not exported", f"risbench build -w {ws} --stage export")
+        if not (ws / "exports" / "hf").exists() and not any((ws / "exports").glob("*/manifest.json")):
+            return NextStep("the dataset is final, not exported", refresh_command(ws))
+        stale = _stale_exports(catalog, ws)
+        if stale:
+            return NextStep(f"the final table changed since the last export ({', '.join(stale)})",
+                            refresh_command(ws))
     return NextStep("the dataset is built", f"risbench train --smoke --data {ws / 'exports' / 'hf'} "
                                             f"(validate the splits) or risbench publish -w {ws} --repo-id ORG/NAME")

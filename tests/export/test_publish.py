@@ -225,3 +225,39 @@ def test_no_network_is_one_line_with_the_token_scrubbed(built, monkeypatch: pyte
     with pytest.raises(PublishError, match=r"could not reach the Hugging Face Hub \(ConnectionError") as raised:
         publish_export(built.ws, "me/risbench")
     assert "hf_secret_token_value" not in str(raised.value) and "***" in str(raised.value)
+
+
+def test_an_export_older_than_the_last_finalize_is_refused_until_exported_again(built, tmp_path: Path) -> None:
+    """A finalize after the export (here: new splits, same rows and masks) leaves an export the
+    bit-exact proof accepts; status must not call it built, and publish must not upload it."""
+    import json
+
+    from risbench_builder.stages.finalize import run_finalize
+
+    ws = Workspace(tmp_path / "ws")
+    shutil.copytree(built.ws.path, ws.path)
+    with Catalog(ws.catalog_path) as cat, cat.transaction():           # people decided the one pending mask
+        cat.add_rejects("review", [(built.pending, "rejected", "planted by the test")], None)
+    publish_export(ws, "me/risbench", dry_run=True)                    # fresh: no finalize since the export
+    with ws.pipeline_path.open("a") as fh:                             # no geometry contradiction sent to review
+        fh.write("finalize: {geometry_check: flag}\n")
+    run_finalize(ws, ws.load(), progress=False)
+    with Catalog(ws.catalog_path) as cat:
+        splits = dict(cat.conn.execute("SELECT split, COUNT(*) FROM final GROUP BY split"))
+    exported = json.loads((ws.exports / "hf" / "manifest.json").read_text())["counts"]["splits"]
+    assert sum(splits.values()) == sum(s["triplets"] for s in exported.values())   # the same rows ...
+    assert splits["train"] != exported["train"]["triplets"]                          # ... split otherwise
+
+    status = json.loads(runner.invoke(app, ["status", "-w", str(ws.path), "--json"]).output)["next"]
+    assert status["waiting"].startswith("the final table changed since the last export (hf"), status
+    assert status["next"] == f"risbench build -w {ws.path} --stage stats --until export"
+    result = runner.invoke(app, ["publish", "-w", str(ws.path), "--repo-id", "me/risbench", "--dry-run"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and "is older than the catalog's final table" in text and "--until export" in text
+
+    result = runner.invoke(app, status["next"].split()[1:] + ["--no-progress"])     # the command status named
+    assert result.exit_code == 0, result.output
+    status = json.loads(runner.invoke(app, ["status", "-w", str(ws.path), "--json"]).output)["next"]
+    assert status["waiting"] == "the dataset is built", status
+    proof = publish_export(ws, "me/risbench", dry_run=True)
+    assert proof["rows"] == sum(splits.values()) and proof["splits"]["train"] == splits["train"]
