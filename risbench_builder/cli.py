@@ -414,6 +414,7 @@ def train(data: Optional[Path] = typer.Option(None, "--data", help="export folde
                    "or one after the other (skips the control when the aligned run already fails)")) -> None:
     """Train the bundled CroBIM reference model on an export, or check an export with --smoke."""
     from .crobim.config import load_config
+    from .export.freshness import stale_export_message
 
     cfg = load_config(config or ("smoke" if smoke else "crobim_swin_b"))
     if dry_run:
@@ -425,6 +426,9 @@ def train(data: Optional[Path] = typer.Option(None, "--data", help="export folde
     data = data if data is not None or ws is None else ws.exports / "hf"
     if data is None:
         raise ValueError("train: --data EXPORT or --workspace W is required (only --dry-run runs without data)")
+    stale = stale_export_message(ws, data) if ws is not None else None
+    if stale:
+        _plain(f"warning: {stale}; this run trains on the splits it holds")
     if smoke:
         from .crobim.smoke import smoke as run_smoke
 

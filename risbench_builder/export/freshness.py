@@ -65,6 +65,19 @@ def stale_exports(catalog: Catalog, ws: Workspace, cfg: PipelineConfig,
     return [t for t, m in exported.items() if recorded_fingerprint(m) != now]
 
 
+def stale_export_message(ws: Workspace, folder: Path) -> str | None:
+    """One line when ``folder``, an export of ``ws``, is older than the catalog's final table:
+    what publish refuses and train warns about."""
+    folder = folder.resolve()
+    if folder.parent != ws.exports.resolve() or not ws.catalog_path.exists():
+        return None
+    with Catalog.for_reading(ws.catalog_path) as catalog:
+        if not stale_exports(catalog, ws, ws.load(), [folder.name]):
+            return None
+    return (f"{folder} is older than the catalog's final table (finalize ran after the export): "
+            f"run `{refresh_command(ws.path)}`")
+
+
 def refresh_command(ws: Path) -> str:
     """The one command that brings the exports up to the final table (stats first: the card
     and STATS.md carry the split figures)."""

@@ -30,7 +30,7 @@ import numpy as np
 from .. import masks
 from ..catalog import Catalog
 from ..finalize.records import final_records
-from .freshness import refresh_command, stale_exports
+from .freshness import stale_export_message
 from ..text import scrub
 from ..workspace import Workspace
 
@@ -179,10 +179,9 @@ def publish_export(ws: Workspace, repo_id: str, *, private: bool = False, dry_ru
 
     from .check import check_export
 
-    with Catalog(ws.catalog_path, create=False) as catalog:
-        if stale_exports(catalog, ws, ws.load(), ["hf"]):     # same rows and masks, other splits: the checks below pass
-            raise PublishError(f"{folder} is older than the catalog's final table (finalize ran after the export): "
-                               f"run `{refresh_command(ws.path)}`, then publish")
+    stale = stale_export_message(ws, folder)     # same rows and masks, other splits: the proof below passes
+    if stale:
+        raise PublishError(f"{stale}, then publish")
     report = check_export(folder, "hf", workers)
     failures = [f for f in report.failures if not _ignorable(f)]
     if failures:
