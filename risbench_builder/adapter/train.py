@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from ..catalog import code_version
 from ..ddp import ranks_agree
+from ..devices import pick_device
 from ..workspace import Workspace
 from .data import FeatureStore, make_batch, recipe_samples, sam_for
 from .model import GuideFeatures, PromptAdapterDecoder, build_adapter_decoder, guide_size
@@ -90,11 +91,7 @@ def _barrier(world: int) -> None:
 
 
 def _device(device: str | None, world: int) -> str:
-    if device:
-        return device
-    if torch.cuda.is_available():
-        return f"cuda:{os.environ.get('LOCAL_RANK', 0)}" if world > 1 else "cuda"
-    return "cpu"
+    return str(pick_device(device, int(os.environ.get("LOCAL_RANK", 0)) if world > 1 else None))
 
 
 # ------------------------------------------------------------------------ checkpoints

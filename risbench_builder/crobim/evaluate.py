@@ -18,15 +18,10 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..devices import pick_device
 from .config import CroBIMConfig, parse_config
 from .data import RefSegDataset, RefSample, load_split, make_collate
 from .metrics import SegMetrics, table_header, table_row
-
-
-def pick_device(device: str | None = None) -> torch.device:
-    if device:
-        return torch.device(device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def _autocast(device: torch.device, enabled: bool):

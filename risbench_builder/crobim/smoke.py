@@ -21,7 +21,8 @@ import torch
 from .config import CroBIMConfig
 from .data import RefSegDataset, RefSample, load_split, min_mask_fraction, multi_object_images, shuffle_expressions, \
     subset_by_images
-from .evaluate import pick_device, score
+from ..devices import pick_device
+from .evaluate import score
 from .train import Log, fit_steps, with_texts
 
 RESULT_PREFIX = "SMOKE-ARM-RESULT "

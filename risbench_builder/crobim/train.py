@@ -29,10 +29,11 @@ import torch
 from torch import nn
 
 from ..ddp import ranks_agree
+from ..devices import pick_device
 from .config import CroBIMConfig
 from .data import RefSegDataset, RefSample, available_splits, load_split, make_collate
 from .checkpoint import load_training_state, load_weights, save_checkpoint
-from .evaluate import pick_device, score
+from .evaluate import score
 from .losses import crobim_loss
 from .model import build_model, count_parameters
 
@@ -124,7 +125,7 @@ def train(data: str | Path, cfg: CroBIMConfig, out: str | Path, resume: bool = F
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         if not dist.is_initialized():
             dist.init_process_group(backend)
-        dev = torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+        dev = pick_device(None, local_rank)
         if dev.type == "cuda":
             torch.cuda.set_device(dev)
     else:

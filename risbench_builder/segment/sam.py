@@ -26,9 +26,10 @@ from segment_anything.utils.amg import calculate_stability_score
 from segment_anything.utils.transforms import ResizeLongestSide
 from torch.nn import functional as F
 
+from risbench_builder.devices import pick_device
 from risbench_builder.segment.base import MaskOutput, MeasuredMask, View
 from risbench_builder.segment.device_masks import ReducedMasks, collect, reduce_masks
-from risbench_builder.segment.sam_build import build_sam_model, model_checksum, sam_device
+from risbench_builder.segment.sam_build import build_sam_model, model_checksum
 
 if TYPE_CHECKING:  # imported lazily: safetensors is only needed once a cache is used
     from risbench_builder.segment.cache import EmbeddingCache
@@ -78,7 +79,7 @@ class SamSegmenter:
         if encoder_batch < 1:
             raise ValueError(f"sam: encoder_batch must be >= 1, got {encoder_batch}")
         self.model_name = model_name
-        self.device = sam_device(device)
+        self.device = pick_device(device)
         self.model = build_sam_model(model_name, checkpoint, device=str(self.device), seed=seed)
         self.model_sha256 = model_checksum(model_name, checkpoint, seed)
         self.transform = ResizeLongestSide(self.model.image_encoder.img_size)

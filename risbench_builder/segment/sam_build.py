@@ -5,7 +5,7 @@ The sizes differ only in numbers, so one private builder takes the knobs and a s
 names to public builders (``vit_b``, ``vit_l``, ``vit_h`` with segment-anything's exact numbers,
 and ``tiny``, our own seeded random model for CPU tests). Weights load with
 ``torch.load(..., weights_only=True)`` or from ``.safetensors``; nothing else is unpickled.
-:func:`model_checksum` names the weights (the embedding cache key), :func:`sam_device` the device.
+:func:`model_checksum` names the weights (the embedding cache key).
 """
 
 from __future__ import annotations
@@ -243,8 +243,3 @@ def model_checksum(name: str, checkpoint: str | Path | None = None, seed: int = 
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
-
-
-def sam_device(device: str | None = None) -> torch.device:
-    """``device``, or CUDA when there is one, else the CPU."""
-    return torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
