@@ -254,9 +254,10 @@ def test_an_export_older_than_the_last_finalize_is_refused_until_exported_again(
     result = runner.invoke(app, ["publish", "-w", str(ws.path), "--repo-id", "me/risbench", "--dry-run"])
     text = " ".join(result.output.split())
     assert result.exit_code == 1 and "is older than the catalog's final table" in text and "--until export" in text
-    result = runner.invoke(app, ["train", "-w", str(ws.path), "--smoke"])    # warned, then goes on (and stops:
-    text = " ".join(result.output.split())                              # this export is too small to train)
+    result = runner.invoke(app, ["train", "-w", str(ws.path), "-c", "tiny", "--device", "no-such-device"])
+    text = " ".join(result.output.split())                              # warned, then goes on (to stop at once)
     assert text.startswith(f"warning: {ws.exports / 'hf'} is older than the catalog's final table"), text
+    assert "error: device 'no-such-device' is not a device name" in text
 
     result = runner.invoke(app, status["next"].split()[1:] + ["--no-progress"])     # the command status named
     assert result.exit_code == 0, result.output
