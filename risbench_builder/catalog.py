@@ -118,6 +118,10 @@ class CatalogError(RuntimeError):
     pass
 
 
+def _not_a_catalog(path: Path | str, exc: Exception) -> CatalogError:
+    return CatalogError(f"{path} is not a risbench catalog ({exc}): give the shard catalogs under W/shards/")
+
+
 class Catalog:
     """A workspace's ``catalog.sqlite``; use as a context manager or call :meth:`close`."""
 
@@ -281,32 +285,61 @@ class Catalog:
             dest.close()
 
     def merge_from(self, other: Path | str) -> dict[str, int]:
-        """Join another catalog's rows into this one (multi-node shard catalogs).
+        """Join a shard catalog's sam-refine results (multi-node): its runs, proposals and
+        sam-refine rejects. Returns the new rows per table, and ``skipped``: proposals of
+        triplets this catalog does not hold.
 
-        Rows are keyed by stable ids, so a row both catalogs hold is kept once; returns the
-        number of new rows per table. A proposal keeps its data-engine round (``round``), and one
-        that the other catalog re-decided in a later round (a shard's ``sam-refine --round N``)
-        takes that round's route.
+        A shard starts as a copy of this catalog, so only what a sam-refine writes is taken: rows
+        of the other tables that this catalog has changed or deleted since (a finalize, a reject
+        dropped after a move) do not come back. Rows are keyed by stable ids, so one both hold is
+        kept once. A proposal keeps its data-engine round (``round``), and one that the shard
+        re-decided in a later round (``sam-refine --round N``) takes that round's route.
         """
-        added: dict[str, int] = {}
-        self.conn.execute("ATTACH DATABASE ? AS other", (str(other),))
+        where = "EXISTS (SELECT 1 FROM main.triplets t WHERE t.triplet_id = o.{col})"
         try:
+            self.conn.execute("ATTACH DATABASE ? AS other", (str(other),))
+        except sqlite3.DatabaseError as exc:
+            raise _not_a_catalog(other, exc) from None
+        try:
+            self._check_shard(other)
+            added: dict[str, int] = {}
             with self.transaction():
-                for table in (*DATA_TABLES, "runs"):
+                for table, sql in (
+                    ("runs", "INSERT OR IGNORE INTO main.runs ({names}) SELECT {names} FROM other.runs o "
+                             "WHERE o.stage = 'sam-refine'"),
+                    ("proposals",
+                     "INSERT INTO main.proposals ({names}) SELECT {names} FROM other.proposals o WHERE "
+                     + where.format(col="triplet_id") + " ON CONFLICT (triplet_id, segmenter, model_sha256) DO "
+                     "UPDATE SET route = excluded.route, round = excluded.round "
+                     "WHERE COALESCE(excluded.round, 1) > COALESCE(proposals.round, 1)"),
+                    ("rejects", "INSERT OR IGNORE INTO main.rejects ({names}) SELECT {names} FROM other.rejects o "
+                                "WHERE o.stage = 'sam-refine' AND " + where.format(col="ref"))):
                     cols = columns(table) + (("round",) if table == "proposals" else ())
-                    names = ", ".join(cols)
                     before = self.count(table)
-                    if table == "proposals":
-                        self.conn.execute(
-                            f"INSERT INTO main.proposals ({names}) SELECT {names} FROM other.proposals WHERE true "
-                            "ON CONFLICT (triplet_id, segmenter, model_sha256) DO UPDATE SET route = excluded.route, "
-                            "round = excluded.round WHERE COALESCE(excluded.round, 1) > COALESCE(proposals.round, 1)")
-                    else:
-                        self.conn.execute(f"INSERT OR IGNORE INTO main.{table} ({names}) SELECT {names} FROM other.{table}")
+                    self.conn.execute(sql.format(names=", ".join(cols)))
                     added[table] = self.count(table) - before
+            added["skipped"] = int(self.conn.execute(
+                "SELECT COUNT(*) FROM other.proposals o WHERE NOT " + where.format(col="triplet_id")).fetchone()[0])
         finally:
             self.conn.execute("DETACH DATABASE other")
         return added
+
+    def _check_shard(self, other: Path | str) -> None:
+        """``other`` (attached) is a catalog of this version that holds this workspace's triplets."""
+        try:
+            row = self.conn.execute("SELECT value FROM other.meta WHERE key='schema_version'").fetchone()
+            theirs, shared = self.conn.execute(
+                "SELECT COUNT(*), COUNT(t.triplet_id) FROM other.triplets o "
+                "LEFT JOIN main.triplets t ON t.triplet_id = o.triplet_id").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise _not_a_catalog(other, exc) from None
+        version = int(row[0]) if row else 0
+        if version != self.schema_version:
+            raise CatalogError(f"{other} has catalog schema v{version}, this one v{self.schema_version}: run one "
+                               "risbench version on every node, then that shard again")
+        if theirs and not shared:
+            raise CatalogError(f"{other} holds none of this workspace's triplets: it is not a shard of "
+                               f"{self.path} (`build --stage sam-refine --shard i/n --shard-catalog` makes them)")
 
     def fingerprint(self, tables: Sequence[str] | None = None) -> str:
         """sha256 of the dataset content, independent of row order and of run bookkeeping."""

@@ -167,7 +167,9 @@ app.add_typer(catalog_app, name="catalog")
 @_friendly
 def catalog_merge(others: list[Path] = typer.Argument(..., help="shard catalogs to join in"),
                   workspace: Path = WorkspaceOpt) -> None:
-    """Join per-rank shard catalogs (multi-node sam-refine) into the workspace catalog."""
+    """Join per-rank shard catalogs (multi-node sam-refine) into the workspace catalog; those under
+    W/shards/ are removed once joined, so that the next sharded run starts from the workspace
+    catalog as it is then, not from a stale copy."""
     from .lock import workspace_lock
 
     ws = Workspace(workspace.resolve())
@@ -176,7 +178,14 @@ def catalog_merge(others: list[Path] = typer.Argument(..., help="shard catalogs 
             if not other.is_file():
                 raise FileNotFoundError(f"{other}: no such catalog")
             added = catalog.merge_from(other)
-            console.print(f"merged {other}: " + ", ".join(f"{n} {t}" for t, n in added.items() if n))
+            skipped = added.pop("skipped")
+            done = other.resolve().parent == ws.shards.resolve()
+            if done:
+                for path in (other, Path(f"{other}-wal"), Path(f"{other}-shm")):
+                    path.unlink(missing_ok=True)
+            console.print(f"merged {other}: " + (", ".join(f"{n} {t}" for t, n in added.items() if n) or "nothing new")
+                          + (f"; {skipped} proposals of triplets this workspace does not hold left out" if skipped
+                             else "") + ("; removed" if done else ""), highlight=False)
 
 
 def _print_evaluation(label: str, ev: dict[str, Any]) -> None:

@@ -134,6 +134,54 @@ def test_merge_carries_proposal_rounds_and_later_decisions(tmp_path: Path) -> No
                    "d": ("review", 2)}          # new, with its round
 
 
+def test_merge_takes_what_a_shard_run_wrote_and_refuses_what_is_not_a_shard(tmp_path: Path) -> None:
+    """A shard starts as a copy of the workspace catalog: what the workspace changed since (here a
+    re-finalize that dropped a final row and a finalize reject) must not come back with it, and
+    only sam-refine's rows are taken. Files that are not shards of this workspace are refused."""
+    def proposal(tid: str) -> tuple:
+        return (tid, "box", "", '{"size":[1,1],"counts":"1"}', "{}", "review", None)
+
+    def triplet(tid: str) -> tuple:
+        return (tid, "img0", "s", tid, "ship", "a ship", "[0, 0, 1, 1]", None, "{}", None)
+
+    with Catalog(tmp_path / "main.sqlite") as main:
+        with main.transaction():
+            main.add("images", [_image(0)])
+            main.add("triplets", [triplet("a"), triplet("b")])
+            main.conn.execute("INSERT INTO final VALUES ('a', 'train', 'auto')")
+            main.add_rejects("finalize", [("b", "too_few_words", "")], None)
+        main.copy_to(tmp_path / "shard.sqlite")
+        with main.transaction():                                         # re-finalized since the copy
+            main.conn.execute("DELETE FROM final")
+            main.conn.execute("DELETE FROM rejects")
+    with Catalog(tmp_path / "shard.sqlite") as shard:
+        run = shard.start_run("sam-refine")
+        with shard.transaction():
+            shard.add("triplets", [triplet("z")])                        # not in the workspace (any more)
+            shard.add("proposals", [proposal("a"), proposal("z")])
+            shard.add_rejects("sam-refine", [("b", "unreadable_image", "")], run)
+        shard.finish_run(run, {})
+    with Catalog(tmp_path / "main.sqlite") as main:
+        added = main.merge_from(tmp_path / "shard.sqlite")
+        assert added == {"runs": 1, "proposals": 1, "rejects": 1, "skipped": 1}
+        assert not main.count("final") and main.reject_counts() == {"sam-refine": {"unreadable_image": 1}}
+
+        (tmp_path / "junk.sqlite").write_text("not a database")
+        with pytest.raises(CatalogError, match="junk.sqlite is not a risbench catalog"):
+            main.merge_from(tmp_path / "junk.sqlite")
+        with Catalog(tmp_path / "other.sqlite") as other, other.transaction():   # another workspace's
+            other.add("images", [_image(1)])
+            other.add("triplets", [(t, "img1", "s", t, "ship", "a ship", "[0, 0, 1, 1]", None, "{}", None)
+                                   for t in "xy"])
+        with pytest.raises(CatalogError, match="holds none of this workspace's triplets"):
+            main.merge_from(tmp_path / "other.sqlite")
+        with Catalog(tmp_path / "shard.sqlite") as shard, shard.transaction():
+            shard.conn.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
+        with pytest.raises(CatalogError, match=f"schema v1, this one v{SCHEMA_VERSION}: run one risbench version"):
+            main.merge_from(tmp_path / "shard.sqlite")
+        assert main.count("proposals") == 1                              # nothing of the refused files
+
+
 def test_a_catalog_on_a_read_only_mount_can_still_be_read(tmp_path: Path) -> None:
     """A WAL catalog where this user cannot write cannot be opened the usual way ("unable to open
     database file"): ``for_reading`` reads it as an immutable snapshot, so `risbench status` works

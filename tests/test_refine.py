@@ -266,8 +266,36 @@ def test_shard_catalogs_merge_to_the_single_process_result(make_workspace) -> No
         assert cat.count("proposals") == 0                  # ranks wrote only their own catalogs
         for i in range(2):
             added = cat.merge_from(multi.path / "shards" / f"catalog-{i}of2.sqlite")
-            assert added["proposals"] > 0 and added["triplets"] == 0
+            assert added["proposals"] > 0 and added["skipped"] == 0
     assert fingerprint(multi) == fingerprint(single)
+
+
+def test_a_sharded_round_after_a_merge_starts_from_the_workspace_catalog(make_workspace) -> None:
+    """`catalog merge` removes the shards it joined: a later sharded run (round 2 here) copies the
+    workspace catalog afresh, with people's decisions, instead of resuming a stale round-1 copy
+    that re-decided every mask people had already settled."""
+    from typer.testing import CliRunner
+
+    from risbench_builder.cli import app
+
+    ws = ingested(make_workspace, segmenter="box")
+    merge = ["catalog", "merge", "-w", str(ws.path), *(str(ws.shards / f"catalog-{i}of2.sqlite") for i in range(2))]
+    for i in range(2):
+        run_refine(ws, ws.load(), progress=False, shard=f"{i}/2", shard_catalog=True)
+    result = CliRunner().invoke(app, merge)
+    assert result.exit_code == 0 and result.output.count("; removed") == 2, result.output
+    assert not list(ws.shards.glob("*.sqlite"))
+    with Catalog(ws.catalog_path) as cat, cat.transaction():            # people settle half the masks
+        routed = [r[0] for r in cat.conn.execute("SELECT triplet_id FROM proposals WHERE route='review' ORDER BY 1")]
+        decided = routed[::2]
+        cat.conn.executemany("INSERT INTO consensus VALUES (?, NULL, 1.0, 'accept', NULL)", [(t,) for t in decided])
+    assert len(routed) >= 4
+    for i in range(2):
+        run_refine(ws, ws.load(), progress=False, shard=f"{i}/2", shard_catalog=True, round_no=2)
+    assert CliRunner().invoke(app, merge).exit_code == 0
+    with Catalog(ws.catalog_path) as cat:
+        rounds = dict(cat.conn.execute("SELECT triplet_id, round FROM proposals WHERE route='review'"))
+    assert {t for t, r in rounds.items() if r == 2} == set(routed) - set(decided)
 
 
 def test_calibrate_reaches_target_precision_and_writes_thresholds(make_workspace) -> None:
