@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal, Optional, TypeVar
+from typing import Any, Literal, Optional, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -275,23 +275,38 @@ def load_pipeline(path: Path | str) -> PipelineConfig:
     return parse_pipeline(read_yaml(path, "no such pipeline file (create one with `risbench init`)"), path)
 
 
-def shipped_file(folder: str, name: str) -> Path | None:
-    """A file shipped in ``folder`` (pipelines, adapters, review): inside the wheel (``_recipes/``)
-    or in a clone; a name without a suffix means ``NAME.yaml``. None when there is none."""
+def _shipped_folders(folder: str) -> list[Any]:
+    """Where shipped files live: inside the wheel (``_recipes/``), then in a clone."""
     from importlib import resources
 
+    return [resources.files("risbench_builder") / "_recipes" / folder, Path(__file__).resolve().parent.parent / folder]
+
+
+def shipped_file(folder: str, name: str) -> Path | None:
+    """A file shipped in ``folder`` (pipelines, adapters, review), named ``NAME``, ``NAME.yaml`` or
+    ``FOLDER/NAME.yaml`` (as in a clone). None when there is none, and for any other path: a
+    mistyped ``~/mine/demo.yaml`` is not quietly swapped for the shipped ``demo.yaml``."""
+    if Path(name).parent not in (Path("."), Path(folder)):
+        return None
     filename = Path(name).name
     filename = filename if Path(filename).suffix else f"{filename}.yaml"
-    packaged = resources.files("risbench_builder") / "_recipes" / folder / filename
-    if packaged.is_file():
-        return Path(str(packaged))
-    clone = Path(__file__).resolve().parent.parent / folder / filename
-    return clone if clone.is_file() else None
+    for base in _shipped_folders(folder):
+        if (base / filename).is_file():
+            return Path(str(base / filename))
+    return None
+
+
+def shipped_names(folder: str) -> list[str]:
+    """The YAML recipes shipped in ``folder``, by name (for the error that lists them)."""
+    return sorted({Path(str(entry)).stem for base in _shipped_folders(folder) if base.is_dir()
+                   for entry in base.iterdir() if str(entry).endswith(".yaml")})
 
 
 def recipe_path(name: str) -> Path:
     """A pipeline recipe shipped with the package (``demo``, ``risbench``), clone or wheel."""
     path = shipped_file("pipelines", name)
     if path is None:
-        raise ConfigError(f"no shipped pipeline named {name!r}")
+        what = f"{name}: no such pipeline file" if Path(name).suffix or Path(name).name != name else \
+            f"no shipped pipeline named {name!r}"
+        raise ConfigError(f"{what} (shipped: {', '.join(shipped_names('pipelines'))})")
     return path

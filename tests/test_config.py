@@ -20,6 +20,22 @@ def test_shipped_recipes_load(name: str) -> None:
     assert cfg.sources and cfg.name == name
 
 
+def test_a_path_that_is_not_there_is_never_swapped_for_a_shipped_recipe(tmp_path: Path) -> None:
+    """`--pipeline ~/mine/demo.yaml` with a typo in the folder used to build the shipped demo."""
+    from risbench_builder.adapter.recipe import load_recipe
+    from risbench_builder.workspace import init_workspace
+
+    assert recipe_path("pipelines/risbench.yaml") == recipe_path("risbench.yaml") == recipe_path("risbench")
+    with pytest.raises(ConfigError, match=r"nowhere/demo.yaml: no such pipeline file \(shipped: audit, demo, risbench\)"):
+        init_workspace(tmp_path / "ws", tmp_path / "nowhere" / "demo.yaml")
+    assert not (tmp_path / "ws").exists()
+    with pytest.raises(ConfigError, match="no shipped pipeline named 'dmeo'"):
+        recipe_path("dmeo")
+    assert load_recipe("adapters/tiny.yaml").name == "tiny"
+    with pytest.raises(ConfigError, match="no adapter recipe .*nowhere/tiny.yaml"):
+        load_recipe(tmp_path / "nowhere" / "tiny.yaml")
+
+
 @pytest.mark.parametrize("data, key", [
     ({"sources": [{"kind": "landsat", "root": "x"}]}, "sources.0.kind"),
     ({"sources": [{"kind": "dota"}]}, "sources.0.root"),

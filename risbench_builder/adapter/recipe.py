@@ -13,7 +13,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ..config import ConfigError, parse_model, read_yaml, shipped_file
+from ..config import ConfigError, parse_model, read_yaml, shipped_file, shipped_names
 from .model import DECODER_PARTS, PA_SAM_TRAINABLE
 
 
@@ -96,8 +96,8 @@ def shipped_recipe(name: str) -> Path:
     """A recipe shipped with the package (``pa_sam_vit_h``, ``pa_sam_vit_b``, ``tiny``), clone or wheel."""
     path = shipped_file("adapters", name)
     if path is None:
-        raise ConfigError(f"no adapter recipe {name!r}: give a YAML path or a shipped name (pa_sam_vit_h, "
-                          "pa_sam_vit_b, tiny)")
+        raise ConfigError(f"no adapter recipe {name!r}: give a YAML path or a shipped name "
+                          f"({', '.join(shipped_names('adapters'))})")
     return path
 
 
