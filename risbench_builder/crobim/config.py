@@ -118,12 +118,13 @@ def shipped_configs() -> list[str]:
 
 
 def config_path(name: str | Path) -> Path:
-    """A YAML path, or the name of a shipped config (``crobim_swin_b``, ``tiny.yaml``)."""
+    """A YAML path, or the name of a shipped config (``crobim_swin_b``, ``tiny.yaml``): a path
+    that is not there (``~/mine/tiny.yaml``) is an error, not the shipped file of that name."""
     path = Path(name)
     if path.is_file():
         return path
     shipped = CONFIG_DIR / (path.name if path.suffix == ".yaml" else f"{path.name}.yaml")
-    if shipped.is_file():
+    if path.parent == Path(".") and shipped.is_file():
         return shipped
     raise ConfigError(f"{name}: no such config file or shipped config (shipped: {', '.join(shipped_configs())})")
 

@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from risbench_builder.cli import app
+from risbench_builder.config import ConfigError
 from risbench_builder.crobim.config import CroBIMConfig, load_config, shipped_configs
 from risbench_builder.crobim.evaluate import load_checkpoint
 from risbench_builder.crobim.model import build_model
@@ -37,6 +38,8 @@ def test_shipped_configs() -> None:
     assert (paper.model.img_size, paper.train.lr, paper.train.batch_size, paper.train.epochs) == (480, 5e-5, 32, 40)
     assert paper.model.mid.dim == 256 and paper.model.num_prompts == 4 and paper.model.max_tokens == 20
     assert load_config("crobim_convnext_b").model.backbone == "convnext_b"
+    with pytest.raises(ConfigError, match="nowhere/tiny.yaml: no such config file"):     # not the shipped tiny
+        load_config("/nowhere/tiny.yaml")
 
 
 def test_checkpoint_round_trip_and_strict_keys(tmp_path: Path, tiny_cfg: CroBIMConfig) -> None:
