@@ -113,6 +113,23 @@ def save_checkpoint(out: Path, decoder: PromptAdapterDecoder, opt: torch.optim.O
     return final
 
 
+def _refuse_a_stopped_run(out: Path) -> None:
+    """A checkpoint the written adapter does not come from is a stopped run: starting over would
+    replace it at the first checkpoint. A finished run is trained again (a later data-engine round)."""
+    try:
+        progress = json.loads((out / LAST / "progress.json").read_text())
+    except (OSError, ValueError):
+        return
+    try:
+        finished = json.loads((out / "adapter.json").read_text())["trained"]["steps"] == progress["step"]
+    except (OSError, ValueError, KeyError, TypeError):
+        finished = False
+    if not finished:
+        raise FileExistsError(f"{out} holds an adapter run stopped at step {progress.get('step')} of "
+                              f"{progress.get('total_steps')}: add --resume to continue it, or give another --out "
+                              f"(or remove {out}) to start over")
+
+
 def load_checkpoint(out: Path, decoder: PromptAdapterDecoder, opt: torch.optim.Optimizer,
                     sam_sha256: str, recipe: AdapterRecipe) -> dict:
     """Restore weights and Adam state from ``out/last``; the run must be the same recipe and SAM."""
@@ -182,6 +199,8 @@ def _train(ws: Workspace, recipe: AdapterRecipe, out: Path, checkpoint: str | Pa
     stop = total if max_steps is None else min(total, max_steps)
     run_info = {"recipe": recipe.model_dump(mode="json"), "sam_model": seg.model_name, "sam_sha256": seg.model_sha256}
     step, history = 0, []
+    if not resume:
+        _refuse_a_stopped_run(out)
     if resume and (out / LAST).is_dir():
         state = load_checkpoint(out, decoder, opt, seg.model_sha256, recipe)
         step, history = int(state["step"]), list(state["losses"])

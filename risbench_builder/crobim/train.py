@@ -113,6 +113,21 @@ def _micro_step(model: nn.Module, batch: dict, device: torch.device, cfg: CroBIM
 
 
 # ------------------------------------------------------------------ train
+def _refuse_a_stopped_run(out: Path, epochs: int, total: int) -> None:
+    """A run folder whose last epoch is short of the schedule holds a stopped run: starting over
+    would replace its checkpoint at the end of the first epoch (hours of GPU time)."""
+    if not (out / "last" / "optimizer.pt").is_file():
+        return
+    try:
+        done = json.loads((out / "metrics.json").read_text())[-1]
+        epoch, step = int(done["epoch"]), int(done["step"])
+    except (OSError, ValueError, IndexError, KeyError, TypeError):
+        epoch, step = 0, 0
+    if epoch < epochs and step < total:
+        raise FileExistsError(f"{out} holds a run stopped at epoch {epoch} of {epochs}: add --resume to continue "
+                              f"it, or give another --out (or remove {out}) to start over")
+
+
 def train(data: str | Path, cfg: CroBIMConfig, out: str | Path, resume: bool = False, device: str | None = None,
           until_epoch: int | None = None, log: Log = print) -> dict:
     """Train on ``data``'s train split; returns the last epoch's record. ``until_epoch`` stops early
@@ -151,6 +166,8 @@ def train(data: str | Path, cfg: CroBIMConfig, out: str | Path, resume: bool = F
     if micro_per_epoch == 0:
         raise ValueError(f"{data}: {len(train_samples)} train samples, fewer than one micro-batch of {tc.micro_batch}")
     state = {"epoch": 0, "step": 0, "best_oiou": -1.0}
+    if not resume:
+        _refuse_a_stopped_run(out, tc.epochs, total)
     if resume:
         last = out / "last"
         if not (last / "optimizer.pt").is_file():

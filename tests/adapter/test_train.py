@@ -59,6 +59,10 @@ def test_resume_continues_the_same_run(workspace, tmp_path) -> None:
     whole = train_adapter(workspace, recipe, tmp_path / "whole", max_steps=14, **quiet)
     first = train_adapter(workspace, recipe, tmp_path / "split", max_steps=9, **quiet)  # "killed" at step 9
     assert first.steps == 9 and json.loads((tmp_path / "split/last/progress.json").read_text())["step"] == 9
+    train_adapter(workspace, recipe, tmp_path / "split", max_steps=9, **quiet)   # finished: trained again
+    (tmp_path / "split" / "adapter.json").unlink()                               # as if killed before the end
+    with pytest.raises(FileExistsError, match="holds an adapter run stopped at step 9 of .*: add --resume"):
+        train_adapter(workspace, recipe, tmp_path / "split", max_steps=14, **quiet)
     resumed = train_adapter(workspace, recipe, tmp_path / "split", max_steps=14, resume=True, **quiet)
     assert resumed.steps == 14 and resumed.losses == whole.losses  # crosses epochs and the start of point mining
     with safe_open(str(whole.adapter_path), "pt") as a, safe_open(str(resumed.adapter_path), "pt") as b:

@@ -18,7 +18,7 @@ from risbench_builder.crobim.config import CroBIMConfig, load_config, shipped_co
 from risbench_builder.crobim.evaluate import load_checkpoint
 from risbench_builder.crobim.model import build_model
 from risbench_builder.crobim.checkpoint import load_training_state, load_weights, save_checkpoint
-from risbench_builder.crobim.train import param_groups, train
+from risbench_builder.crobim.train import _refuse_a_stopped_run, param_groups, train
 from tests.conftest import torchrun
 
 runner = CliRunner()
@@ -83,6 +83,9 @@ def test_resume_continues_identically(tmp_path: Path, tiny_cfg: CroBIMConfig, sm
     full = train(small_export, cfg, tmp_path / "full", log=lambda s: None)
     train(small_export, cfg, tmp_path / "cut", until_epoch=1, log=lambda s: None)
     assert json.loads((tmp_path / "cut" / "metrics.json").read_text())[-1]["epoch"] == 1
+    with pytest.raises(FileExistsError, match="holds a run stopped at epoch 1 of 2: add --resume"):
+        train(small_export, cfg, tmp_path / "cut", log=lambda s: None)      # forgot --resume: nothing replaced
+    _refuse_a_stopped_run(tmp_path / "full", cfg.train.epochs, full["step"])  # a finished run may be trained again
     resumed = train(small_export, cfg, tmp_path / "cut", resume=True, log=lambda s: None)
     assert resumed["step"] == full["step"] and resumed["train_loss"] == pytest.approx(full["train_loss"], abs=0)
     a = load_file(str(tmp_path / "full" / "last" / "model.safetensors"))
