@@ -113,11 +113,15 @@ def confidence(scores: dict) -> float:
     return sum(values) / len(values) if values else 0.0
 
 
+#: SQL: triplet ``t`` has a referring expression. Only these can become dataset triplets; a label
+#: source (DOTA's or DIOR's boxes over whole scenes) brings objects without one, which no stage masks.
+REFERRED = "t.expression IS NOT NULL AND TRIM(t.expression) != ''"
+
 _QUEUE_SQL = """
 SELECT p.triplet_id, i.path, i.width, i.height, t.category, t.expression, p.rle, p.scores_json,
        p.segmenter, p.model_sha256
 FROM proposals p JOIN triplets t USING (triplet_id) JOIN images i ON i.image_id = t.image_id
-WHERE p.segmenter = ? AND p.model_sha256 = ? AND {which} AND t.expression IS NOT NULL
+WHERE p.segmenter = ? AND p.model_sha256 = ? AND {which} AND """ + REFERRED + """
   AND NOT EXISTS (SELECT 1 FROM consensus c WHERE c.triplet_id = p.triplet_id)
   AND NOT EXISTS (SELECT 1 FROM rejects r WHERE r.stage = 'review' AND r.ref = p.triplet_id)
 """
@@ -158,12 +162,13 @@ def last_finished_run(catalog: Catalog, stages: Sequence[str]) -> Optional[tuple
 
 
 def unmasked_count(catalog: Catalog, proposal_set: ProposalSet) -> int:
-    """Triplets that still need a mask of ``proposal_set``: none there, no sam-refine reject, and
-    no reviewers' decision (a consensus mask or a review reject stands in for it). What a killed
-    sam-refine, an ``ingest --force`` or an interrupted ``sam-refine --force`` leaves to do."""
+    """Triplets with an expression that still need a mask of ``proposal_set``: none there, no
+    sam-refine reject, and no reviewers' decision (a consensus mask or a review reject stands in
+    for it). What a killed sam-refine, an ``ingest --force`` or an interrupted ``sam-refine
+    --force`` leaves to do."""
     return int(catalog.conn.execute(
-        "SELECT COUNT(*) FROM triplets t WHERE NOT EXISTS (SELECT 1 FROM proposals p WHERE p.triplet_id = "
-        "t.triplet_id AND p.segmenter = ? AND p.model_sha256 = ?) AND NOT EXISTS (SELECT 1 FROM rejects r "
+        f"SELECT COUNT(*) FROM triplets t WHERE {REFERRED} AND NOT EXISTS (SELECT 1 FROM proposals p WHERE "
+        "p.triplet_id = t.triplet_id AND p.segmenter = ? AND p.model_sha256 = ?) AND NOT EXISTS (SELECT 1 FROM rejects r "
         "WHERE r.stage IN ('sam-refine', 'review') AND r.ref = t.triplet_id) "
         "AND NOT EXISTS (SELECT 1 FROM consensus c WHERE c.triplet_id = t.triplet_id)", proposal_set).fetchone()[0])
 

@@ -178,3 +178,16 @@ def test_a_review_in_the_same_second_as_the_last_finalize_is_newer(tmp_path: Pat
         assert not finalized_since_decisions(cat)
         run("d", "finalize", "2026-12-06T07:00:01")
         assert finalized_since_decisions(cat)
+
+
+def test_a_workspace_of_label_sources_only_says_it_has_nothing_to_refer_to(tmp_path: Path) -> None:
+    from tests.data.dota.data import generate as generate_dota
+
+    generate_dota(tmp_path / "dota")
+    ws = _init(tmp_path, {"sources": [{"kind": "dota", "root": str(tmp_path / "dota"), "labels": "labelTxt",
+                                       "images": "images"}], "refine": {"segmenter": "box"}})
+    result = runner.invoke(app, ["build", "-w", str(ws), "--until", "sam-refine", "--no-progress", "--json"])
+    assert result.exit_code == 0, result.output
+    step = json.loads(runner.invoke(app, ["status", "-w", str(ws), "--json"]).output)["next"]
+    assert step["waiting"].startswith("no triplet has a referring expression"), step
+    assert "add a vrsbench or dior_rsvg source" in step["next"]

@@ -298,6 +298,28 @@ def test_a_sharded_round_after_a_merge_starts_from_the_workspace_catalog(make_wo
     assert {t for t, r in rounds.items() if r == 2} == set(routed) - set(decided)
 
 
+def test_objects_without_an_expression_get_no_mask(make_workspace, tmp_path: Path) -> None:
+    """A label source (DOTA's boxes over whole scenes) brings objects no expression refers to:
+    masking them is GPU time for nothing (DOTA-v2 has ~1.8 M), and nothing waits on them."""
+    from tests.data.dota.data import generate as generate_dota
+
+    generate_dota(tmp_path / "dota")
+    spec = pipeline(segmenter="box")
+    spec["sources"].append({"kind": "dota", "root": str(tmp_path / "dota"), "labels": "labelTxt", "images": "images"})
+    ws = make_workspace(spec)
+    run_ingest(ws, ws.load(), progress=False)
+    report = run_refine(ws, ws.load(), progress=False)
+    with Catalog(ws.catalog_path) as cat:
+        bare = cat.count("triplets", "WHERE expression IS NULL OR TRIM(expression) = ''")
+        referred = cat.count("triplets") - bare
+        masked = {r[0] for r in cat.conn.execute("SELECT triplet_id FROM proposals")}
+        unmasked_bare = cat.count("triplets", "WHERE (expression IS NULL OR TRIM(expression) = '') AND triplet_id "
+                                              "NOT IN (SELECT triplet_id FROM proposals)")
+    assert bare > 10 and referred > 0 and unmasked_bare == bare
+    assert len(masked) == referred == report.proposals
+    assert "no mask yet" not in next_step(ws.path).waiting
+
+
 def test_calibrate_reaches_target_precision_and_writes_thresholds(make_workspace) -> None:
     ws = ingested(make_workspace, scenes=6)
     run_refine(ws, ws.load(), progress=False)

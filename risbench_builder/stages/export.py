@@ -36,7 +36,7 @@ from ..export.manifest import read_manifest, write_manifest
 from ..export.refer import REFER_SPLITS
 from ..finalize.quality import measure_quality
 from ..finalize.records import final_records, split_names
-from ..readmodel import consensus_summary, current_proposal_set
+from ..readmodel import REFERRED, consensus_summary, current_proposal_set
 from ..workspace import Workspace
 
 STAGE = "export"
@@ -64,8 +64,7 @@ class ExportReport:
 def pending_count(catalog: Catalog) -> int:
     """Triplets with an expression that are neither in ``final`` nor rejected by any stage."""
     return int(catalog.conn.execute(
-        "SELECT COUNT(*) FROM triplets t WHERE t.expression IS NOT NULL AND TRIM(t.expression) != '' "
-        "AND t.triplet_id NOT IN (SELECT triplet_id FROM final) "
+        f"SELECT COUNT(*) FROM triplets t WHERE {REFERRED} AND t.triplet_id NOT IN (SELECT triplet_id FROM final) "
         "AND t.triplet_id NOT IN (SELECT ref FROM rejects)").fetchone()[0])
 
 

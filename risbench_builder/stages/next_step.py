@@ -14,7 +14,7 @@ from pathlib import Path
 from ..catalog import Catalog
 from ..config import ConfigError
 from ..export.freshness import refresh_command, stale_exports
-from ..readmodel import current_proposal_set, last_finished_run, queued_count, unmasked_count
+from ..readmodel import REFERRED, current_proposal_set, last_finished_run, queued_count, unmasked_count
 from ..sources.imported import IMPORTED_SEGMENTER
 from ..workspace import Workspace
 
@@ -96,6 +96,10 @@ def next_step(ws: Path) -> NextStep:
         if not catalog.count("triplets"):
             return NextStep("no triplets in the catalog", f"risbench build -w {ws} --stage ingest "
                                                           f"(see reports/rejects.csv if every record was rejected)")
+        if not catalog.conn.execute(f"SELECT EXISTS (SELECT 1 FROM triplets t WHERE {REFERRED})").fetchone()[0]:
+            return NextStep("no triplet has a referring expression (label sources such as dota, dior and dior_r "
+                            "bring boxes only)", f"add a vrsbench or dior_rsvg source to {ws / 'pipeline.yaml'}, then "
+                            f"risbench build -w {ws} --stage ingest")
         current = current_proposal_set(catalog)
         if current is None:
             return NextStep("no masks yet", f"risbench build -w {ws} --stage sam-refine")

@@ -30,7 +30,7 @@ from .. import masks
 from ..catalog import Catalog
 from ..config import PipelineConfig, RefineConfig
 from ..parallel import default_workers, make_pool, ordered_map
-from ..readmodel import current_proposal_set
+from ..readmodel import REFERRED, current_proposal_set
 from ..review.sample import current_round
 from ..segment.base import MaskOutput, MeasuredMask, Segmenter, View
 from ..segment.registry import make_segmenter
@@ -323,7 +323,7 @@ def _run_refine(ws: Workspace, cfg: PipelineConfig, part: Shard, force: bool, sh
         report.rerouted = reroute(catalog, seg.name, seg.model_sha256, rcfg, waiting, round_no)
         todo = [r for r in catalog.conn.execute(
             "SELECT DISTINCT i.image_id, i.path, i.sha256, i.width, i.height FROM images i "
-            "JOIN triplets t ON t.image_id = i.image_id WHERE NOT EXISTS (SELECT 1 FROM proposals p "
+            f"JOIN triplets t ON t.image_id = i.image_id WHERE {REFERRED} AND NOT EXISTS (SELECT 1 FROM proposals p "
             "WHERE p.triplet_id = t.triplet_id AND p.segmenter=? AND p.model_sha256=?) "
             "AND NOT EXISTS (SELECT 1 FROM rejects r WHERE r.stage=? AND r.ref = t.triplet_id) "
             "ORDER BY i.image_id", (seg.name, seg.model_sha256, STAGE)).fetchall() if part.owns(r[0])]
@@ -406,8 +406,8 @@ class ImageResult:
 
 def _job(catalog: Catalog, seg: Segmenter, image_id: str, path: str, sha: str | None) -> ImageJob:
     rows = catalog.conn.execute(
-        "SELECT triplet_id, box_xyxy, polygon FROM triplets WHERE image_id=? AND NOT EXISTS (SELECT 1 FROM "
-        "proposals p WHERE p.triplet_id = triplets.triplet_id AND p.segmenter=? AND p.model_sha256=?) "
+        f"SELECT triplet_id, box_xyxy, polygon FROM triplets t WHERE image_id=? AND {REFERRED} AND NOT EXISTS "
+        "(SELECT 1 FROM proposals p WHERE p.triplet_id = t.triplet_id AND p.segmenter=? AND p.model_sha256=?) "
         "ORDER BY triplet_id", (image_id, seg.name, seg.model_sha256)).fetchall()
     return ImageJob(image_id, path, sha, rows)
 
