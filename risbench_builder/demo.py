@@ -13,6 +13,7 @@ from collections import Counter
 from typing import Any
 
 from .catalog import Catalog
+from .config import parse_pipeline
 from .lock import holds_lock, workspace_lock
 from .review import export_import_file
 from .review.sample import review_items
@@ -59,8 +60,8 @@ def init_demo(ws: Workspace, scenes: int | None = None, patches_per_scene: int |
         synthetic["scenes"] = scenes
     if patches_per_scene is not None:
         synthetic["patches_per_scene"] = patches_per_scene
+    parse_pipeline(data, ws.pipeline_path)      # validated like any pipeline key, before it is written
     ws.pipeline_path.write_text(yaml.safe_dump(data, sort_keys=False))
-    ws.load()                                   # the sizes are validated like any pipeline key
     return started_over
 
 

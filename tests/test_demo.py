@@ -60,3 +60,15 @@ def test_a_second_demo_starts_over_and_gives_the_same_dataset(tmp_path: Path) ->
     out = runner.invoke(app, ["demo", "-w", str(tmp_path / "real"), "--no-progress"])
     assert out.exit_code == 1 and "is not a demo workspace" in " ".join(out.output.split())
     assert not (tmp_path / "real" / "catalog.sqlite").exists()
+
+
+def test_a_size_out_of_range_leaves_no_pipeline_that_blocks_the_next_demo(tmp_path: Path) -> None:
+    """`demo --scenes 100000000` used to write that size into pipeline.yaml before validating it:
+    every later `risbench demo -w` on the folder then failed on the same key."""
+    import yaml
+
+    ws = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "-w", str(ws), "--scenes", "100000000"])
+    assert result.exit_code == 1 and "synthetic.scenes: Input should be less than or equal to" in result.output
+    assert yaml.safe_load((ws / "pipeline.yaml").read_text())["synthetic"]["scenes"] == 12   # the shipped size
+    assert not (ws / "catalog.sqlite").exists()
