@@ -168,8 +168,8 @@ def unmasked_count(catalog: Catalog, proposal_set: ProposalSet) -> int:
     --force`` leaves to do."""
     return int(catalog.conn.execute(
         f"SELECT COUNT(*) FROM triplets t WHERE {REFERRED} AND NOT EXISTS (SELECT 1 FROM proposals p WHERE "
-        "p.triplet_id = t.triplet_id AND p.segmenter = ? AND p.model_sha256 = ?) AND NOT EXISTS (SELECT 1 FROM rejects r "
-        "WHERE r.stage IN ('sam-refine', 'review') AND r.ref = t.triplet_id) "
+        "p.triplet_id = t.triplet_id AND p.segmenter = ? AND p.model_sha256 = ?) AND NOT EXISTS (SELECT 1 FROM "
+        "rejects r WHERE r.stage IN ('sam-refine', 'review') AND r.ref = t.triplet_id) "
         "AND NOT EXISTS (SELECT 1 FROM consensus c WHERE c.triplet_id = t.triplet_id)", proposal_set).fetchone()[0])
 
 
