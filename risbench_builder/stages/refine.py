@@ -283,10 +283,10 @@ def run_refine(ws: Workspace, cfg: PipelineConfig, *, force: bool = False, shard
 def _local_device(cfg: RefineConfig) -> str | None:
     """One GPU per rank on a node: LOCAL_RANK picks it unless the pipeline names a device."""
     if cfg.device is None and "LOCAL_RANK" in os.environ:
-        import torch
+        from ..devices import pick_device
 
-        if torch.cuda.is_available():
-            return f"cuda:{os.environ['LOCAL_RANK']}"
+        device = pick_device(None, int(os.environ["LOCAL_RANK"]))
+        return str(device) if device.type == "cuda" else None
     return None
 
 
