@@ -128,7 +128,8 @@ class Catalog:
     def __init__(self, path: Path | str, *, create: bool = True):
         self.path = Path(path)
         if not create and not self.path.exists():
-            raise CatalogError(f"no catalog at {self.path}: run `risbench build --stage ingest` first")
+            workspace = self.path.parent
+            raise CatalogError(f"no catalog at {self.path}: run `risbench build -w {workspace} --stage ingest` first")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(self.path, timeout=60, isolation_level=None)
         self.conn.execute("PRAGMA journal_mode=WAL")

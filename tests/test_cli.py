@@ -72,6 +72,10 @@ def test_clear_errors(tmp_path: Path) -> None:
     text = " ".join(result.output.split())
     assert result.exit_code == 1 and "no catalog at" in text and "sources[0].root" in text
     assert f"risbench build -w {ws.resolve()} --stage ingest" in text
+    for command in (["report"], ["quality"], ["review", "status"]):   # each names the workspace to build
+        result = runner.invoke(app, [*command, "--workspace", str(ws)])
+        text = " ".join(result.output.split())
+        assert result.exit_code == 1 and f"risbench build -w {ws} --stage ingest" in text, command
 
 
 def test_init_of_a_shipped_pipeline_says_which_source_to_point_at_a_copy(tmp_path: Path) -> None:
