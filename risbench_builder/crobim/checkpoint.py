@@ -6,6 +6,7 @@ Its own module so that training and evaluation both use it without importing eac
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -15,7 +16,11 @@ import torch
 from torch import nn
 
 from ..text import unexpected
-from .config import CroBIMConfig
+from .config import CroBIMConfig, parse_config
+
+# What may change between a run and its --resume: loader threads, init files the checkpoint's
+# weights replace, and what only evaluates. Anything else changes the trajectory being continued.
+RESUMABLE_CHANGES = ("name", "train.num_workers", "model.backbone_weights", "eval.", "smoke.")
 
 
 def model_file(path: str | Path) -> Path:
@@ -29,6 +34,38 @@ def model_file(path: str | Path) -> Path:
 def unreadable(file: Path, exc: BaseException) -> ValueError:
     """The one-line error for a checkpoint file that does not open (truncated, not safetensors)."""
     return ValueError(f"{file}: not a readable checkpoint ({unexpected(exc)})")
+
+
+def stored_config(path: str | Path) -> CroBIMConfig:
+    """The config a checkpoint was trained with (the safetensors metadata ``save_checkpoint`` writes)."""
+    from safetensors import safe_open
+
+    file = model_file(path)
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError: the file is not usable
+        raise unreadable(file, exc) from None
+    if "config" not in meta:
+        raise ValueError(f"{file}: no CroBIM config in the safetensors metadata (not a risbench checkpoint)")
+    return parse_config(json.loads(meta["config"]), file)
+
+
+def _leaves(data: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, dict):
+            out.update(_leaves(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def config_changes(stored: CroBIMConfig, now: CroBIMConfig) -> list[str]:
+    """``field old -> new`` for each field that differs and is not one of :data:`RESUMABLE_CHANGES`."""
+    old, new = _leaves(stored.model_dump(mode="json")), _leaves(now.model_dump(mode="json"))
+    return [f"{key} {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(set(old) | set(new))
+            if old.get(key) != new.get(key) and not key.startswith(RESUMABLE_CHANGES)]
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

@@ -10,7 +10,6 @@ original mask. Every expression is one sample; results per split, and by ``is_un
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -19,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from ..devices import pick_device
-from .config import CroBIMConfig, parse_config
+from .config import CroBIMConfig
 from .data import RefSegDataset, RefSample, load_split, make_collate
 from .metrics import SegMetrics, table_header, table_row
 
@@ -68,20 +67,11 @@ def score(model: torch.nn.Module, samples: Sequence[RefSample], size: int, batch
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> tuple[torch.nn.Module, CroBIMConfig]:
     """Rebuild the model from the config stored in the checkpoint and load its weights strictly."""
-    from safetensors import safe_open
-
     from .model import build_model
-    from .checkpoint import load_weights, model_file, unreadable
+    from .checkpoint import load_weights, model_file, stored_config
 
     file = model_file(path)
-    try:
-        with safe_open(str(file), framework="pt") as f:
-            meta = f.metadata() or {}
-    except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError: the file is not usable
-        raise unreadable(file, exc) from None
-    if "config" not in meta:
-        raise ValueError(f"{file}: no CroBIM config in the safetensors metadata (not a risbench checkpoint)")
-    cfg = parse_config(json.loads(meta["config"]), file)
+    cfg = stored_config(file)
     with warnings.catch_warnings():          # every weight comes from the checkpoint: no init files needed
         warnings.simplefilter("ignore")
         model = build_model(cfg.model.model_copy(update={"backbone_weights": None}))

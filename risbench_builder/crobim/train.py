@@ -32,7 +32,7 @@ from ..ddp import ranks_agree
 from ..devices import pick_device
 from .config import CroBIMConfig
 from .data import RefSegDataset, RefSample, available_splits, load_split, make_collate
-from .checkpoint import load_training_state, load_weights, save_checkpoint
+from .checkpoint import config_changes, load_training_state, load_weights, save_checkpoint, stored_config
 from .evaluate import score
 from .losses import crobim_loss
 from .model import build_model, count_parameters
@@ -128,6 +128,19 @@ def _refuse_a_stopped_run(out: Path, epochs: int, total: int) -> None:
                               f"it, or give another --out (or remove {out}) to start over")
 
 
+def _refuse_another_config(last: Path, cfg: CroBIMConfig) -> None:
+    """Resuming with another lr, schedule or model would continue a run nobody started; say which
+    fields differ before hours of GPU time go into it (an architecture change would fail the
+    strict load anyway, but as a list of tensor names)."""
+    if not (last / "optimizer.pt").is_file():
+        raise FileNotFoundError(f"{last}: nothing to resume (no optimizer.pt)")
+    changed = config_changes(stored_config(last), cfg)
+    if changed:
+        more = f"; +{len(changed) - 4} more" if len(changed) > 4 else ""
+        raise ValueError(f"{last} was trained with another config ({'; '.join(changed[:4])}{more}): resume with "
+                         "the config it started with, or give another --out to start a new run")
+
+
 def train(data: str | Path, cfg: CroBIMConfig, out: str | Path, resume: bool = False, device: str | None = None,
           until_epoch: int | None = None, log: Log = print) -> dict:
     """Train on ``data``'s train split; returns the last epoch's record. ``until_epoch`` stops early
@@ -146,6 +159,9 @@ def train(data: str | Path, cfg: CroBIMConfig, out: str | Path, resume: bool = F
     else:
         dev = pick_device(device)
     out = Path(out)
+    last = out / "last"
+    if resume:
+        _refuse_another_config(last, cfg)
     main = rank == 0
     if main:
         out.mkdir(parents=True, exist_ok=True)
@@ -169,9 +185,6 @@ def train(data: str | Path, cfg: CroBIMConfig, out: str | Path, resume: bool = F
     if not resume:
         _refuse_a_stopped_run(out, tc.epochs, total)
     if resume:
-        last = out / "last"
-        if not (last / "optimizer.pt").is_file():
-            raise FileNotFoundError(f"{last}: nothing to resume (no optimizer.pt)")
         load_weights(model, last)
         state.update(load_training_state(last, optimizer, scheduler))
         log(f"resumed from {last}: epoch {state['epoch']}, step {state['step']}")

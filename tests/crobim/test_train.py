@@ -86,7 +86,12 @@ def test_resume_continues_identically(tmp_path: Path, tiny_cfg: CroBIMConfig, sm
     with pytest.raises(FileExistsError, match="holds a run stopped at epoch 1 of 2: add --resume"):
         train(small_export, cfg, tmp_path / "cut", log=lambda s: None)      # forgot --resume: nothing replaced
     _refuse_a_stopped_run(tmp_path / "full", cfg.train.epochs, full["step"])  # a finished run may be trained again
-    resumed = train(small_export, cfg, tmp_path / "cut", resume=True, log=lambda s: None)
+    other = cfg.model_copy(update={"train": cfg.train.model_copy(update={"lr": cfg.train.lr * 2, "epochs": 3})})
+    with pytest.raises(ValueError, match=r"trained with another config \(train.epochs 2 -> 3; train.lr .* -> .*\)"):
+        train(small_export, other, tmp_path / "cut", resume=True, log=lambda s: None)   # refused before any step
+    assert json.loads((tmp_path / "cut" / "metrics.json").read_text())[-1]["epoch"] == 1
+    loader_only = cfg.model_copy(update={"train": cfg.train.model_copy(update={"num_workers": 1}), "name": "x"})
+    resumed = train(small_export, loader_only, tmp_path / "cut", resume=True, log=lambda s: None)
     assert resumed["step"] == full["step"] and resumed["train_loss"] == pytest.approx(full["train_loss"], abs=0)
     a = load_file(str(tmp_path / "full" / "last" / "model.safetensors"))
     b = load_file(str(tmp_path / "cut" / "last" / "model.safetensors"))
