@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from . import __version__
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -54,6 +54,8 @@ CREATE TABLE IF NOT EXISTS rejects (
 CREATE TABLE IF NOT EXISTS samples (
     triplet_id TEXT PRIMARY KEY REFERENCES triplets(triplet_id), round INTEGER NOT NULL, stratum TEXT NOT NULL,
     run_id TEXT);
+CREATE TABLE IF NOT EXISTS scene_splits (
+    scene_id TEXT PRIMARY KEY, split TEXT NOT NULL, config_sha256 TEXT NOT NULL, run_id TEXT);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, stage TEXT NOT NULL, config_sha256 TEXT, code_version TEXT,
     started TEXT NOT NULL, finished TEXT, counts_json TEXT);
@@ -67,7 +69,12 @@ def _v2(conn: sqlite3.Connection) -> None:
         conn.execute("ALTER TABLE proposals ADD COLUMN round INTEGER")
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _v2}
+def _v3(conn: sqlite3.Connection) -> None:
+    """v3: ``scene_splits`` (the split each scene keeps from one finalize to the next; made by
+    CREATE IF NOT EXISTS; the first finalize fills it from ``final``)."""
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {2: _v2, 3: _v3}
 
 # Tables whose content defines the dataset; run bookkeeping (run_id, runs) is excluded from
 # fingerprints so a resumed build compares equal to a clean one.
@@ -81,11 +88,12 @@ DATA_TABLES: dict[str, tuple[str, ...]] = {
     "final": ("triplet_id", "split", "mask_origin"),
     "rejects": ("stage", "ref", "reason", "detail"),
     "samples": ("triplet_id", "round", "stratum"),
+    "scene_splits": ("scene_id", "split", "config_sha256"),
 }
 
 
 _RUN_COLUMNS = ("run_id", "stage", "config_sha256", "code_version", "started", "finished", "counts_json")
-_TABLES_WITH_RUN_ID = {"proposals", "reviews", "consensus", "rejects", "samples"}
+_TABLES_WITH_RUN_ID = {"proposals", "reviews", "consensus", "rejects", "samples", "scene_splits"}
 
 
 def columns(table: str) -> tuple[str, ...]:

@@ -81,7 +81,7 @@ def test_migration_hook_runs_and_newer_schema_is_refused(tmp_path: Path, monkeyp
 
 
 def test_missing_catalog_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(CatalogError, match="risbench build --stage ingest"):
+    with pytest.raises(CatalogError, match=f"risbench build -w {tmp_path} --stage ingest"):
         Catalog(tmp_path / "nope.sqlite", create=False)
 
 

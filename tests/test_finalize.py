@@ -231,6 +231,51 @@ def test_risbench_protocol_and_upstream_leaks() -> None:
     assert abs(pool["train"] / (pool["train"] + pool["val"]) - 26300 / 36313) < 0.05
     scene_of = {it.triplet_id: it.scene_id for it in items}
     assert scene_leaks({it.triplet_id: it.origin_split for it in items}, scene_of) == {"S1": ["train", "val"]}
+    kept = {it.scene_id: out[it.triplet_id] for it in items if it.origin_split == "train"}
+    grown = assign(items[5:] + [Item("new", "S999", "ship", "train")], SplitConfig(protocol="risbench", seed=3), kept)
+    assert all(grown[t] == out[t] for t in grown if t != "new") and grown["new"] in ("train", "val")
+
+
+def test_a_later_finalize_keeps_every_scene_in_its_split(hand: Hand) -> None:
+    """One triplet more or less moved a quarter of the scenes to another split (yesterday's test
+    scenes in tomorrow's training); now only new scenes are drawn, and another seed redraws all."""
+    def add_scenes(first: int, count: int) -> None:
+        for s in range(first, first + count):
+            for k in range(1 + s % 3):
+                x = 10 + 30 * k
+                hand.add(f"t{s}-{k}", f"The ship tagged {k} in this image.", [x, 10, x + 20, 30], (x, 10, x + 20, 30), image=f"i{s}",
+                         scene=f"S{s}", category=("ship", "plane", "vehicle")[s % 3])
+
+    def splits() -> dict[str, str]:
+        return dict(hand.cat.conn.execute("SELECT triplet_id, split FROM final"))
+
+    add_scenes(0, 60)
+    cfg = hand.ws.load()
+    run_finalize(hand.ws, cfg, progress=False)
+    before = splits()
+    assert len(before) == 120 and set(before.values()) == {"train", "val", "test"}
+    with hand.cat.transaction():           # a reviewer drops one mask; a new source brings 20 scenes
+        hand.cat.insert("consensus", ("triplet_id", "rle", "agreement", "decision"), [("t5-2", None, 0.1, "reject")])
+    add_scenes(60, 20)
+    report = run_finalize(hand.ws, cfg, progress=False)
+    after = splits()
+    assert "t5-2" not in after and all(after[t] == split for t, split in before.items() if t in after)
+    assert report.scenes == Counter({"kept their split": 60, "drawn now": 20})
+    new = Counter(split for t, split in after.items() if t not in before)
+    assert new["train"] > new["test"] > 0                     # drawn towards the ratios around the kept scenes
+    assert scene_leaks(after, {t: t.split("-")[0] for t in after}) == {}
+
+    # a catalog from before scene_splits keeps what its final table holds
+    with hand.cat.transaction():
+        hand.cat.conn.execute("DELETE FROM scene_splits")
+    run_finalize(hand.ws, cfg, progress=False)
+    assert splits() == after and hand.cat.count("scene_splits") == 80
+
+    reseeded = cfg.model_copy(update={"finalize": cfg.finalize.model_copy(
+        update={"split": cfg.finalize.split.model_copy(update={"seed": 7})})})
+    report = run_finalize(hand.ws, reseeded, progress=False)
+    assert splits() != after and report.scenes["drawn again: the split config changed"] == 80
+    assert report.scenes["drawn now"] == 80 and hand.cat.count("scene_splits") == 80
 
 
 def test_stats_stage_counts_and_figures(hand: Hand) -> None:

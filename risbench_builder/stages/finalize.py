@@ -20,7 +20,7 @@ from ..catalog import Catalog
 from ..config import PipelineConfig
 from ..finalize import filters, geometry
 from ..readmodel import current_proposal_set
-from ..finalize.splits import Item, assign, scene_leaks
+from ..finalize.splits import Item, assign, drawn, scene_leaks, split_config_sha256
 from ..workspace import Workspace
 
 STAGE = "finalize"
@@ -41,6 +41,7 @@ class FinalizeReport:
     upstream_leaks: dict[str, list[str]] = field(default_factory=dict)
     split_leaks: dict[str, list[str]] = field(default_factory=dict)
     sample_confirmed: int = 0        # audit-sample masks reviewers accepted: kept as auto-accepted
+    scenes: Counter = field(default_factory=Counter)        # drawn scenes: kept their split / drawn now
 
     def as_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "seconds": round(self.seconds, 3), "candidates": self.candidates,
@@ -49,7 +50,7 @@ class FinalizeReport:
                 "geometry": {k: v for k, v in self.geometry.items() if k != "all"},
                 "upstream_scene_leaks": len(self.upstream_leaks), "split_scene_leaks": len(self.split_leaks),
                 "upstream_leak_examples": dict(list(self.upstream_leaks.items())[:10]),
-                "sample_confirmed": self.sample_confirmed}
+                "sample_confirmed": self.sample_confirmed, "scenes": dict(self.scenes)}
 
 
 _SQL = """
@@ -101,6 +102,26 @@ def _sample_confirmed(catalog: Catalog) -> set[str]:
         "SELECT r.triplet_id, SUM(r.verdict = 'accept'), SUM(r.verdict = 'corrected') FROM reviews r "
         "JOIN samples s USING (triplet_id) WHERE r.task_id NOT LIKE 'adj:%' GROUP BY r.triplet_id")
             if accepted > corrected}
+
+
+def _kept_scene_splits(catalog: Catalog, items: list[Item], cfg: PipelineConfig, split_sha: str,
+                       report: FinalizeReport) -> dict[str, str]:
+    """Scene -> the split an earlier finalize gave it, under the same split config. A catalog made
+    before ``scene_splits`` existed keeps the splits its ``final`` holds if its last finalize ran
+    with this very pipeline (else nothing says they came from this split config)."""
+    rows = catalog.conn.execute("SELECT scene_id, split, config_sha256 FROM scene_splits").fetchall()
+    fixed: dict[str, str] = {}
+    if rows:
+        fixed = {scene: split for scene, split, sha in rows if sha == split_sha}
+        if len(fixed) < len(rows):
+            report.scenes["drawn again: the split config changed"] = len(rows) - len(fixed)
+    elif catalog.conn.execute("SELECT config_sha256 FROM runs WHERE stage=? AND finished IS NOT NULL ORDER BY "
+                              "started DESC, rowid DESC LIMIT 1", (STAGE,)).fetchone() == (cfg.sha256(),):
+        final = dict(catalog.conn.execute("SELECT triplet_id, split FROM final"))
+        fixed = {it.scene_id: final[it.triplet_id] for it in drawn(items, cfg.finalize.split) if it.triplet_id in final}
+    scenes = {it.scene_id for it in drawn(items, cfg.finalize.split)}
+    report.scenes["kept their split"] = len(scenes & set(fixed))
+    return fixed
 
 
 def _geometry(catalog: Catalog, kept: list[filters.Candidate], mode: str,
@@ -170,7 +191,11 @@ def run_finalize(ws: Workspace, cfg: PipelineConfig, *, force: bool = False, pro
                 report.pending["geometry contradiction sent to review"] += len(to_review)
                 kept = [c for c in kept if c.triplet_id not in set(to_review)]
         items = [Item(c.triplet_id, c.scene_id, c.category, c.origin_split) for c in kept]
-        splits = assign(items, fcfg.split)
+        split_sha = split_config_sha256(fcfg.split)
+        fixed = _kept_scene_splits(catalog, items, cfg, split_sha, report)
+        splits = assign(items, fcfg.split, fixed)
+        scene_splits = {it.scene_id: splits[it.triplet_id] for it in drawn(items, fcfg.split)}
+        report.scenes["drawn now"] = len(set(scene_splits) - set(fixed))
         scene_of = {c.triplet_id: c.scene_id for c in kept}
         upstream = {c.triplet_id: c.origin_split or "-" for c in kept}
         report.upstream_leaks = scene_leaks(upstream, scene_of)
@@ -190,6 +215,10 @@ def run_finalize(ws: Workspace, cfg: PipelineConfig, *, force: bool = False, pro
             catalog.conn.execute("DELETE FROM rejects WHERE stage=?", (STAGE,))
             catalog.add("final", final_rows)
             catalog.add_rejects(STAGE, rejects, run_id)
+            catalog.conn.execute("DELETE FROM scene_splits WHERE config_sha256 != ?", (split_sha,))
+            catalog.conn.executemany(  # a kept row stays with the run that drew it, also if its scene is not final
+                "INSERT OR IGNORE INTO scene_splits (scene_id, split, config_sha256, run_id) VALUES (?, ?, ?, ?)",
+                [(scene, split, split_sha, run_id) for scene, split in sorted(scene_splits.items())])
             catalog.conn.executemany(  # forced_review survives later re-routing by sam-refine
                 "UPDATE proposals SET route='review', scores_json=json_set(scores_json, '$.forced_review', "
                 "'geometry') WHERE triplet_id=? AND segmenter=? AND model_sha256=?", [(t, *seg) for t in to_review])

@@ -228,8 +228,8 @@ def test_no_network_is_one_line_with_the_token_scrubbed(built, monkeypatch: pyte
 
 
 def test_an_export_older_than_the_last_finalize_is_refused_until_exported_again(built, tmp_path: Path) -> None:
-    """A finalize after the export (here: new splits, same rows and masks) leaves an export the
-    bit-exact proof accepts; status must not call it built, and publish must not upload it."""
+    """A finalize after the export (here: other split ratios, same rows and masks) leaves an export
+    the bit-exact proof accepts; status must not call it built, and publish must not upload it."""
     import json
 
     from risbench_builder.stages.finalize import run_finalize
@@ -239,8 +239,8 @@ def test_an_export_older_than_the_last_finalize_is_refused_until_exported_again(
     with Catalog(ws.catalog_path) as cat, cat.transaction():           # people decided the one pending mask
         cat.add_rejects("review", [(built.pending, "rejected", "planted by the test")], None)
     publish_export(ws, "me/risbench", dry_run=True)                    # fresh: no finalize since the export
-    with ws.pipeline_path.open("a") as fh:                             # no geometry contradiction sent to review
-        fh.write("finalize: {geometry_check: flag}\n")
+    with ws.pipeline_path.open("a") as fh:          # a new draw; no geometry contradiction sent to review
+        fh.write("finalize: {geometry_check: flag, split: {ratios: {train: 0.4, val: 0.2, test: 0.4}}}\n")
     run_finalize(ws, ws.load(), progress=False)
     with Catalog(ws.catalog_path) as cat:
         splits = dict(cat.conn.execute("SELECT split, COUNT(*) FROM final GROUP BY split"))
