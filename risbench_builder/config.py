@@ -20,6 +20,10 @@ SourceKind = Literal["vrsbench", "dota", "dior", "dior_r", "dior_rsvg", "refer",
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    def sha256(self) -> str:
+        """What this (part of a) config says, as one hash: runs record the pipeline's, finalize a split config's."""
+        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
+
 
 class SourceConfig(_Strict):
     kind: SourceKind
@@ -222,9 +226,6 @@ class PipelineConfig(_Strict):
     finalize: FinalizeConfig = FinalizeConfig()
     export: ExportConfig = ExportConfig()
     audit: AuditConfig = AuditConfig()
-
-    def sha256(self) -> str:
-        return hashlib.sha256(json.dumps(self.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
 
 
 class ConfigError(ValueError):

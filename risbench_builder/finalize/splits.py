@@ -18,9 +18,6 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-import hashlib
-import json
-
 import numpy as np
 
 from ..config import SplitConfig
@@ -74,11 +71,6 @@ def drawn(items: Iterable[Item], cfg: SplitConfig) -> list[Item]:
     if cfg.protocol == "origin":
         return []
     return [it for it in items if cfg.protocol == "grouped" or it.origin_split == "train"]
-
-
-def split_config_sha256(cfg: SplitConfig) -> str:
-    """What a kept scene split depends on: another seed, protocol or ratio draws every scene again."""
-    return hashlib.sha256(json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()
 
 
 def assign(items: Iterable[Item], cfg: SplitConfig, fixed: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -20,7 +20,7 @@ from ..catalog import Catalog
 from ..config import PipelineConfig
 from ..finalize import filters, geometry
 from ..readmodel import current_proposal_set
-from ..finalize.splits import Item, assign, drawn, scene_leaks, split_config_sha256
+from ..finalize.splits import Item, assign, drawn, scene_leaks
 from ..workspace import Workspace
 
 STAGE = "finalize"
@@ -191,7 +191,7 @@ def run_finalize(ws: Workspace, cfg: PipelineConfig, *, force: bool = False, pro
                 report.pending["geometry contradiction sent to review"] += len(to_review)
                 kept = [c for c in kept if c.triplet_id not in set(to_review)]
         items = [Item(c.triplet_id, c.scene_id, c.category, c.origin_split) for c in kept]
-        split_sha = split_config_sha256(fcfg.split)
+        split_sha = fcfg.split.sha256()              # another seed, protocol or ratio redraws every scene
         fixed = _kept_scene_splits(catalog, items, cfg, split_sha, report)
         splits = assign(items, fcfg.split, fixed)
         scene_splits = {it.scene_id: splits[it.triplet_id] for it in drawn(items, fcfg.split)}
