@@ -184,7 +184,7 @@ def test_a_review_in_the_same_second_as_the_last_finalize_is_newer(tmp_path: Pat
         assert finalized_since_decisions(cat)
 
 
-def test_a_workspace_of_label_sources_only_says_it_has_nothing_to_refer_to(tmp_path: Path) -> None:
+def test_label_sources_only_say_there_is_nothing_to_refer_to_and_an_added_source_is_named(tmp_path: Path) -> None:
     from tests.data.dota.data import generate as generate_dota
 
     generate_dota(tmp_path / "dota")
@@ -195,3 +195,16 @@ def test_a_workspace_of_label_sources_only_says_it_has_nothing_to_refer_to(tmp_p
     step = json.loads(runner.invoke(app, ["status", "-w", str(ws), "--json"]).output)["next"]
     assert step["waiting"].startswith("no triplet has a referring expression"), step
     assert "add a vrsbench or dior_rsvg source" in step["next"]
+    # ... and when one is added, status names it until an ingest reads it (not "no masks yet")
+    from tests.data.dior_rsvg.data import generate as generate_rsvg
+
+    generate_rsvg(tmp_path / "rsvg")
+    cfg = yaml.safe_load((ws / "pipeline.yaml").read_text())
+    cfg["sources"].append({"kind": "dior_rsvg", "root": str(tmp_path / "rsvg"), "name": "rsvg"})
+    (ws / "pipeline.yaml").write_text(yaml.safe_dump(cfg))
+    step = json.loads(runner.invoke(app, ["status", "-w", str(ws), "--json"]).output)["next"]
+    assert step["waiting"] == f"rsvg in {ws / 'pipeline.yaml'} not ingested yet", step
+    assert step["next"] == f"risbench build -w {ws} --stage ingest"
+    assert runner.invoke(app, ["build", "-w", str(ws), "--stage", "ingest", "--no-progress"]).exit_code == 0
+    step = json.loads(runner.invoke(app, ["status", "-w", str(ws), "--json"]).output)["next"]
+    assert step["waiting"].endswith("triplets have no mask yet"), step

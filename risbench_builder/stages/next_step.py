@@ -8,6 +8,7 @@ from a later stage that found nothing to do.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +79,26 @@ def missing_source(ws: Path) -> NextStep | None:
     return None
 
 
+def unread_sources(catalog: Catalog, ws: Path) -> NextStep | None:
+    """Sources the pipeline names that no finished ingest has read (one added after a build, or an
+    ingest killed on its way): every later stage would quietly leave them out."""
+    try:
+        cfg = Workspace(ws).load()
+    except ConfigError:
+        return None
+    read: set[str] = set()
+    for (counts,) in catalog.conn.execute("SELECT counts_json FROM runs WHERE stage='ingest' AND finished IS NOT NULL"):
+        try:
+            read.update(json.loads(counts or "{}").get("per_source", {}))
+        except (ValueError, AttributeError):
+            continue
+    unread = [src.label for src in cfg.sources if src.label not in read]
+    if not unread:
+        return None
+    return NextStep(f"{', '.join(unread)} in {ws / 'pipeline.yaml'} not ingested yet",
+                    f"risbench build -w {ws} --stage ingest", blocks_finalize=True)
+
+
 def _stale_exports(catalog: Catalog, ws: Path) -> list[str]:
     workspace = Workspace(ws)
     try:
@@ -96,6 +117,9 @@ def next_step(ws: Path) -> NextStep:
         if not catalog.count("triplets"):
             return NextStep("no triplets in the catalog", f"risbench build -w {ws} --stage ingest "
                                                           f"(see reports/rejects.csv if every record was rejected)")
+        unread = unread_sources(catalog, ws)
+        if unread is not None:
+            return unread
         if not catalog.conn.execute(f"SELECT EXISTS (SELECT 1 FROM triplets t WHERE {REFERRED})").fetchone()[0]:
             return NextStep("no triplet has a referring expression (label sources such as dota, dior and dior_r "
                             "bring boxes only)", f"add a vrsbench or dior_rsvg source to {ws / 'pipeline.yaml'}, then "
