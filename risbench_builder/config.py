@@ -227,6 +227,18 @@ class PipelineConfig(_Strict):
     export: ExportConfig = ExportConfig()
     audit: AuditConfig = AuditConfig()
 
+    @field_validator("sources")
+    @classmethod
+    def _each_source_once(cls, sources: list[SourceConfig]) -> list[SourceConfig]:
+        """Ids hash the source's name: one set of files under two names is every triplet twice."""
+        seen: dict[tuple, int] = {}
+        for j, src in enumerate(sources):
+            i = seen.setdefault((src.kind, src.root.rstrip("/"), src.images, src.labels), j)
+            if i != j and sources[i].label != src.label:
+                raise ValueError(f"sources[{j}] ({src.label!r}) reads the same files as sources[{i}] "
+                                 f"({sources[i].label!r}): every triplet would be there twice; keep one")
+        return sources
+
 
 class ConfigError(ValueError):
     """A pipeline file that cannot be used; the message names the file and the bad key."""
@@ -239,7 +251,7 @@ def _format_errors(path: Path, err: ValidationError) -> str:
         key = ".".join(str(p) for p in e["loc"]) or "(top level)"
         got = e.get("input")
         shown = "" if e["type"] in ("missing", "extra_forbidden") or isinstance(got, (dict, list)) else f" (got {got!r:.40})"
-        lines.append(f"{path}: {key}: {e['msg']}{shown}")
+        lines.append(f"{path}: {key}: {e['msg'].removeprefix('Value error, ')}{shown}")   # our validators' words
     return "\n".join(lines)
 
 

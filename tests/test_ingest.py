@@ -336,3 +336,30 @@ def test_a_source_read_before_whose_files_are_gone_is_skipped_not_a_stop(tmp_pat
                                                         "name": "rrsisd"}]})
     with pytest.raises(SourceLayoutError, match=re.escape("sources[1].root")):   # never read: still a stop
         run_ingest(ws, other, progress=False)
+
+
+def test_one_set_of_files_under_a_second_name_is_refused(tmp_path: Path) -> None:
+    """Ids hash the source's name: a renamed source (or its entry copied under another name) read
+    every triplet again, 116 triplets for 58 on the demo, each mask sent to review twice."""
+    from pydantic import ValidationError
+
+    root = write_p0003_tree(tmp_path / "vrsbench")
+    ws = Workspace(tmp_path / "ws")
+    ws.path.mkdir()
+    (ws.path / "pipeline.yaml").write_text("sources: []\n")
+    run_ingest(ws, PipelineConfig.model_validate({"sources": [{"kind": "vrsbench", "root": str(root)}]}),
+               progress=False)
+    renamed = PipelineConfig.model_validate({"sources": [{"kind": "vrsbench", "root": str(root), "name": "vrs"}]})
+    with pytest.raises(SourceLayoutError, match=re.escape("sources[0] ('vrs') reads the files the catalog holds as "
+                                                          "source 'vrsbench'")) as stop:
+        run_ingest(ws, renamed, progress=False)
+    assert "set sources[0].name to 'vrsbench'" in str(stop.value)
+    other_files = {"kind": "vrsbench", "root": str(write_p0003_tree(tmp_path / "more")), "name": "more"}
+    grown = PipelineConfig.model_validate({"sources": [{"kind": "vrsbench", "root": str(root)}, other_files]})
+    assert run_ingest(ws, grown, progress=False).new_triplets == 1        # new files under a new name: read
+    with Catalog(ws.catalog_path) as cat:
+        assert dict(cat.conn.execute("SELECT source, COUNT(*) FROM triplets GROUP BY source")) == {
+            "vrsbench": 1, "more": 1}
+    with pytest.raises(ValidationError, match=re.escape("sources[1] ('copy') reads the same files as sources[0]")):
+        PipelineConfig.model_validate({"sources": [{"kind": "vrsbench", "root": str(root)},
+                                                   {"kind": "vrsbench", "root": f"{root}/", "name": "copy"}]})

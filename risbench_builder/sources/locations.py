@@ -13,16 +13,18 @@ rejects of the images that moved are dropped, so sam-refine retries them.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 from ..catalog import Catalog
-from ..config import PipelineConfig
+from ..config import PipelineConfig, SourceConfig
 from ..workspace import Workspace
 from .base import SourceLayoutError
 
 WORKSPACE_KEY = "location:workspace"
 ROOT_KEY = "location:source:"              # + the source's label
+READS_KEY = "reads:source:"                # + the source's label: its kind and sub-folders
 _PROBE = 5                                  # images per source looked at before saying they are all gone
 
 
@@ -33,8 +35,34 @@ def record_locations(catalog: Catalog, ws: Workspace, cfg: PipelineConfig) -> No
     candidates = [(ROOT_KEY + src.label, ws.resolve(src.root), src.label) for src in cfg.sources]
     candidates.append((WORKSPACE_KEY, ws.path, None))
     rows = [(key, str(place)) for key, place, label in candidates if _holds_images(catalog, _prefix(place), label)]
+    recorded = {key for key, _ in rows}
+    rows += [(READS_KEY + src.label, _reads(src)) for src in cfg.sources if ROOT_KEY + src.label in recorded]
     with catalog.transaction():
         catalog.conn.executemany("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", rows)
+
+
+def _reads(src: SourceConfig) -> str:
+    return json.dumps([src.kind, src.images, src.labels])
+
+
+def refuse_a_renamed_source(catalog: Catalog, ws: Workspace, cfg: PipelineConfig) -> None:
+    """Triplet and image ids hash the source's name, so files the catalog holds under one name,
+    read again under another (a renamed source, or a copy of its entry), would add every triplet
+    a second time and send each mask to review twice. Stop before reading, naming the fix."""
+    meta = dict(catalog.conn.execute("SELECT key, value FROM meta WHERE key LIKE ? OR key LIKE ?",
+                                     (ROOT_KEY + "%", READS_KEY + "%")))
+    held = {label for (label,) in catalog.conn.execute("SELECT DISTINCT source FROM images")}
+    for i, src in enumerate(cfg.sources):
+        if src.label in held:
+            continue
+        for key, root in meta.items():
+            other = key[len(ROOT_KEY):]
+            if (key.startswith(ROOT_KEY) and other != src.label and root == str(ws.resolve(src.root))
+                    and meta.get(READS_KEY + other) == _reads(src)):
+                raise SourceLayoutError(
+                    f"sources[{i}] ({src.label!r}) reads the files the catalog holds as source {other!r}: under a "
+                    f"new name every triplet would be added again; set sources[{i}].name to {other!r} in "
+                    f"{ws.pipeline_path}")
 
 
 def _prefix(place: str | Path) -> str:

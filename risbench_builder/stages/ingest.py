@@ -37,7 +37,7 @@ from ..sources.base import (
     SourceReader, SourceRecord, check_coordinates, infer_category, normalize_class, normalize_expression,
     scene_id_from_name)
 from ..sources.imported import IMPORTED_SEGMENTER, decode_imported
-from ..sources.locations import record_locations
+from ..sources.locations import record_locations, refuse_a_renamed_source
 from ..text import clean_text, unexpected
 from ..workspace import Workspace
 
@@ -357,6 +357,7 @@ def run_ingest(ws: Workspace, cfg: PipelineConfig, *, force: bool = False,
     if ws.catalog_path.exists() and not force:
         with Catalog(ws.catalog_path, create=False) as catalog:
             read_before = {row[0] for row in catalog.conn.execute("SELECT DISTINCT source FROM triplets")}
+            refuse_a_renamed_source(catalog, ws, cfg)
     sources, skipped = open_sources(ws, cfg, read_before)
     started = time.perf_counter()
     with Catalog(ws.catalog_path) as catalog:
