@@ -30,6 +30,7 @@ from torch import nn
 
 from ..ddp import ranks_agree
 from ..devices import pick_device
+from ..parallel import default_workers
 from .config import CroBIMConfig
 from .data import RefSegDataset, RefSample, available_splits, load_split, make_collate
 from .checkpoint import config_changes, load_training_state, load_weights, save_checkpoint, stored_config
@@ -194,6 +195,7 @@ def train(data: str | Path, cfg: CroBIMConfig, out: str | Path, resume: bool = F
     amp = tc.bf16 and dev.type == "cuda"
     ds = RefSegDataset(train_samples, cfg.model.img_size)
     collate = make_collate(model.tokenize)
+    loader_workers = default_workers(tc.num_workers) if tc.num_workers else 0    # no more than the cores we have
     history = json.loads((out / "metrics.json").read_text()) if resume and (out / "metrics.json").is_file() else []
     record: dict = {}
     if main:
@@ -207,7 +209,7 @@ def train(data: str | Path, cfg: CroBIMConfig, out: str | Path, resume: bool = F
         order = epoch_order(len(train_samples), tc.seed, epoch)[rank::world][: micro_per_epoch * tc.micro_batch]
         loader = torch.utils.data.DataLoader(
             torch.utils.data.Subset(ds, order), batch_size=tc.micro_batch, shuffle=False, drop_last=True,
-            num_workers=tc.num_workers, collate_fn=collate, pin_memory=dev.type == "cuda")
+            num_workers=loader_workers, collate_fn=collate, pin_memory=dev.type == "cuda")
         net.train()
         losses = []
         for i, batch in enumerate(loader):
