@@ -420,7 +420,8 @@ def train(data: Optional[Path] = typer.Option(None, "--data", help="export folde
           side_by_side: Optional[bool] = typer.Option(
               None, "--side-by-side/--one-at-a-time",
               help="--smoke: train both arms at once in two processes (default on a CPU with 2+ threads), "
-                   "or one after the other (skips the control when the aligned run already fails)")) -> None:
+                   "or one after the other (skips the control when the aligned run already fails)"),
+          progress: bool = typer.Option(sys.stderr.isatty(), help="show a progress bar per epoch")) -> None:
     """Train the bundled CroBIM reference model on an export, or check an export with --smoke."""
     from .crobim.config import load_config
     from .export.freshness import stale_export_message
@@ -447,7 +448,8 @@ def train(data: Optional[Path] = typer.Option(None, "--data", help="export folde
     from .crobim.train import train as run_train
 
     runs = ws.runs if ws is not None else Path("runs")
-    run_train(data, cfg, out or runs / f"crobim-{cfg.name}", resume=resume, device=device, log=_plain)
+    run_train(data, cfg, out or runs / f"crobim-{cfg.name}", resume=resume, device=device, log=_plain,
+              progress=progress)
 
 
 @app.command()

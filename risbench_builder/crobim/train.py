@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
+from rich.progress import track
 from torch import nn
 
 from ..ddp import ranks_agree
@@ -143,9 +144,10 @@ def _refuse_another_config(last: Path, cfg: CroBIMConfig) -> None:
 
 
 def train(data: str | Path, cfg: CroBIMConfig, out: str | Path, resume: bool = False, device: str | None = None,
-          until_epoch: int | None = None, log: Log = print) -> dict:
+          until_epoch: int | None = None, log: Log = print, progress: bool = False) -> dict:
     """Train on ``data``'s train split; returns the last epoch's record. ``until_epoch`` stops early
-    (to simulate an interruption) without changing the schedule."""
+    (to simulate an interruption) without changing the schedule. ``progress``: a bar per epoch on
+    rank 0 (a paper epoch is minutes on a GPU, hours on a CPU)."""
     rank, world, local_rank = _dist_info()
     tc = cfg.train
     if world > 1:
@@ -212,7 +214,9 @@ def train(data: str | Path, cfg: CroBIMConfig, out: str | Path, resume: bool = F
             num_workers=loader_workers, collate_fn=collate, pin_memory=dev.type == "cuda")
         net.train()
         losses = []
-        for i, batch in enumerate(loader):
+        batches = track(loader, total=len(loader), description=f"epoch {epoch + 1}/{tc.epochs}", transient=True,
+                        disable=not (progress and main))
+        for i, batch in enumerate(batches):
             last_micro = (i + 1) % accum == 0
             sync = nullcontext() if (last_micro or world == 1) else net.no_sync()
             with sync:
