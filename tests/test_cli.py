@@ -40,6 +40,10 @@ def test_init_build_status(tmp_path: Path) -> None:
     result = runner.invoke(app, ["build", "-w", str(ws), "--stage", "all", "--until", "ingest", "--no-progress"])
     assert result.exit_code == 0, result.output
     assert runner.invoke(app, ["status", "-w", str(ws)]).exit_code == 0
+    for stage in ("stats", "export"):          # nothing final yet: the step that comes next, not finalize
+        result = runner.invoke(app, ["build", "-w", str(ws), "--stage", stage, "--no-progress"])
+        text = " ".join(result.output.split())
+        assert result.exit_code == 1 and f"next: no masks yet: risbench build -w {ws} --stage sam-refine" in text
 
 
 def test_init_refuses_to_overwrite_and_names_the_bad_key(tmp_path: Path) -> None:

@@ -80,7 +80,7 @@ def verify_hf_export(folder: Path, truth: dict[str, dict] | None = None) -> dict
         for split, part in ds.items():
             if part.features != want:
                 raise PublishError(f"{folder}: split {split} loads with features that differ from the schema: "
-                                   "re-export with `risbench build --stage export --force`")
+                                   "re-export with `risbench build -w W --stage export --force`")
             n = 0
             for row in part:
                 n += 1

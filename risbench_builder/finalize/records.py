@@ -60,7 +60,8 @@ def final_records(catalog: Catalog, split: str | None = None) -> Iterator[FinalR
         (tid, sp, origin, rle, image_id, path, scene, w, h, gsd, source, ref, category, expression, box,
          attrs, origin_split) = row
         if rle is None:
-            raise ValueError(f"final triplet {tid} ({origin}) has no mask: rerun `risbench build --stage finalize`")
+            raise ValueError(f"final triplet {tid} ({origin}) has no mask: "
+                             "rerun `risbench build -w W --stage finalize`")
         yield FinalRecord(tid, sp, origin, json.loads(rle), image_id, path, scene, w, h, gsd, source, ref,
                           category, expression, tuple(json.loads(box)), json.loads(attrs), origin_split)
 

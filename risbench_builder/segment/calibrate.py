@@ -63,7 +63,7 @@ def collect(catalog: Catalog, trusted: dict[str, dict], segmenter: str | None = 
     """Samples of the current proposal set (the newest of ``segmenter`` when given) that have a trusted mask."""
     current = current_proposal_set(catalog, segmenter or None)
     if current is None:
-        raise ValueError("no proposals to calibrate: run `risbench build --stage sam-refine` first")
+        raise ValueError("no proposals to calibrate: run `risbench build -w W --stage sam-refine` first")
     samples = []
     for tid, rle, scores, box_json, poly_json in catalog.conn.execute(
             "SELECT p.triplet_id, p.rle, p.scores_json, t.box_xyxy, t.polygon FROM proposals p JOIN triplets t "

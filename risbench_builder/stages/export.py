@@ -38,6 +38,7 @@ from ..finalize.quality import measure_quality
 from ..finalize.records import final_records, split_names
 from ..readmodel import REFERRED, consensus_summary, current_proposal_set
 from ..workspace import Workspace
+from .next_step import next_step
 
 STAGE = "export"
 POOL_MIN_TRIPLETS = 2000        # below this, encoding masks in-process beats starting workers
@@ -141,7 +142,7 @@ def run_export(ws: Workspace, cfg: PipelineConfig, *, force: bool = False, progr
     with Catalog(ws.catalog_path, create=False) as catalog:
         splits = split_names(catalog)
         if not splits:
-            raise ExportError("export: the final table is empty: run `risbench build --stage finalize` first")
+            raise ExportError(f"export: the final table is empty; next: {next_step(ws.path).line()}")
         if "refer" in targets and set(splits) - set(REFER_SPLITS):
             raise ExportError(f"export: refer needs splits named {'/'.join(REFER_SPLITS)}, the catalog has "
                               f"{', '.join(splits)}: rename them in finalize.split.ratios or drop the refer target")

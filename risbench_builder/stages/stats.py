@@ -12,6 +12,7 @@ from ..finalize.quality import write_quality
 from ..finalize.records import final_records
 from ..finalize.stats import collect, draw_figures, markdown_table
 from ..workspace import Workspace
+from .next_step import next_step
 
 STAGE = "stats"
 
@@ -29,7 +30,7 @@ def run_stats(ws: Workspace, cfg: PipelineConfig, *, force: bool = False) -> dic
         run_id = catalog.start_run(STAGE, cfg.sha256())
         overall, per_split = collect(final_records(catalog))
         if not overall.triplets:
-            raise ValueError("stats: the dataset is empty: run `risbench build --stage finalize` first")
+            raise ValueError(f"stats: the dataset is empty; next: {next_step(ws.path).line()}")
         figures = draw_figures(overall, per_split, ws.reports / "figures")
         table = markdown_table(overall, per_split)
         images = "\n".join(f"![{p.stem}]({p.relative_to(ws.reports).as_posix()})" for p in figures)
