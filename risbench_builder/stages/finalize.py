@@ -19,7 +19,7 @@ from rich.progress import track
 from ..catalog import Catalog
 from ..config import PipelineConfig
 from ..finalize import filters, geometry
-from ..readmodel import current_proposal_set
+from ..readmodel import current_proposal_set, last_finished_run
 from ..finalize.splits import Item, assign, drawn, scene_leaks
 from ..workspace import Workspace
 
@@ -104,23 +104,24 @@ def _sample_confirmed(catalog: Catalog) -> set[str]:
             if accepted > corrected}
 
 
-def _kept_scene_splits(catalog: Catalog, items: list[Item], cfg: PipelineConfig, split_sha: str,
+def _kept_scene_splits(catalog: Catalog, pool: list[Item], cfg: PipelineConfig, split_sha: str,
                        report: FinalizeReport) -> dict[str, str]:
-    """Scene -> the split an earlier finalize gave it, under the same split config. A catalog made
-    before ``scene_splits`` existed keeps the splits its ``final`` holds if its last finalize ran
-    with this very pipeline (else nothing says they came from this split config)."""
+    """Scene -> the split an earlier finalize gave it, under the same split config (``pool``: the
+    items whose split is drawn). A catalog made before ``scene_splits`` existed keeps the splits
+    its ``final`` holds if its last finalize ran with this very pipeline (else nothing says they
+    came from this split config)."""
     rows = catalog.conn.execute("SELECT scene_id, split, config_sha256 FROM scene_splits").fetchall()
     fixed: dict[str, str] = {}
+    last = last_finished_run(catalog, (STAGE,))
     if rows:
         fixed = {scene: split for scene, split, sha in rows if sha == split_sha}
         if len(fixed) < len(rows):
             report.scenes["drawn again: the split config changed"] = len(rows) - len(fixed)
-    elif catalog.conn.execute("SELECT config_sha256 FROM runs WHERE stage=? AND finished IS NOT NULL ORDER BY "
-                              "started DESC, rowid DESC LIMIT 1", (STAGE,)).fetchone() == (cfg.sha256(),):
+    elif last and catalog.conn.execute("SELECT config_sha256 FROM runs WHERE rowid=?", (last[1],)).fetchone() == (
+            cfg.sha256(),):
         final = dict(catalog.conn.execute("SELECT triplet_id, split FROM final"))
-        fixed = {it.scene_id: final[it.triplet_id] for it in drawn(items, cfg.finalize.split) if it.triplet_id in final}
-    scenes = {it.scene_id for it in drawn(items, cfg.finalize.split)}
-    report.scenes["kept their split"] = len(scenes & set(fixed))
+        fixed = {it.scene_id: final[it.triplet_id] for it in pool if it.triplet_id in final}
+    report.scenes["kept their split"] = len({it.scene_id for it in pool} & set(fixed))
     return fixed
 
 
@@ -192,9 +193,10 @@ def run_finalize(ws: Workspace, cfg: PipelineConfig, *, force: bool = False, pro
                 kept = [c for c in kept if c.triplet_id not in set(to_review)]
         items = [Item(c.triplet_id, c.scene_id, c.category, c.origin_split) for c in kept]
         split_sha = fcfg.split.sha256()              # another seed, protocol or ratio redraws every scene
-        fixed = _kept_scene_splits(catalog, items, cfg, split_sha, report)
+        pool = drawn(items, fcfg.split)
+        fixed = _kept_scene_splits(catalog, pool, cfg, split_sha, report)
         splits = assign(items, fcfg.split, fixed)
-        scene_splits = {it.scene_id: splits[it.triplet_id] for it in drawn(items, fcfg.split)}
+        scene_splits = {it.scene_id: splits[it.triplet_id] for it in pool}
         report.scenes["drawn now"] = len(set(scene_splits) - set(fixed))
         scene_of = {c.triplet_id: c.scene_id for c in kept}
         upstream = {c.triplet_id: c.origin_split or "-" for c in kept}
