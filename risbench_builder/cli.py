@@ -63,6 +63,9 @@ def build(workspace: Path = WorkspaceOpt,
                                                                        "risbench train)"),
           until: Optional[UntilName] = typer.Option(None, help="run from --stage up to and including this stage"),
           force: bool = typer.Option(False, help="recompute the stage (drops its rows and those downstream)"),
+          discard_reviews: bool = typer.Option(
+              False, help="ingest --force: also where people reviewed masks (the catalog is copied to W/backups/ "
+                          "first)"),
           max_reject_rate: Optional[float] = typer.Option(
               None, help="ingest: exit 3 when more than this fraction of records is rejected"),
           shard: Optional[str] = typer.Option(
@@ -79,7 +82,8 @@ def build(workspace: Path = WorkspaceOpt,
 
     ws = Workspace(workspace.resolve())
     with json_mode(as_json):
-        results = run_plan(ws, stage.value, until.value if until else None, force=force, max_reject_rate=max_reject_rate, shard=shard,
+        results = run_plan(ws, stage.value, until.value if until else None, force=force,
+                           discard_reviews=discard_reviews or None, max_reject_rate=max_reject_rate, shard=shard,
                            shard_catalog=shard_catalog or None, round_no=round_no, progress=progress)
         waiting = results.pop(WAITING, None)
         moved = results.pop(MOVED, None)

@@ -48,6 +48,11 @@ class Workspace:
         """Per-node shard catalogs of a multi-node sam-refine, before ``catalog merge``."""
         return self.path / "shards"
 
+    @property
+    def backups(self) -> Path:
+        """Copies of the catalog taken before a command deletes people's work (``ingest --force``)."""
+        return self.path / "backups"
+
     def resolve(self, relative: str | Path) -> Path:
         """Paths in a pipeline are relative to the workspace unless absolute."""
         p = Path(relative).expanduser()

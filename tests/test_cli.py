@@ -160,6 +160,24 @@ def test_after_ingest_force_the_next_step_is_sam_refine_again(tmp_path: Path) ->
     with Catalog(ws / "catalog.sqlite") as cat:
         assert cat.count("proposals") == triplets
 
+    # once people have reviewed, --force (also through --stage all) stops before deleting their work
+    tid = next(iter(dict(Catalog(ws / "catalog.sqlite").conn.execute("SELECT triplet_id, 1 FROM triplets"))))
+    with Catalog(ws / "catalog.sqlite") as cat, cat.transaction():
+        cat.insert("reviews", ("triplet_id", "task_id", "annotator", "verdict"), [(tid, "t1", "ann@x.org", "accept")])
+        cat.insert("consensus", ("triplet_id", "decision"), [(tid, "accept")])
+    result = runner.invoke(app, ["build", "-w", str(ws), "--stage", "all", "--force", "--no-progress"])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 1 and "ingest --force would delete 1 reviews and 1 decisions people made" in text
+    assert "add --discard-reviews" in text
+    with Catalog(ws / "catalog.sqlite") as cat:
+        assert cat.count("reviews") == 1 and cat.count("proposals") == triplets
+    result = runner.invoke(app, ["build", "-w", str(ws), "--stage", "ingest", "--force", "--discard-reviews",
+                                 "--no-progress"])
+    assert result.exit_code == 0, result.output
+    [backup] = (ws / "backups").glob("catalog-before-ingest-force-*.sqlite")
+    with Catalog(backup, create=False) as kept, Catalog(ws / "catalog.sqlite") as cat:
+        assert kept.count("reviews") == 1 and cat.count("reviews") == 0
+
 
 def test_a_missing_sam_checkpoint_is_one_line_not_a_traceback(tmp_path: Path) -> None:
     ws = _init(tmp_path, {"synthetic": {"out": "sources", "seed": 3, "scenes": 1, "patches_per_scene": 1},

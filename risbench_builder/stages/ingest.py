@@ -346,9 +346,32 @@ def open_sources(ws: Workspace, cfg: PipelineConfig,
     return opened, skipped
 
 
-def run_ingest(ws: Workspace, cfg: PipelineConfig, *, force: bool = False,
+class ReviewsAtStake(ValueError):
+    """``ingest --force`` would delete what people decided; it needs ``--discard-reviews``."""
+
+
+def _people_s_work(catalog: Catalog) -> tuple[int, int]:
+    return catalog.count("reviews"), catalog.count("consensus")
+
+
+def _refuse_to_discard_reviews(ws: Workspace) -> None:
+    """``--force`` on ingest clears every table from ingest on, reviews included: weeks of
+    annotators' time behind one flag that ``--stage all --force`` also passes."""
+    with Catalog(ws.catalog_path, create=False) as catalog:
+        reviews, decisions = _people_s_work(catalog)
+    if reviews or decisions:
+        raise ReviewsAtStake(
+            f"ingest --force would delete {reviews:,} reviews and {decisions:,} decisions people made (and every "
+            f"mask): without --force ingest reads only what is new; to start over anyway add --discard-reviews "
+            f"(a copy of the catalog goes to {ws.backups} first)")
+
+
+def run_ingest(ws: Workspace, cfg: PipelineConfig, *, force: bool = False, discard_reviews: bool = False,
                max_reject_rate: float | None = None, progress: bool = True) -> IngestReport:
-    """Ingest every source of ``cfg`` into ``ws``'s catalog; raises RejectRateExceeded."""
+    """Ingest every source of ``cfg`` into ``ws``'s catalog; raises RejectRateExceeded, and
+    ReviewsAtStake for ``force`` over reviews without ``discard_reviews``."""
+    if force and not discard_reviews and ws.catalog_path.exists():
+        _refuse_to_discard_reviews(ws)
     if cfg.synthetic is not None:
         from ..synthetic import generate_sources
 
@@ -362,6 +385,9 @@ def run_ingest(ws: Workspace, cfg: PipelineConfig, *, force: bool = False,
     started = time.perf_counter()
     with Catalog(ws.catalog_path) as catalog:
         if force:
+            if any(_people_s_work(catalog)):
+                ws.backups.mkdir(parents=True, exist_ok=True)
+                catalog.copy_to(ws.backups / f"catalog-before-ingest-force-{time.strftime('%Y%m%dT%H%M%S')}.sqlite")
             catalog.clear_stage(STAGE, _TABLES_FROM_HERE)
         run_id = catalog.start_run(STAGE, cfg.sha256())
         report = IngestReport(run_id, skipped_sources=skipped)
