@@ -40,6 +40,12 @@ class SourceConfig(_Strict):
     def label(self) -> str:
         return self.name or self.kind
 
+    @property
+    def reads(self) -> tuple[str, str | None, str | None]:
+        """Which files below its root it reads (kind and sub-folders): two names for the same
+        root and ``reads`` are one source counted twice."""
+        return self.kind, self.images, self.labels
+
 
 class BoxNoiseConfig(_Strict):
     """Loose-box model for synthetic sources, after VRSBench's loose boxes."""
@@ -233,7 +239,7 @@ class PipelineConfig(_Strict):
         """Ids hash the source's name: one set of files under two names is every triplet twice."""
         seen: dict[tuple, int] = {}
         for j, src in enumerate(sources):
-            i = seen.setdefault((src.kind, src.root.rstrip("/"), src.images, src.labels), j)
+            i = seen.setdefault((src.root.rstrip("/"), *src.reads), j)
             if i != j and sources[i].label != src.label:
                 raise ValueError(f"sources[{j}] ({src.label!r}) reads the same files as sources[{i}] "
                                  f"({sources[i].label!r}): every triplet would be there twice; keep one")

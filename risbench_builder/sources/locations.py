@@ -42,7 +42,7 @@ def record_locations(catalog: Catalog, ws: Workspace, cfg: PipelineConfig) -> No
 
 
 def _reads(src: SourceConfig) -> str:
-    return json.dumps([src.kind, src.images, src.labels])
+    return json.dumps(list(src.reads))
 
 
 def refuse_a_renamed_source(catalog: Catalog, ws: Workspace, cfg: PipelineConfig) -> None:
@@ -51,13 +51,13 @@ def refuse_a_renamed_source(catalog: Catalog, ws: Workspace, cfg: PipelineConfig
     a second time and send each mask to review twice. Stop before reading, naming the fix."""
     meta = dict(catalog.conn.execute("SELECT key, value FROM meta WHERE key LIKE ? OR key LIKE ?",
                                      (ROOT_KEY + "%", READS_KEY + "%")))
+    roots = {key[len(ROOT_KEY):]: root for key, root in meta.items() if key.startswith(ROOT_KEY)}
     held = {label for (label,) in catalog.conn.execute("SELECT DISTINCT source FROM images")}
     for i, src in enumerate(cfg.sources):
         if src.label in held:
             continue
-        for key, root in meta.items():
-            other = key[len(ROOT_KEY):]
-            if (key.startswith(ROOT_KEY) and other != src.label and root == str(ws.resolve(src.root))
+        for other, root in roots.items():
+            if (other != src.label and root == str(ws.resolve(src.root))
                     and meta.get(READS_KEY + other) == _reads(src)):
                 raise SourceLayoutError(
                     f"sources[{i}] ({src.label!r}) reads the files the catalog holds as source {other!r}: under a "
