@@ -56,9 +56,15 @@ def kill_midway(cmd: list[str], catalog: Path, table: str, at_least: int, timeou
     """Start ``cmd``, stop it with ``sig`` once ``table`` of ``catalog`` holds ``at_least``
     committed rows, and check that it did not finish first (the resume tests' harness). SIGKILL
     goes to the process alone (its pool workers outlive it, as after an OOM kill); SIGINT to its
-    whole process group, as Ctrl-C in a terminal. Returns the exit code and the output."""
+    whole process group, as Ctrl-C in a terminal. Returns the exit code and the output.
+
+    The command starts with SIGINT at its default, as from a terminal: a test run started in the
+    background (``pytest &`` in a script, as some CI runners do) ignores SIGINT, and children
+    inherit that, so Ctrl-C would never reach them."""
+    terminal = (lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)) if sig == signal.SIGINT else None
     with tempfile.TemporaryFile("w+") as out:     # not a pipe: orphaned workers would hold it open
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                                preexec_fn=terminal)
         deadline = time.time() + timeout
         while time.time() < deadline and proc.poll() is None:
             if catalog.exists():
