@@ -74,7 +74,8 @@ def build_workspace(root: Path, url: str, n_tasks: int, n_images: int, seed: int
         for i in range(n_images):
             path = ws.path / "images" / f"img{i:04d}.png"
             Image.fromarray(rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)).save(path, compress_level=1)
-            cat.conn.execute("INSERT INTO images VALUES (?, ?, 'bench', ?, ?, ?, NULL, NULL)",
+            cat.conn.execute("INSERT INTO images (image_id, path, source, scene_id, width, height) "
+                             "VALUES (?, ?, 'bench', ?, ?, ?)",
                              (f"img{i}", str(path), f"scene{i}", SIZE, SIZE))
         for t in range(n_tasks):
             tid = f"t{t:05d}"
@@ -84,7 +85,8 @@ def build_workspace(root: Path, url: str, n_tasks: int, n_images: int, seed: int
             cat.conn.execute("INSERT INTO triplets(triplet_id, image_id, source, source_ref, category, expression, "
                              "box_xyxy) VALUES (?, ?, 'bench', ?, 'ship', 'the ship in the middle', ?)",
                              (tid, f"img{t % n_images}", tid, json.dumps([x1, y1, x2, y2])))
-            cat.conn.execute("INSERT INTO proposals VALUES (?, 'grabcut', '', ?, ?, 'review', 'bench')",
+            cat.conn.execute("INSERT INTO proposals (triplet_id, segmenter, model_sha256, rle, scores_json, route, "
+                             "run_id) VALUES (?, 'grabcut', '', ?, ?, 'review', 'bench')",
                              (tid, masks.dumps(masks.encode(m)),
                               json.dumps({"box_iou": float(rng.uniform(0.3, 0.9)), "area": float(m.sum())})))
     return ws, truth
