@@ -372,9 +372,13 @@ def review_pull(workspace: Path = WorkspaceOpt, as_json: bool = JsonOpt) -> None
     if as_json:
         emit_json(r)
         return
-    console.print("review pull: " + json.dumps({k: r[k] for k in ("tasks_seen", "reviews_new", "decisions",
-                                                                   "adjudication_tasks_new", "adjudicated",
-                                                                   "candidates_new", "skipped", "seconds")}))
+    console.print("review pull: " + json.dumps({k: r[k] for k in ("tasks_seen", "reviews_new", "reviews_changed",
+                                                                   "redecided", "decisions", "adjudication_tasks_new",
+                                                                   "adjudicated", "candidates_new", "skipped",
+                                                                   "seconds")}))
+    if r["kept_expert_decision"]:
+        console.print(f"  {r['kept_expert_decision']} reviewers changed answers after an expert decided the triplet: "
+                      "the experts' decisions stand")
     console.print(f"next: risbench build --workspace {workspace} --stage finalize")
 
 

@@ -5,8 +5,10 @@ Both are idempotent, with the server as the source of truth for what exists ther
 - ``push`` lists the triplet ids the project already holds and imports only the others, in
   batches, so a second (or interrupted) push never duplicates a task.
 - ``pull`` reads the project page by page and commits each page's annotations as ``reviews``
-  rows keyed by (task, annotator) with ``INSERT OR IGNORE``: a pull killed at any point (or a
-  server that dies under it) is simply run again. Triplets that reached the quorum get a
+  rows keyed by (task, annotator): a pull killed at any point (or a server that dies under it)
+  is simply run again. Each annotator's latest answer counts: one changed in Label Studio
+  since the last pull replaces the stored one and reopens the decision it went into, unless
+  an expert has decided that triplet. Triplets that reached the quorum get a
   ``consensus`` row: the fused mask and its agreement, a drop (reviewer verdict, also in
   ``rejects`` at stage ``review``) or ``adjudicate``. Adjudication tasks go to a second project
   (or are flagged in the same one); an expert's answer turns ``adjudicate`` into
@@ -30,7 +32,7 @@ import sys
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar
 
@@ -227,6 +229,9 @@ class PullReport:
     tasks_seen: int = 0
     annotations_seen: int = 0
     reviews_new: int = 0
+    reviews_changed: int = 0              # answers updated in Label Studio since an earlier pull
+    redecided: int = 0                    # decisions reopened by new or changed answers
+    kept_expert_decision: int = 0         # reviewers' changes after an expert decided
     skipped: Counter = field(default_factory=Counter)
     decisions: Counter = field(default_factory=Counter)
     adjudication_tasks_new: int = 0
@@ -249,7 +254,9 @@ class PullReport:
         return {"run_id": self.run_id, "url": self.url, "seconds": round(self.seconds, 3),
                 "tasks_seen": self.tasks_seen, "annotations_seen": self.annotations_seen,
                 "tasks_per_s": round(self.tasks_seen / self.seconds, 1) if self.seconds else None,
-                "reviews_new": self.reviews_new, "skipped": dict(self.skipped), "decisions": dict(self.decisions),
+                "reviews_new": self.reviews_new, "reviews_changed": self.reviews_changed,
+                "redecided": self.redecided, "kept_expert_decision": self.kept_expert_decision,
+                "skipped": dict(self.skipped), "decisions": dict(self.decisions),
                 "adjudication_tasks_new": self.adjudication_tasks_new, "adjudicated": dict(self.adjudicated),
                 "candidates_new": self.candidates_new, "invalid_reviews": self.invalid,
                 "invalid_reviews_new": self.invalid_new, "invalid_review_details": details}
@@ -332,11 +339,22 @@ def _task_id(value: Any) -> Optional[int]:
     return value if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63 else None
 
 
+def _oldest_first(anns: list) -> list:
+    """A task's annotations in the order they were last saved, so that each annotator's latest
+    answer comes last: Label Studio lets people update a submitted answer (same id, a later
+    ``updated_at``) or submit a second one."""
+    def saved(ann: Any) -> tuple[str, int]:
+        when = ann.get("updated_at") if isinstance(ann, dict) else None
+        number = _task_id(ann.get("id")) if isinstance(ann, dict) else None
+        return (when if isinstance(when, str) and len(when) <= 64 else "", -1 if number is None else number)
+    return sorted(anns, key=saved)
+
+
 def _review_rows(tasks: list[dict], users: dict[int, str], triplets: _Triplets, run_id: str, report: PullReport,
                  task_prefix: str, experts: set[str], decoded: _Masks,
                  max_expression_chars: int = DEFAULT_MAX_EXPRESSION_CHARS) -> tuple[list[tuple], list[_Invalid]]:
-    """``reviews`` rows of the usable answers, and the answers that cannot be used."""
-    rows: list[tuple] = []
+    """``reviews`` rows of each annotator's latest usable answer, and the answers that cannot be used."""
+    rows: dict[tuple[str, str], tuple] = {}
     invalid: list[_Invalid] = []
     for task in tasks:
         report.tasks_seen += 1
@@ -354,7 +372,7 @@ def _review_rows(tasks: list[dict], users: dict[int, str], triplets: _Triplets, 
             if anns:
                 report.skipped["task of an unknown triplet"] += len(anns)
             continue
-        for ann in anns:
+        for ann in _oldest_first(anns):
             report.annotations_seen += 1
             if not isinstance(ann, dict):
                 report.skipped["malformed annotation"] += 1
@@ -377,10 +395,10 @@ def _review_rows(tasks: list[dict], users: dict[int, str], triplets: _Triplets, 
                 coco = masks.encode_sparse(answer.mask)
                 rle = masks.dumps(coco)
                 decoded.keep((task_id, annotator), answer.mask, coco)
-            elif answer.verdict == "accept":                 # accepted as shown: the proposal
-                rle = triplets.proposal(tid, data.get("proposal"))
-            rows.append((tid, task_id, annotator, rle, answer.verdict, answer.corrected, run_id))
-    return rows, invalid
+            elif answer.verdict == "accept" and not task_prefix:  # accepted as shown: the proposal (an
+                rle = triplets.proposal(tid, data.get("proposal"))   # adjudication task shows the fused mask)
+            rows[(task_id, annotator)] = (tid, task_id, annotator, rle, answer.verdict, answer.corrected, run_id)
+    return list(rows.values()), invalid
 
 
 _INVALID_SQL = ("INSERT OR IGNORE INTO rejects (stage, ref, reason, detail, run_id) SELECT ?, ?, ?, ?, ? "
@@ -388,17 +406,73 @@ _INVALID_SQL = ("INSERT OR IGNORE INTO rejects (stage, ref, reason, detail, run_
 
 
 def _store(catalog: Catalog, rows: list[tuple], invalid: list[_Invalid], run_id: str, report: PullReport) -> None:
-    """One page's reviews and invalid answers, in one transaction. A usable answer clears an
-    earlier invalid one of the same annotator on the same task (they fixed it); an invalid
-    answer is recorded only where the annotator has no usable one (the first usable one counts)."""
+    """One page's reviews and invalid answers, in one transaction. An answer that differs from the
+    stored one of the same annotator on the same task replaces it (they changed it in Label
+    Studio) and reopens the decision it went into (:func:`_reopen`). A usable answer clears an
+    earlier invalid one (they fixed it); an invalid answer is recorded only where the annotator
+    has no usable one (an invalid update leaves their last usable answer standing)."""
     with catalog.transaction():
-        report.reviews_new += catalog.add("reviews", rows)
+        stored = _stored_answers(catalog, rows)
+        new = [r for r in rows if (r[1], r[2]) not in stored]
+        changed = [r for r in rows if (r[1], r[2]) in stored and stored[(r[1], r[2])] != r[3:6]]
+        report.reviews_new += catalog.add("reviews", new)
+        catalog.conn.executemany("DELETE FROM reviews WHERE task_id=? AND annotator=?", [r[1:3] for r in changed])
+        report.reviews_changed += catalog.add("reviews", changed)      # a new rowid: the latest answer
+        _reopen(catalog, new + changed, report)
         catalog.conn.executemany("DELETE FROM rejects WHERE stage=? AND reason=? AND ref=?",
                                  [(STAGE, INVALID_REVIEW, invalid_ref(r[1], r[2])) for r in rows])
         before = catalog.conn.total_changes
         catalog.conn.executemany(_INVALID_SQL, [(STAGE, b.ref, INVALID_REVIEW, b.line, run_id, b.task_id, b.annotator)
                                                 for b in invalid])
         report.invalid_new += catalog.conn.total_changes - before
+
+
+def _select_in(catalog: Catalog, sql: str, ids: Iterable[str]) -> Iterator[tuple]:
+    """Rows of ``sql`` whose ``{ids}`` placeholder is filled with ``ids``, 500 at a time."""
+    ids = sorted(set(ids))
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        yield from catalog.conn.execute(sql.format(ids=", ".join("?" * len(chunk))), chunk)
+
+
+def _stored_answers(catalog: Catalog, rows: list[tuple]) -> dict[tuple[str, str], tuple]:
+    """(task, annotator) -> (rle, verdict, corrected expression) already in ``reviews`` for ``rows``."""
+    return {(task, annotator): tuple(answer) for task, annotator, *answer in _select_in(
+        catalog, "SELECT task_id, annotator, rle, verdict, corrected_expression FROM reviews WHERE task_id IN ({ids})",
+        (r[1] for r in rows))}
+
+
+def _expert_answered(catalog: Catalog, tids: Iterable[str]) -> set[str]:
+    """The triplets among ``tids`` an expert has answered (adjudication)."""
+    return {t for (t,) in _select_in(catalog, f"SELECT DISTINCT triplet_id FROM reviews WHERE task_id LIKE "
+                                              f"'{ADJ_PREFIX}%' AND triplet_id IN ({{ids}})", tids)}
+
+
+_DROP_REASONS = tuple(v.replace("-", "_") for v in REJECT_VERDICTS)
+
+
+def _reopen(catalog: Catalog, rows: list[tuple], report: PullReport) -> None:
+    """Delete the decisions (and drops) that answers new or changed since no longer reflect, so
+    that :func:`_decide_ready` decides them again from every current answer, as a first pull of
+    the same answers would. An expert's answer stands: a reviewer's change does not reopen what
+    an expert decided (it is counted), the expert's own new or changed answer does."""
+    by_expert = {r[0] for r in rows if r[1].startswith(ADJ_PREFIX)}
+    decided = dict(_select_in(catalog, "SELECT triplet_id, decision FROM consensus WHERE triplet_id IN ({ids})",
+                              (r[0] for r in rows)))
+    answered = _expert_answered(catalog, set(decided) - by_expert)
+    reopen = []
+    for tid, decision in sorted(decided.items()):
+        if tid in by_expert:
+            if decision != ADJUDICATE:          # an open adjudication takes the answer as it is
+                reopen.append(tid)
+        elif tid in answered:
+            report.kept_expert_decision += 1
+        else:
+            reopen.append(tid)
+    catalog.conn.executemany("DELETE FROM consensus WHERE triplet_id=?", [(t,) for t in reopen])
+    catalog.conn.executemany(f"DELETE FROM rejects WHERE stage=? AND ref=? AND reason IN "
+                             f"({', '.join('?' * len(_DROP_REASONS))})", [(STAGE, t, *_DROP_REASONS) for t in reopen])
+    report.redecided += len(reopen)
 
 
 def _candidates(catalog: Catalog, parent: str, corrections: Iterable[tuple[str, str]]) -> list[tuple]:
@@ -424,23 +498,24 @@ def _candidates(catalog: Catalog, parent: str, corrections: Iterable[tuple[str, 
 
 
 _READY_SQL = ("SELECT r.triplet_id FROM reviews r WHERE r.task_id NOT LIKE 'adj:%' {only} AND NOT EXISTS (SELECT 1 "
-              "FROM consensus c WHERE c.triplet_id = r.triplet_id) GROUP BY r.triplet_id HAVING COUNT(*) >= ? "
+              "FROM consensus c WHERE c.triplet_id = r.triplet_id) GROUP BY r.triplet_id HAVING COUNT(*) >= {quorum} "
               "ORDER BY r.triplet_id")
 
 
 def _decide_ready(catalog: Catalog, cfg: PipelineConfig, run_id: str, report: PullReport, triplets: _Triplets,
                   only: Optional[list[str]] = None, decoded: Optional[_Masks] = None, batch: int = 200) -> None:
     """Consensus rows, in one transaction per batch, for the triplets (of ``only``, else all)
-    that reached the quorum and have none yet."""
+    that reached the quorum and have none yet. One an expert has answered goes to adjudication
+    whatever the votes say (the expert's answer stands; reopened by :func:`_reopen`)."""
     rc = cfg.review
     decoded = decoded or _Masks()
-    ready: list[str] = []
-    ids = sorted(set(only)) if only is not None else [None]
-    for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
-        where = f"AND r.triplet_id IN ({', '.join('?' * len(chunk))})" if only is not None else ""
-        ready += [r[0] for r in catalog.conn.execute(_READY_SQL.format(only=where),
-                                                     (*(chunk if only is not None else ()), rc.annotators_per_task))]
+    quorum = int(rc.annotators_per_task)
+    if only is None:
+        ready = [r[0] for r in catalog.conn.execute(_READY_SQL.format(only="", quorum=quorum))]
+    else:
+        ready = sorted(r[0] for r in _select_in(catalog, _READY_SQL.format(
+            only="AND r.triplet_id IN ({ids})", quorum=quorum), only))
+    experts = _expert_answered(catalog, ready)
     for start in range(0, len(ready), batch):
         part = ready[start:start + batch]
         reviews: dict[str, list[tuple]] = {t: [] for t in part}
@@ -457,6 +532,8 @@ def _decide_ready(catalog: Catalog, cfg: PipelineConfig, run_id: str, report: Pu
             if any(v.verdict == "accept" and v.mask is None for v in votes):
                 proposal = _decode(triplets.proposal(tid, None), shape)
             d = decide(votes, proposal, method=rc.consensus, min_agreement=rc.min_agreement, shape=shape)
+            if tid in experts and d.decision != ADJUDICATE:
+                d = replace(d, decision=ADJUDICATE, detail=f"an expert answered ({d.detail})")
             rle = masks.dumps(masks.encode_sparse(d.mask)) if d.mask is not None else None
             consensus.append((tid, rle, None if d.agreement is None else round(d.agreement, 6), d.decision, run_id))
             report.decisions[d.decision] += 1
@@ -627,6 +704,7 @@ def pull(ws: Workspace, cfg: PipelineConfig | None = None, *, client: LabelStudi
                 rows, invalid = _review_rows(tasks, users, triplets, run_id, report, ADJ_PREFIX, experts, _Masks(),
                                              max_chars)
                 _store(catalog, rows, invalid, run_id, report)
+                _decide_ready(catalog, cfg, run_id, report, triplets, only=[r[0] for r in rows])  # reopened ones
                 adj_done += len(tasks)
                 bar.update(adj_row, completed=adj_done, total=adj_total)
             bar.update(adj_row, total=adj_total if adj_total is not None else adj_done)

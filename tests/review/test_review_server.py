@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -20,6 +21,7 @@ from risbench_builder.review.consensus import mean_pairwise_iou
 from risbench_builder.review.sync import load_state, state_path
 from risbench_builder.review.tasks import brush_result
 from risbench_builder.stages.finalize import run_finalize
+from risbench_builder.workspace import Workspace
 from tests.review.conftest import TOKEN_ENV
 
 pytestmark = pytest.mark.labelstudio
@@ -334,3 +336,65 @@ def test_a_malformed_answer_is_an_invalid_review_and_its_task_stays_open(review_
     again = pull(ws)
     assert again.decisions == {"consensus": 1} and again.reviews_new == 1 and again.invalid == 1
     assert review_status(ws)["invalid_by_annotator"] == {broken: 1}
+
+
+def _decided(ws) -> dict[str, tuple]:
+    return {t: (d, r) for t, d, r in rows(ws, "SELECT triplet_id, decision, rle FROM consensus")}
+
+
+def test_an_answer_changed_in_label_studio_counts_and_redecides_its_triplet(review_workspace, label_studio) -> None:
+    """Annotators update submitted answers in Label Studio; the pull takes each one's latest
+    answer, re-decides what it changes (as a first pull of the same answers would), and an
+    expert's answer stands until the expert changes it."""
+    ws = review_workspace()
+    untouched = ws.path.with_name(ws.path.name + "-clean")
+    push(ws)
+    shutil.copytree(ws.path, untouched)                           # the same tasks, never pulled
+    ls = ls_client(label_studio)
+    users = make_users(ls, "a", "b", "c", "expert")
+    uid = {role: u[0] for role, u in users.items()}
+    tasks = load_state(ws)["tasks"]
+    t_same, t_drop, t_adj = largest(ws, 3)
+    P = {t: proposal(ws, t) for t in (t_same, t_drop, t_adj)}
+    ann = {(t, role): ls.create_annotation(tasks[t], answer("accept", P[t]), completed_by=uid[role])
+           for t in P for role in "abc"}
+    assert pull(ws).decisions == {"consensus": 3}
+    before = _decided(ws)
+
+    ls.patch(f"/api/annotations/{ann[t_same, 'a']}/", {"result": answer("accept", P[t_same])})  # saved again
+    for role in "ab":                                             # two of three change their minds
+        ls.patch(f"/api/annotations/{ann[t_drop, role]}/", {"result": answer("reject-mask")})
+    ls.patch(f"/api/annotations/{ann[t_adj, 'b']}/", {"result": answer("corrected", morph(P[t_adj], -2))})
+    ls.patch(f"/api/annotations/{ann[t_adj, 'c']}/", {"result": answer("corrected", far_blob(P[t_adj]))})
+    changed = pull(ws)
+    assert changed.reviews_new == 0 and changed.reviews_changed == 4
+    assert changed.decisions == {"reject-mask": 1, "adjudicate": 1} and changed.adjudication_tasks_new == 1
+    after = _decided(ws)
+    assert after[t_same] == before[t_same] and after[t_drop] == ("reject-mask", None)
+    assert after[t_adj] == ("adjudicate", masks.dumps(masks.encode(morph(P[t_adj], -2))))     # the pixel majority
+    assert rows(ws, "SELECT reason FROM rejects WHERE stage='review' AND ref=?", t_drop) == [("reject_mask",)]
+    assert pull(ws).reviews_changed == 0                          # nothing changed since
+
+    # the catalog is the one a first pull of the same answers gives
+    clean = pull(Workspace(untouched))
+    assert clean.reviews_new == 9 and clean.decisions == {"consensus": 1, "reject-mask": 1, "adjudicate": 1}
+    for sql in ("SELECT triplet_id, task_id, annotator, rle, verdict FROM reviews ORDER BY 1, 2, 3",
+                "SELECT triplet_id, decision, rle, agreement FROM consensus ORDER BY 1",
+                "SELECT ref, reason FROM rejects WHERE stage='review' ORDER BY 1"):
+        assert rows(ws, sql) == rows(Workspace(untouched), sql)
+
+    # the expert accepts the fused mask as shown, without drawing: that mask becomes final
+    adj_task = load_state(ws)["adjudication_tasks"][t_adj]
+    expert_ann = ls.create_annotation(adj_task, answer("accept"), completed_by=uid["expert"])
+    assert pull(ws).adjudicated == {"adjudicated": 1}
+    assert _decided(ws)[t_adj] == ("adjudicated", after[t_adj][1])
+    # the expert changes the answer: it counts
+    expert_mask = morph(P[t_adj], -1)
+    ls.patch(f"/api/annotations/{expert_ann}/", {"result": answer("corrected", expert_mask)})
+    assert pull(ws).adjudicated == {"adjudicated": 1}
+    assert _decided(ws)[t_adj] == ("adjudicated", masks.dumps(masks.encode(expert_mask)))
+    # a reviewer changes theirs after the expert decided: stored, and the expert's decision stands
+    ls.patch(f"/api/annotations/{ann[t_adj, 'c']}/", {"result": answer("accept", P[t_adj])})
+    late = pull(ws)
+    assert late.reviews_changed == 1 and late.kept_expert_decision == 1 and not late.decisions
+    assert _decided(ws)[t_adj] == ("adjudicated", masks.dumps(masks.encode(expert_mask)))
