@@ -96,8 +96,7 @@ def _instructions() -> str:
     return f"<pre style='white-space: pre-wrap'>{html.escape(resource_text(GUIDELINES))}</pre>"
 
 
-def _ensure_project(client: LabelStudio, state: dict[str, Any], key: str, title: str, annotations: int,
-                    roots: Roots) -> int:
+def _ensure_project(client: LabelStudio, state: dict[str, Any], key: str, title: str, annotations: int) -> int:
     project = client.project(state[key]) if state.get(key) else None
     if project is None:
         project = client.find_project(title)
@@ -107,6 +106,11 @@ def _ensure_project(client: LabelStudio, state: dict[str, Any], key: str, title:
                                         expert_instruction=_instructions())
     pid = int(project["id"])
     state[key] = pid
+    return pid
+
+
+def _ensure_serving(client: LabelStudio, pid: int, roots: Roots) -> None:
+    """A local-files storage on the project, which lets the server serve the image folder."""
     root = str(roots.image_root)
     if not any(s.get("path") == root for s in client.local_storages(pid)):
         try:
@@ -116,7 +120,6 @@ def _ensure_project(client: LabelStudio, state: dict[str, Any], key: str, title:
                 f"Label Studio will not serve {root}: start it with LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true and "
                 f"LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT={roots.document_root} (or set review.document_root to the "
                 f"server's value) [{exc}]") from None
-    return pid
 
 
 def _progress(show: bool | None) -> Progress:
@@ -152,6 +155,17 @@ def _import(client: LabelStudio, project_id: int, payloads: list[tuple[str, dict
         if on_batch:
             on_batch(len(batch))
     return done
+
+
+def _of_another_workspace(ws: Workspace, existing: dict[str, int]) -> bool:
+    """Whether the project's tasks are all of other triplets: it belongs to another workspace
+    (same pipeline name, so the same default title, or a reset server that reuses the id), and
+    pushing into it would mix two datasets in one reviewers' queue."""
+    if not existing:
+        return False
+    with Catalog(ws.catalog_path, create=False) as catalog:
+        return next(_select_in(catalog, "SELECT 1 FROM triplets WHERE triplet_id IN ({ids}) LIMIT 1", existing),
+                    None) is None
 
 
 def _check_serving(client: LabelStudio, roots: Roots, image_path: str) -> None:
@@ -198,9 +212,15 @@ def push(ws: Workspace, cfg: PipelineConfig | None = None, *, client: LabelStudi
     client = client or LabelStudio.from_config(rc)
     client.whoami()                                          # a bad token fails here, in one line
     state = _server_state(load_state(ws), client.url)
-    pid = _ensure_project(client, state, "project_id", project_title(cfg), rc.annotators_per_task, roots)
-    save_state(ws, state)
+    pid = _ensure_project(client, state, "project_id", project_title(cfg), rc.annotators_per_task)
     existing = _existing(client, pid)
+    if _of_another_workspace(ws, existing):
+        save_state(ws, {k: v for k, v in state.items() if k != "project_id"})
+        raise ReviewError(f"Label Studio project {pid} at {client.url} holds {len(existing):,} tasks, none of them "
+                          f"of this workspace's triplets (another workspace pushed to it): set review.project_title "
+                          f"in {ws.pipeline_path} to a title of this workspace's own")
+    _ensure_serving(client, pid, roots)
+    save_state(ws, state)
     tasks = state.setdefault("tasks", {})
     tasks.update(existing)
     todo = [q for q in items if q.triplet_id not in existing]
@@ -595,7 +615,8 @@ def _push_adjudication(client: LabelStudio, ws: Workspace, cfg: PipelineConfig, 
     if not pending and not state.get("adjudication_project_id"):
         return None
     roots = resolve_roots(ws, rc, catalog_image_paths(catalog))
-    pid = _ensure_project(client, state, "adjudication_project_id", adjudication_title(cfg), 1, roots)
+    pid = _ensure_project(client, state, "adjudication_project_id", adjudication_title(cfg), 1)
+    _ensure_serving(client, pid, roots)
     save_state(ws, state)
     existing = _existing(client, pid)
     adj_tasks = state.setdefault("adjudication_tasks", {})

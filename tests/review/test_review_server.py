@@ -13,6 +13,7 @@ import uuid
 import cv2
 import numpy as np
 import pytest
+import yaml
 
 from risbench_builder import masks
 from risbench_builder.catalog import Catalog
@@ -21,8 +22,10 @@ from risbench_builder.review.consensus import mean_pairwise_iou
 from risbench_builder.review.sync import load_state, state_path
 from risbench_builder.review.tasks import brush_result
 from risbench_builder.stages.finalize import run_finalize
-from risbench_builder.workspace import Workspace
-from tests.review.conftest import TOKEN_ENV
+from risbench_builder.stages.ingest import run_ingest
+from risbench_builder.stages.refine import run_refine
+from risbench_builder.workspace import Workspace, init_workspace
+from tests.review.conftest import TOKEN_ENV, review_pipeline
 
 pytestmark = pytest.mark.labelstudio
 
@@ -398,3 +401,27 @@ def test_an_answer_changed_in_label_studio_counts_and_redecides_its_triplet(revi
     late = pull(ws)
     assert late.reviews_changed == 1 and late.kept_expert_decision == 1 and not late.decisions
     assert _decided(ws)[t_adj] == ("adjudicated", masks.dumps(masks.encode(expert_mask)))
+
+
+def test_a_project_of_another_workspace_is_refused(review_workspace, label_studio) -> None:
+    """Two builds of one pipeline name share the default project title: the second push must not
+    put its tasks in the first one's project, where its reviewers would meet another dataset."""
+    first = review_workspace()
+    push(first)
+    pid, title = load_state(first)["project_id"], first.load().review.project_title
+    spec = review_pipeline(label_studio)                   # another dataset: none of first's triplets
+    spec["sources"][0]["name"] = "other"
+    spec["review"]["project_title"] = title
+    path = label_studio.document_root / f"{first.path.name}-other.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    other = init_workspace(path.with_suffix(""), path)
+    run_ingest(other, other.load(), progress=False)
+    run_refine(other, other.load(), progress=False)
+    with pytest.raises(ReviewError, match=rf"project {pid} .* holds \d+ tasks, none of them of this workspace's "
+                                          r"triplets .* set review.project_title in "):
+        push(other)
+    assert "project_id" not in load_state(other)
+    spec["review"]["project_title"] = title + " 2"
+    other.pipeline_path.write_text(yaml.safe_dump(spec))
+    second = push(other)
+    assert second.project_id != pid and second.imported == second.queued > 0
