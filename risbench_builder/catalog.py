@@ -256,6 +256,14 @@ class Catalog:
     def count(self, table: str, where: str = "", params: Sequence[Any] = ()) -> int:
         return int(self.conn.execute(f"SELECT COUNT(*) FROM {table} {where}", params).fetchone()[0])
 
+    def select_in(self, sql: str, ids: Iterable[str]) -> Iterator[tuple]:
+        """Rows of ``sql`` with its ``{ids}`` placeholder filled by ``ids``, 500 at a time (far
+        below SQLite's limit on bound parameters)."""
+        ids = sorted(set(ids))
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            yield from self.conn.execute(sql.format(ids=", ".join("?" * len(chunk))), chunk)
+
     def reject_counts(self, stage: str | None = None) -> dict[str, dict[str, int]]:
         sql = "SELECT stage, reason, COUNT(*) FROM rejects"
         params: tuple[Any, ...] = ()

@@ -108,7 +108,7 @@ def _headline(summary: Any) -> Any:
         return summary
     keep = ("triplets_seen", "triplets_new", "rejected", "reject_rate", "seconds", "triplets_per_s",
             "segmenter", "shard", "images", "proposals", "crops", "routes", "rerouted", "kept", "pending",
-            "scenes", "triplets", "splits", "figures", "skipped_sources", "up_to_date")
+            "scenes", "triplets", "splits", "figures", "skipped_sources", "changed_since_ingest", "up_to_date")
     return {k: summary[k] for k in keep if k in summary and (k != "up_to_date" or summary[k])}
 
 

@@ -363,3 +363,48 @@ def test_one_set_of_files_under_a_second_name_is_refused(tmp_path: Path) -> None
     with pytest.raises(ValidationError, match=re.escape("sources[1] ('copy') reads the same files as sources[0]")):
         PipelineConfig.model_validate({"sources": [{"kind": "vrsbench", "root": str(root)},
                                                    {"kind": "vrsbench", "root": f"{root}/", "name": "copy"}]})
+
+
+def test_a_triplet_the_files_now_describe_otherwise_is_reported_not_silently_kept(tmp_path: Path) -> None:
+    """A rerun reads only what is new: a class or box fixed upstream after ingest keeps the
+    triplet as first read (its mask and reviews are of that object), and the report says so."""
+    root = write_p0003_tree(tmp_path / "vrsbench")
+    ws = Workspace(tmp_path / "ws")
+    ws.path.mkdir()
+    cfg = PipelineConfig.model_validate({"sources": [{"kind": "vrsbench", "root": str(root)}]})
+    assert not run_ingest(ws, cfg, progress=False).changed
+    assert not run_ingest(ws, cfg, progress=False).changed                   # nothing changed: nothing said
+    ann_file = root / "Annotations_val" / "P0003_0002.json"
+    ann = json.loads(ann_file.read_text())
+    ann["objects"][0]["obj_cls"] = "ship"
+    ann_file.write_text(json.dumps(ann))
+    with Catalog(ws.catalog_path) as cat:
+        before = cat.fingerprint()
+        (tid,) = cat.conn.execute("SELECT triplet_id FROM triplets").fetchone()
+    again = run_ingest(ws, cfg, progress=False)
+    assert again.changed == 1 and again.new_triplets == 0
+    ref = "vrsbench:Annotations_val/P0003_0002.json#obj0"
+    assert again.changed_examples == [f"{tid} ({ref}): category vehicle -> ship"]
+    said = json.loads((ws.reports / "ingest.json").read_text())
+    assert said["changed_since_ingest"] == 1 and said["changed_since_ingest_examples"] == again.changed_examples
+    with Catalog(ws.catalog_path) as cat:
+        assert cat.fingerprint() == before                                   # kept as first ingested
+    ann["objects"][0]["obj_corner"] = [v + 2 for v in ann["objects"][0]["obj_corner"]]   # now off the image
+    ann_file.write_text(json.dumps(ann))
+    off = run_ingest(ws, cfg, progress=False)
+    assert off.changed == 1 and off.changed_examples[0].startswith(f"{ref}: now box_outside_image (box [")
+    assert not off.rejected                                                  # the catalog holds it: no reject
+    with Catalog(ws.catalog_path) as cat:
+        assert cat.fingerprint() == before and cat.count("rejects") == 0
+    # the other way round: a record rejected at first and fixed upstream loses its old reject
+    ann["objects"][0].update(obj_cls="sheep", referring_sentence="the sheep on the left")
+    ann_file.write_text(json.dumps(ann))
+    fresh = Workspace(tmp_path / "fresh")
+    fresh.path.mkdir()
+    assert run_ingest(fresh, cfg, progress=False).rejected == {"unknown_class": 1}
+    ann["objects"][0].update(obj_cls="vehicle", obj_corner=[v - 2 for v in ann["objects"][0]["obj_corner"]])
+    ann_file.write_text(json.dumps(ann))
+    fixed = run_ingest(fresh, cfg, progress=False)
+    assert fixed.new_triplets == 1 and not fixed.rejected and not fixed.changed
+    with Catalog(fresh.catalog_path) as cat:
+        assert cat.count("rejects") == 0 and cat.count("triplets") == 1

@@ -164,7 +164,7 @@ def _of_another_workspace(ws: Workspace, existing: dict[str, int]) -> bool:
     if not existing:
         return False
     with Catalog(ws.catalog_path, create=False) as catalog:
-        return next(_select_in(catalog, "SELECT 1 FROM triplets WHERE triplet_id IN ({ids}) LIMIT 1", existing),
+        return next(catalog.select_in("SELECT 1 FROM triplets WHERE triplet_id IN ({ids}) LIMIT 1", existing),
                     None) is None
 
 
@@ -447,25 +447,17 @@ def _store(catalog: Catalog, rows: list[tuple], invalid: list[_Invalid], run_id:
         report.invalid_new += catalog.conn.total_changes - before
 
 
-def _select_in(catalog: Catalog, sql: str, ids: Iterable[str]) -> Iterator[tuple]:
-    """Rows of ``sql`` whose ``{ids}`` placeholder is filled with ``ids``, 500 at a time."""
-    ids = sorted(set(ids))
-    for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
-        yield from catalog.conn.execute(sql.format(ids=", ".join("?" * len(chunk))), chunk)
-
-
 def _stored_answers(catalog: Catalog, rows: list[tuple]) -> dict[tuple[str, str], tuple]:
     """(task, annotator) -> (rle, verdict, corrected expression) already in ``reviews`` for ``rows``."""
-    return {(task, annotator): tuple(answer) for task, annotator, *answer in _select_in(
-        catalog, "SELECT task_id, annotator, rle, verdict, corrected_expression FROM reviews WHERE task_id IN ({ids})",
+    return {(task, annotator): tuple(answer) for task, annotator, *answer in catalog.select_in(
+        "SELECT task_id, annotator, rle, verdict, corrected_expression FROM reviews WHERE task_id IN ({ids})",
         (r[1] for r in rows))}
 
 
 def _expert_answered(catalog: Catalog, tids: Iterable[str]) -> set[str]:
     """The triplets among ``tids`` an expert has answered (adjudication)."""
-    return {t for (t,) in _select_in(catalog, f"SELECT DISTINCT triplet_id FROM reviews WHERE task_id LIKE "
-                                              f"'{ADJ_PREFIX}%' AND triplet_id IN ({{ids}})", tids)}
+    return {t for (t,) in catalog.select_in(f"SELECT DISTINCT triplet_id FROM reviews WHERE task_id LIKE "
+                                            f"'{ADJ_PREFIX}%' AND triplet_id IN ({{ids}})", tids)}
 
 
 _DROP_REASONS = tuple(v.replace("-", "_") for v in REJECT_VERDICTS)
@@ -477,8 +469,8 @@ def _reopen(catalog: Catalog, rows: list[tuple], report: PullReport) -> None:
     the same answers would. An expert's answer stands: a reviewer's change does not reopen what
     an expert decided (it is counted), the expert's own new or changed answer does."""
     by_expert = {r[0] for r in rows if r[1].startswith(ADJ_PREFIX)}
-    decided = dict(_select_in(catalog, "SELECT triplet_id, decision FROM consensus WHERE triplet_id IN ({ids})",
-                              (r[0] for r in rows)))
+    decided = dict(catalog.select_in("SELECT triplet_id, decision FROM consensus WHERE triplet_id IN ({ids})",
+                                     (r[0] for r in rows)))
     answered = _expert_answered(catalog, set(decided) - by_expert)
     reopen = []
     for tid, decision in sorted(decided.items()):
@@ -533,7 +525,7 @@ def _decide_ready(catalog: Catalog, cfg: PipelineConfig, run_id: str, report: Pu
     if only is None:
         ready = [r[0] for r in catalog.conn.execute(_READY_SQL.format(only="", quorum=quorum))]
     else:
-        ready = sorted(r[0] for r in _select_in(catalog, _READY_SQL.format(
+        ready = sorted(r[0] for r in catalog.select_in(_READY_SQL.format(
             only="AND r.triplet_id IN ({ids})", quorum=quorum), only))
     experts = _expert_answered(catalog, ready)
     for start in range(0, len(ready), batch):

@@ -74,6 +74,8 @@ class IngestReport:
     imported: int = 0                     # imported masks written as proposals
     imported_routes: Counter = field(default_factory=Counter)
     skipped_sources: dict[str, str] = field(default_factory=dict)   # label -> why (read before, root gone now)
+    changed: int = 0                      # triplets read again that the files now describe otherwise
+    changed_examples: list[str] = field(default_factory=list)
 
     @property
     def reject_rate(self) -> float:
@@ -88,6 +90,9 @@ class IngestReport:
             "rejected": dict(sorted(self.rejected.items())), "reject_rate": round(self.reject_rate, 4),
             "per_source": self.per_source,
             **({"skipped_sources": self.skipped_sources} if self.skipped_sources else {}),
+            # kept as first ingested (their masks and reviews are of that object); ingest --force rereads
+            **({"changed_since_ingest": self.changed, "changed_since_ingest_examples": self.changed_examples}
+               if self.changed else {}),
             "eval_cross_check": {"checked": self.eval_checked, "agree": self.eval_agree},
             **({"segmenter": IMPORTED_SEGMENTER, "model_sha256": "", "imported_masks": self.imported,
                 "routes": dict(sorted(self.imported_routes.items()))} if self.imported_routes else {}),
@@ -282,9 +287,40 @@ class _Batch:
         first = known.setdefault(norm, triplet_id)
         return first if first != triplet_id else None
 
+    def _note_changed(self) -> None:
+        """Triplets the catalog holds whose category, box or outline the files now give otherwise,
+        or that the files now reject (fixed upstream, or read differently by this version):
+        counted, never silently kept. A record the catalog holds is no reject of this run; a
+        record rejected before and read fine now loses its old reject."""
+        held = {ref for (ref,) in self.catalog.select_in("SELECT source_ref FROM triplets WHERE source_ref IN ({ids})",
+                                                         (ref for ref, _, _ in self.rejects))}
+        for ref, reason, detail in [r for r in self.rejects if r[0] in held]:
+            self._changed(f"{ref}: now {reason} ({detail})")
+            self.report.rejected[reason] -= 1
+            self.report.rejected = +self.report.rejected       # no reason left at zero
+            self._stats["rejects"] -= 1
+        self.rejects = [r for r in self.rejects if r[0] not in held]
+        self.catalog.conn.executemany("DELETE FROM rejects WHERE stage=? AND ref=?",
+                                      [(STAGE, row[3]) for row in self.triplets])
+        read = {row[0]: row for row in self.triplets}
+        for tid, ref, category, box, polygon in self.catalog.select_in(
+                "SELECT triplet_id, source_ref, category, box_xyxy, polygon FROM triplets WHERE triplet_id IN ({ids})",
+                read):
+            now = read[tid]
+            diffs = [f"{what} {was} -> {new}" for what, was, new in (
+                ("category", category, now[4]), ("box", box, now[6]), ("outline", polygon, now[7])) if was != new]
+            if diffs:
+                self._changed(f"{tid} ({ref}): " + "; ".join(diffs))
+
+    def _changed(self, example: str) -> None:
+        self.report.changed += 1
+        if len(self.report.changed_examples) < 10:
+            self.report.changed_examples.append(example[:400])
+
     def commit(self, run_id: str) -> None:
         with self.catalog.transaction():
             self.catalog.add("images", self.images.values())
+            self._note_changed()
             self.report.new_triplets += self.catalog.add("triplets", self.triplets)
             self.report.imported += self.catalog.add("proposals", (row + (run_id,) for row in self.proposals))
             self.catalog.add_rejects(STAGE, self.rejects, run_id)
