@@ -408,3 +408,17 @@ def test_a_triplet_the_files_now_describe_otherwise_is_reported_not_silently_kep
     assert fixed.new_triplets == 1 and not fixed.rejected and not fixed.changed
     with Catalog(fresh.catalog_path) as cat:
         assert cat.count("rejects") == 0 and cat.count("triplets") == 1
+    # a whole file: broken now, its triplet kept and no reject; rejected at first, fixed, no reject left
+    good = ann_file.read_text()
+    ann_file.write_text('{"objects": [')
+    broken = run_ingest(fresh, cfg, progress=False)
+    assert broken.changed == 1 and broken.changed_examples[0].startswith(f"{ref.split('#')[0]}: now malformed_file")
+    assert not broken.rejected
+    newer = Workspace(tmp_path / "newer")
+    newer.path.mkdir()
+    assert run_ingest(newer, cfg, progress=False).rejected == {"malformed_file": 1}
+    ann_file.write_text(good)
+    assert run_ingest(newer, cfg, progress=False).new_triplets == 1
+    for w in (fresh, newer):
+        with Catalog(w.catalog_path) as cat:
+            assert cat.count("rejects") == 0 and cat.count("triplets") == 1

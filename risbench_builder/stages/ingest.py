@@ -148,6 +148,8 @@ class _Batch:
         self.triplets: list[tuple] = []
         self.proposals: list[tuple] = []
         self.rejects: list[tuple[str, str, str]] = []
+        self.files: set[str] = set()                         # refs of the files read (a record's ref is "<file>#...")
+        self.files_read: list[str] = []                      # of which those read without a file reject
         self._image_info: dict[Path | None, ImageInfo] = {}
         self._expressions: dict[str, dict[str, str]] = {}   # image_id -> {normalised expr: triplet_id}
         self._stats = report.per_source.setdefault(src.label, Counter())
@@ -174,11 +176,15 @@ class _Batch:
     def add_unit(self, reader: Any, unit: str) -> None:
         """Every item of one annotation file; a reader that fails outright costs that file alone
         (a ``malformed_file`` reject), never the stage."""
+        file_ref = f"{self.src.label}:{unit}"
         try:
             for item in reader.read(unit):
                 self.add(item)
         except Exception as exc:
-            self.reject(f"{self.src.label}:{unit}", MALFORMED_FILE, f"{unit}: {unexpected(exc)}")
+            self.reject(file_ref, MALFORMED_FILE, f"{unit}: {unexpected(exc)}")
+        self.files.add(file_ref)
+        if not any(ref == file_ref for ref, _, _ in self.rejects):
+            self.files_read.append(file_ref)             # an earlier reject of the whole file is gone
 
     def _validate(self, rec: SourceRecord) -> tuple[str, str] | None:
         category = normalize_class(rec.category_raw)
@@ -291,9 +297,11 @@ class _Batch:
         """Triplets the catalog holds whose category, box or outline the files now give otherwise,
         or that the files now reject (fixed upstream, or read differently by this version):
         counted, never silently kept. A record the catalog holds is no reject of this run; a
-        record rejected before and read fine now loses its old reject."""
+        record (or a whole file) rejected before and read fine now loses its old reject."""
         held = {ref for (ref,) in self.catalog.select_in("SELECT source_ref FROM triplets WHERE source_ref IN ({ids})",
                                                          (ref for ref, _, _ in self.rejects))}
+        held |= {ref for ref, _, _ in self.rejects if ref in self.files and self.catalog.conn.execute(
+            "SELECT 1 FROM triplets WHERE substr(source_ref, 1, ?) = ? LIMIT 1", (len(ref) + 1, ref + "#")).fetchone()}
         for ref, reason, detail in [r for r in self.rejects if r[0] in held]:
             self._changed(f"{ref}: now {reason} ({detail})")
             self.report.rejected[reason] -= 1
@@ -301,7 +309,7 @@ class _Batch:
             self._stats["rejects"] -= 1
         self.rejects = [r for r in self.rejects if r[0] not in held]
         self.catalog.conn.executemany("DELETE FROM rejects WHERE stage=? AND ref=?",
-                                      [(STAGE, row[3]) for row in self.triplets])
+                                      [(STAGE, ref) for ref in [row[3] for row in self.triplets] + self.files_read])
         read = {row[0]: row for row in self.triplets}
         for tid, ref, category, box, polygon in self.catalog.select_in(
                 "SELECT triplet_id, source_ref, category, box_xyxy, polygon FROM triplets WHERE triplet_id IN ({ids})",
