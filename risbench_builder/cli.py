@@ -222,6 +222,9 @@ def calibrate(workspace: Path = WorkspaceOpt,
                   f"changes: {json.dumps(changed)}")
     if write:
         console.print(f"  written to {result['written_to']}; rerun sam-refine to re-route (no masks are recomputed)")
+        if "previous_pipeline" in result:
+            console.print(f"  its layout did not allow a one-value edit, so it was rewritten without comments; the "
+                          f"previous file is {result['previous_pipeline']}")
 
 
 @app.command()

@@ -285,6 +285,78 @@ def read_yaml(path: Path, missing: str = "no such file") -> object:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
 
 
+def set_in_yaml(path: Path, keys: tuple[str, ...], value: Any) -> Optional[Path]:
+    """Set the value at ``keys`` (mapping keys from the top) in the YAML file ``path``, editing
+    only that value's text, so that the user's comments and layout elsewhere stay (a pipeline
+    is documentation too). Where the file's shape does not allow that (a flow-style parent, a
+    top level that is not a mapping), the whole file is rewritten and the old one kept beside
+    it: that copy's path is returned. The file is replaced atomically."""
+    text = path.read_text(encoding="utf-8")
+    expected = yaml.safe_load(text)
+    if not isinstance(expected, dict):
+        expected = {}
+    inner = expected
+    for key in keys[:-1]:
+        if not isinstance(inner.get(key), dict):
+            inner[key] = {}
+        inner = inner[key]
+    inner[keys[-1]] = value
+    edited = _edited(text, keys, value)
+    backup = None
+    if edited is None or yaml.safe_load(edited) != expected:
+        backup = path.with_name(path.name + ".bak")
+        backup.write_text(text, encoding="utf-8")
+        edited = yaml.safe_dump(expected, sort_keys=False)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(edited, encoding="utf-8")
+    tmp.replace(path)
+    return backup
+
+
+def _flow(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, width=1 << 30, sort_keys=False).strip().removesuffix(
+        "\n...").strip()
+
+
+def _text_end(node: yaml.Node) -> int:
+    """Where ``node``'s own text ends: a block collection's end mark lies past its trailing
+    comments and blank lines, so it ends with its last child instead."""
+    if isinstance(node, yaml.MappingNode) and not node.flow_style and node.value:
+        return _text_end(node.value[-1][1])
+    if isinstance(node, yaml.SequenceNode) and not node.flow_style and node.value:
+        return _text_end(node.value[-1])
+    return node.end_mark.index
+
+
+def _edited(text: str, keys: tuple[str, ...], value: Any) -> Optional[str]:
+    """``text`` with the value at ``keys`` replaced (or its key added) in place; None where the
+    shape calls for a rewrite."""
+    try:
+        parent = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    for depth, key in enumerate(keys):
+        if not isinstance(parent, yaml.MappingNode) or parent.flow_style or not parent.value:
+            return None
+        found = [(k, v) for k, v in parent.value if isinstance(k, yaml.ScalarNode) and k.value == key]
+        if not found:                           # add "key: value" as the mapping's last entry
+            nested: Any = value
+            for outer in reversed(keys[depth + 1:]):
+                nested = {outer: nested}
+            at = text.find("\n", _text_end(parent.value[-1][1]))
+            at = len(text) if at < 0 else at + 1
+            line = " " * parent.value[0][0].start_mark.column + f"{key}: {_flow(nested)}\n"
+            return text[:at] + ("" if text[:at].endswith("\n") or not at else "\n") + line + text[at:]
+        k_node, v_node = found[-1]
+        if depth < len(keys) - 1:
+            parent = v_node
+            continue
+        if isinstance(v_node, (yaml.MappingNode, yaml.SequenceNode)) and not v_node.flow_style:
+            return text[:k_node.end_mark.index] + ": " + _flow(value) + text[_text_end(v_node):]
+        return text[:v_node.start_mark.index] + _flow(value) + text[v_node.end_mark.index:]
+    return None
+
+
 def parse_pipeline(data: object, origin: Path | str = "<pipeline>") -> PipelineConfig:
     return parse_model(PipelineConfig, data, origin, " with a 'sources:' key")
 

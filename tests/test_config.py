@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from risbench_builder.config import ConfigError, load_pipeline, parse_pipeline, recipe_path
+import yaml
+
+from risbench_builder.config import ConfigError, load_pipeline, parse_pipeline, recipe_path, set_in_yaml
 
 
 def test_sources_alone_is_a_valid_pipeline() -> None:
@@ -96,3 +98,23 @@ def test_config_hash_changes_with_content() -> None:
     a = parse_pipeline({"sources": [{"kind": "dota", "root": "a"}]})
     b = parse_pipeline({"sources": [{"kind": "dota", "root": "b"}]})
     assert a.sha256() != b.sha256() and a.sha256() == parse_pipeline(a.model_dump()).sha256()
+
+
+@pytest.mark.parametrize("text, kept", [
+    (recipe_path("risbench").read_text(), True),                                      # route: a flow mapping
+    ("name: x\nrefine:\n  segmenter: sam  # s\n  route:\n    min_iou_pred: 0.5\n  # after\nfinalize: {}\n", True),
+    ("name: x  # n\nrefine:\n  segmenter: sam\n  # end of refine\n\nfinalize:\n  a: 1\n", True),  # no route
+    ("# only sources\nsources:\n  - {kind: vrsbench, root: v}  # here", True),        # no refine, no newline
+    ("# flow\nrefine: {segmenter: box}\n", False),                                     # rewritten, old file kept
+])
+def test_set_in_yaml_changes_one_value_and_keeps_the_comments(tmp_path: Path, text: str, kept: bool) -> None:
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(text)
+    route = {"min_iou_pred": 0.91, "min_box_iou": None}
+    backup = set_in_yaml(path, ("refine", "route"), route)
+    data, before = yaml.safe_load(path.read_text()), yaml.safe_load(text)
+    before.setdefault("refine", {})["route"] = route
+    assert data == before                                           # every other value as it was
+    comments = [line.split("#", 1)[1] for line in text.splitlines() if "#" in line and "min_iou_pred: 0.5" not in line]
+    assert all(c in path.read_text() for c in comments) == kept
+    assert (backup is None) == kept and (kept or backup.read_text() == text)

@@ -323,7 +323,11 @@ def test_objects_without_an_expression_get_no_mask(make_workspace, tmp_path: Pat
 def test_calibrate_reaches_target_precision_and_writes_thresholds(make_workspace) -> None:
     ws = ingested(make_workspace, scenes=6)
     run_refine(ws, ws.load(), progress=False)
+    notes = "# why these sources: see the lab wiki\n"            # a user's pipeline is documentation too
+    ws.pipeline_path.write_text(notes + ws.pipeline_path.read_text().replace("refine:\n", "refine:  # tuned\n"))
     result = calibrate_workspace(ws, None, target=0.95, write=True)
+    assert ws.pipeline_path.read_text().startswith(notes) and "refine:  # tuned\n" in ws.pipeline_path.read_text()
+    assert "previous_pipeline" not in result
     current, proposed = result["current"], result["proposed"]
     assert current["n"] > 20 and 0 < current["mean_iou"] <= 1
     assert current["mean_iou"] > current["mean_iou_box_baseline"]      # GrabCut beats the plain box

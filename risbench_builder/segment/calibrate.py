@@ -14,11 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from .. import masks
 from ..catalog import Catalog
-from ..config import RouteConfig
+from ..config import RouteConfig, set_in_yaml
 from ..readmodel import current_proposal_set
 from ..synthetic import default_truth, load_truth
 from ..workspace import Workspace
@@ -195,11 +194,11 @@ def calibrate_workspace(ws: Workspace, truth: Path | None, target: float = 0.95,
     after = evaluate(name, samples, proposed)
     result = {"current": now.as_dict(), "proposed": after.as_dict(), "target_precision": target,
               "target_reached": reached}
-    if write:
-        data = yaml.safe_load(ws.pipeline_path.read_text())
-        data.setdefault("refine", {})["route"] = proposed.model_dump()
-        ws.pipeline_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    if write:                                   # only refine.route's text changes: comments stay
+        backup = set_in_yaml(ws.pipeline_path, ("refine", "route"), proposed.model_dump())
         result["written_to"] = str(ws.pipeline_path)
+        if backup is not None:
+            result["previous_pipeline"] = str(backup)
     ws.reports.mkdir(parents=True, exist_ok=True)
     (ws.reports / "calibration.json").write_text(json.dumps(result, indent=2) + "\n")
     return result
