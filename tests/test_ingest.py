@@ -422,3 +422,8 @@ def test_a_triplet_the_files_now_describe_otherwise_is_reported_not_silently_kep
     for w in (fresh, newer):
         with Catalog(w.catalog_path) as cat:
             assert cat.count("rejects") == 0 and cat.count("triplets") == 1
+    # the image re-encoded upstream: other pixels under the same name (ingest.hash_images, the default)
+    image = next(root.glob("Images_val/**/P0003_0002.png"))
+    Image.fromarray(np.full((512, 512, 3), 91, np.uint8)).save(image)
+    redone = run_ingest(newer, cfg, progress=False)
+    assert redone.changed == 1 and "another image now (512x512, sha256 " in redone.changed_examples[0]

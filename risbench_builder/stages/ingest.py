@@ -295,7 +295,8 @@ class _Batch:
 
     def _note_changed(self) -> None:
         """Triplets the catalog holds whose category, box or outline the files now give otherwise,
-        or that the files now reject (fixed upstream, or read differently by this version):
+        or that the files now reject, and images whose file now holds other pixels (fixed or
+        re-encoded upstream, or read differently by this version):
         counted, never silently kept. A record the catalog holds is no reject of this run; a
         record (or a whole file) rejected before and read fine now loses its old reject."""
         held = {ref for (ref,) in self.catalog.select_in("SELECT source_ref FROM triplets WHERE source_ref IN ({ids})",
@@ -319,6 +320,13 @@ class _Batch:
                 ("category", category, now[4]), ("box", box, now[6]), ("outline", polygon, now[7])) if was != new]
             if diffs:
                 self._changed(f"{tid} ({ref}): " + "; ".join(diffs))
+        images = {row[0]: row for row in self.images.values()}
+        for image_id, width, height, sha in self.catalog.select_in(
+                "SELECT image_id, width, height, sha256 FROM images WHERE image_id IN ({ids})", images):
+            now = images[image_id]
+            if (width, height) != now[4:6] or sha and now[7] and sha != now[7]:
+                self._changed(f"{image_id} ({now[1]}): another image now ({width}x{height}, sha256 {str(sha)[:12]} -> "
+                              f"{now[4]}x{now[5]}, {str(now[7])[:12]}); its masks were made on the old one")
 
     def _changed(self, example: str) -> None:
         self.report.changed += 1
