@@ -402,6 +402,16 @@ def test_an_answer_changed_in_label_studio_counts_and_redecides_its_triplet(revi
     assert late.reviews_changed == 1 and late.kept_expert_decision == 1 and not late.decisions
     assert _decided(ws)[t_adj] == ("adjudicated", masks.dumps(masks.encode(expert_mask)))
 
+    # one annotator with two answers on a task: the one saved last counts, not the one made last
+    def verdict_of_a() -> str:
+        return rows(ws, "SELECT verdict FROM reviews WHERE triplet_id=? AND annotator=?", t_same, users["a"][1])[0][0]
+
+    ls.create_annotation(tasks[t_same], answer("reject-mask"), completed_by=uid["a"])
+    assert pull(ws).reviews_changed == 1 and verdict_of_a() == "reject-mask"
+    ls.patch(f"/api/annotations/{ann[t_same, 'a']}/", {"result": answer("corrected", morph(P[t_same], -1))})
+    assert pull(ws).reviews_changed == 1 and verdict_of_a() == "corrected"
+    assert pull(ws).reviews_changed == 0
+
 
 def test_a_project_of_another_workspace_is_refused(review_workspace, label_studio) -> None:
     """Two builds of one pipeline name share the default project title: the second push must not
