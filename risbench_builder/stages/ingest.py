@@ -74,7 +74,7 @@ class IngestReport:
     imported: int = 0                     # imported masks written as proposals
     imported_routes: Counter = field(default_factory=Counter)
     skipped_sources: dict[str, str] = field(default_factory=dict)   # label -> why (read before, root gone now)
-    changed: int = 0                      # triplets read again that the files now describe otherwise
+    changed: int = 0                      # triplets and images held that the files now give otherwise
     changed_examples: list[str] = field(default_factory=list)
 
     @property
@@ -293,12 +293,10 @@ class _Batch:
         first = known.setdefault(norm, triplet_id)
         return first if first != triplet_id else None
 
-    def _note_changed(self) -> None:
-        """Triplets the catalog holds whose category, box or outline the files now give otherwise,
-        or that the files now reject, and images whose file now holds other pixels (fixed or
-        re-encoded upstream, or read differently by this version):
-        counted, never silently kept. A record the catalog holds is no reject of this run; a
-        record (or a whole file) rejected before and read fine now loses its old reject."""
+    def _reconcile_rejects(self) -> None:
+        """Rejects as the files are now: a record the catalog holds is no reject of this run (it
+        is counted as changed), and a record or a whole file rejected before and read fine now
+        loses its old reject."""
         held = {ref for (ref,) in self.catalog.select_in("SELECT source_ref FROM triplets WHERE source_ref IN ({ids})",
                                                          (ref for ref, _, _ in self.rejects))}
         held |= {ref for ref, _, _ in self.rejects if ref in self.files and self.catalog.conn.execute(
@@ -311,6 +309,11 @@ class _Batch:
         self.rejects = [r for r in self.rejects if r[0] not in held]
         self.catalog.conn.executemany("DELETE FROM rejects WHERE stage=? AND ref=?",
                                       [(STAGE, ref) for ref in [row[3] for row in self.triplets] + self.files_read])
+
+    def _note_changed(self) -> None:
+        """Triplets the catalog holds whose category, box or outline the files now give otherwise,
+        and images whose file now holds other pixels (fixed or re-encoded upstream, or read
+        differently by this version): kept as first read, counted, never silently."""
         read = {row[0]: row for row in self.triplets}
         for tid, ref, category, box, polygon in self.catalog.select_in(
                 "SELECT triplet_id, source_ref, category, box_xyxy, polygon FROM triplets WHERE triplet_id IN ({ids})",
@@ -335,8 +338,9 @@ class _Batch:
 
     def commit(self, run_id: str) -> None:
         with self.catalog.transaction():
-            self.catalog.add("images", self.images.values())
+            self._reconcile_rejects()
             self._note_changed()
+            self.catalog.add("images", self.images.values())
             self.report.new_triplets += self.catalog.add("triplets", self.triplets)
             self.report.imported += self.catalog.add("proposals", (row + (run_id,) for row in self.proposals))
             self.catalog.add_rejects(STAGE, self.rejects, run_id)
