@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS triplets (
     box_xyxy TEXT NOT NULL, polygon TEXT, attributes_json TEXT NOT NULL DEFAULT '{}',
     origin_split TEXT);
 CREATE INDEX IF NOT EXISTS triplets_image ON triplets(image_id);
+CREATE INDEX IF NOT EXISTS triplets_source_ref ON triplets(source_ref);
 CREATE TABLE IF NOT EXISTS proposals (
     triplet_id TEXT NOT NULL REFERENCES triplets(triplet_id), segmenter TEXT NOT NULL,
     model_sha256 TEXT NOT NULL DEFAULT '', rle TEXT NOT NULL, scores_json TEXT NOT NULL DEFAULT '{}',

@@ -300,7 +300,8 @@ class _Batch:
         held = {ref for (ref,) in self.catalog.select_in("SELECT source_ref FROM triplets WHERE source_ref IN ({ids})",
                                                          (ref for ref, _, _ in self.rejects))}
         held |= {ref for ref, _, _ in self.rejects if ref in self.files and self.catalog.conn.execute(
-            "SELECT 1 FROM triplets WHERE substr(source_ref, 1, ?) = ? LIMIT 1", (len(ref) + 1, ref + "#")).fetchone()}
+            "SELECT 1 FROM triplets WHERE source_ref > ? AND source_ref < ? LIMIT 1",   # its records: "<ref>#..."
+            (ref + "#", ref + "$")).fetchone()}
         for ref, reason, detail in [r for r in self.rejects if r[0] in held]:
             self._changed(f"{ref}: now {reason} ({detail})")
             self.report.rejected[reason] -= 1
