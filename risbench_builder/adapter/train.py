@@ -12,7 +12,6 @@ of progress) therefore lets a killed run continue exactly as if it had not stopp
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -20,7 +19,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -28,7 +27,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from safetensors.torch import load_file, save_file
 
 from ..catalog import code_version
-from ..ddp import ranks_agree
+from ..ddp import process_group, ranks_agree
 from ..devices import pick_device
 from ..workspace import Workspace
 from .data import FeatureStore, make_batch, recipe_samples, sam_for
@@ -61,26 +60,6 @@ class TrainResult:
 
 def _seed(*parts: object) -> int:
     return int(hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()[:15], 16)
-
-
-@contextlib.contextmanager
-def _distributed() -> Iterator[tuple[int, int]]:
-    """(rank, world): under torchrun join the process group (nccl on GPUs, gloo on CPU)."""
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    rank = int(os.environ.get("RANK", 0))
-    if world == 1 or "MASTER_ADDR" not in os.environ:
-        yield 0, 1
-        return
-    import torch.distributed as dist
-
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if backend == "nccl":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-    dist.init_process_group(backend, rank=rank, world_size=world)
-    try:
-        yield rank, world
-    finally:
-        dist.destroy_process_group()
 
 
 def _barrier(world: int) -> None:
@@ -153,7 +132,7 @@ def train_adapter(ws: Workspace, recipe: AdapterRecipe, out: Path | None = None,
                   log: Callable[[str], None] = print) -> TrainResult:
     """Train (or continue) the adapter of ``recipe`` on ``ws``'s trusted masks; writes ``out``."""
     out = Path(out) if out is not None else ws.runs / f"adapter-{recipe.name}"
-    with _distributed() as (rank, world):
+    with process_group() as (rank, world, _):
         return _train(ws, recipe, out, checkpoint, truth, resume, max_steps, _device(device, world), evaluate,
                       progress and rank == 0, log if rank == 0 else (lambda _m: None), rank, world)
 

@@ -17,7 +17,6 @@ this process (the smoke arms in ``smoke.py``).
 from __future__ import annotations
 
 import json
-import os
 import time
 import warnings
 from contextlib import nullcontext
@@ -29,7 +28,7 @@ import torch
 from rich.progress import track
 from torch import nn
 
-from ..ddp import ranks_agree
+from ..ddp import process_group, ranks_agree
 from ..devices import pick_device
 from ..parallel import default_workers
 from .config import CroBIMConfig
@@ -82,10 +81,6 @@ def seed_everything(seed: int) -> None:
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     g = torch.Generator().manual_seed(seed * 1000 + epoch)
     return torch.randperm(n, generator=g).tolist()
-
-
-def _dist_info() -> tuple[int, int, int]:
-    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_RANK", 0))
 
 
 def dry_run(cfg: CroBIMConfig, log: Log = print) -> dict[str, int]:
@@ -148,19 +143,14 @@ def train(data: str | Path, cfg: CroBIMConfig, out: str | Path, resume: bool = F
     """Train on ``data``'s train split; returns the last epoch's record. ``until_epoch`` stops early
     (to simulate an interruption) without changing the schedule. ``progress``: a bar per epoch on
     rank 0 (a paper epoch is minutes on a GPU, hours on a CPU)."""
-    rank, world, local_rank = _dist_info()
-    tc = cfg.train
-    if world > 1:
-        import torch.distributed as dist
+    with process_group() as (rank, world, local_rank):
+        return _train(data, cfg, out, resume, pick_device(None, local_rank) if world > 1 else pick_device(device),
+                      until_epoch, log, progress, rank, world)
 
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if not dist.is_initialized():
-            dist.init_process_group(backend)
-        dev = pick_device(None, local_rank)
-        if dev.type == "cuda":
-            torch.cuda.set_device(dev)
-    else:
-        dev = pick_device(device)
+
+def _train(data: str | Path, cfg: CroBIMConfig, out: str | Path, resume: bool, dev: torch.device,
+           until_epoch: int | None, log: Log, progress: bool, rank: int, world: int) -> dict:
+    tc = cfg.train
     out = Path(out)
     last = out / "last"
     if resume:
