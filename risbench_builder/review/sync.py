@@ -460,7 +460,12 @@ def _expert_answered(catalog: Catalog, tids: Iterable[str]) -> set[str]:
                                             f"'{ADJ_PREFIX}%' AND triplet_id IN ({{ids}})", tids)}
 
 
-_DROP_REASONS = tuple(v.replace("-", "_") for v in REJECT_VERDICTS)
+def _drop_reason(verdict: str) -> str:
+    """The ``rejects.reason`` a dropping verdict is recorded under (``reject-mask`` -> ``reject_mask``)."""
+    return verdict.replace("-", "_")
+
+
+_DROP_REASONS = tuple(_drop_reason(v) for v in REJECT_VERDICTS)
 
 
 def _reopen(catalog: Catalog, rows: list[tuple], report: PullReport) -> None:
@@ -550,7 +555,7 @@ def _decide_ready(catalog: Catalog, cfg: PipelineConfig, run_id: str, report: Pu
             consensus.append((tid, rle, None if d.agreement is None else round(d.agreement, 6), d.decision, run_id))
             report.decisions[d.decision] += 1
             if d.dropped:
-                rejects.append((tid, d.decision.replace("-", "_"), d.detail[:500]))
+                rejects.append((tid, _drop_reason(d.decision), d.detail[:500]))
             if rc.keep_corrected_expressions:
                 new += _candidates(catalog, tid, [(v.annotator, v.corrected_expression) for v in votes
                                                   if v.corrected_expression])
@@ -639,7 +644,7 @@ def _resolve_adjudications(catalog: Catalog, cfg: PipelineConfig, run_id: str, r
     for tid, fused, expert, rle, verdict, fix in latest.values():
         if verdict in REJECT_VERDICTS:
             updates.append((None, verdict, run_id, tid))
-            rejects.append((tid, verdict.replace("-", "_"), f"adjudicated by {expert}: {verdict}"))
+            rejects.append((tid, _drop_reason(verdict), f"adjudicated by {expert}: {verdict}"))
             report.adjudicated[verdict] += 1
         elif verdict in MASK_VERDICTS and (rle or fused):
             updates.append((rle or fused, ADJUDICATED, run_id, tid))
