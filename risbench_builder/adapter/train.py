@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -69,8 +68,8 @@ def _barrier(world: int) -> None:
         dist.barrier()
 
 
-def _device(device: str | None, world: int) -> str:
-    return str(pick_device(device, int(os.environ.get("LOCAL_RANK", 0)) if world > 1 else None))
+def _device(device: str | None, world: int, local_rank: int) -> str:
+    return str(pick_device(device, local_rank if world > 1 else None))
 
 
 # ------------------------------------------------------------------------ checkpoints
@@ -132,9 +131,9 @@ def train_adapter(ws: Workspace, recipe: AdapterRecipe, out: Path | None = None,
                   log: Callable[[str], None] = print) -> TrainResult:
     """Train (or continue) the adapter of ``recipe`` on ``ws``'s trusted masks; writes ``out``."""
     out = Path(out) if out is not None else ws.runs / f"adapter-{recipe.name}"
-    with process_group() as (rank, world, _):
-        return _train(ws, recipe, out, checkpoint, truth, resume, max_steps, _device(device, world), evaluate,
-                      progress and rank == 0, log if rank == 0 else (lambda _m: None), rank, world)
+    with process_group() as (rank, world, local_rank):
+        return _train(ws, recipe, out, checkpoint, truth, resume, max_steps, _device(device, world, local_rank),
+                      evaluate, progress and rank == 0, log if rank == 0 else (lambda _m: None), rank, world)
 
 
 def _train(ws: Workspace, recipe: AdapterRecipe, out: Path, checkpoint: str | Path | None, truth: Path | None,
